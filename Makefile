@@ -1,0 +1,38 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo   - run the whole pipeline on the demo plant (Ctrl-C stops it; DURATION=60 for a bounded run)
+#   make test   - lint, type-check and run the full test suite (starts its own Kafka + registry)
+# Both set themselves up idempotently: a virtualenv in .venv with the project installed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DURATION ?=
+
+.PHONY: demo test lint install clean stop
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17+ is required (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is required (Debian: apt-get install maven)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/plantstream up $(if $(DURATION),--duration $(DURATION),)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+stop: $(STAMP)
+	$(BIN)/plantstream kafka stop
+
+clean:
+	rm -rf $(VENV) .plantstream .pytest_cache .mypy_cache .ruff_cache

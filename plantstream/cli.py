@@ -1,0 +1,217 @@
+"""The `plantstream` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from plantstream.config import ConfigError, Settings, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and schema registry.")
+topics_app = typer.Typer(no_args_is_help=True, help="Topics and their Avro schemas.")
+produce_app = typer.Typer(no_args_is_help=True, help="Device producers.")
+sink_app = typer.Typer(no_args_is_help=True, help="Sinks.")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+app.add_typer(produce_app, name="produce")
+app.add_typer(sink_app, name="sink")
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="plant YAML (default: $PLANTSTREAM_CONFIG "
+                                                                         "or the demo plant)")]
+
+
+class Ctx:
+    config_path: str | None = None
+    _settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_config(self.config_path)
+            except ConfigError as e:
+                typer.echo(f"error: {e}", err=True)
+                raise typer.Exit(2) from e
+        return self._settings
+
+
+ctx_state = Ctx()
+
+
+@app.callback()
+def _root(
+    config: ConfigOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """plantstream: shop-floor data from OPC UA and Modbus devices to Kafka, KPIs, storage and alerts."""
+    ctx_state.config_path = config
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "faust", "mode", "pymodbus", "asyncua", "httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {msg}", err=True)
+    return typer.Exit(code)
+
+
+@app.command("check-config")
+def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validate")]) -> None:
+    """Validate a config file; exit 0 when usable, 2 with the problems listed otherwise."""
+    try:
+        s = load_config(file)
+    except ConfigError as e:
+        raise _fail(str(e), 2) from e
+    n_tags = sum(len(d.tags) for d in s.devices)
+    typer.echo(f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags)")
+
+
+# --- local stack -------------------------------------------------------------------------------
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Fetch (first time), start and wait for the broker and the schema registry."""
+    from plantstream.stack import kafka, registry
+
+    s = ctx_state.settings()
+    try:
+        k = kafka.start(s)
+        typer.echo(f"kafka: running on {k.bootstrap} (pid {k.pid}, data {k.data_dir})")
+        r = registry.start(s)
+        typer.echo(f"registry: running on {r.url} (pid {r.pid})")
+    except Exception as e:
+        raise _fail(str(e)) from e
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the registry and the broker (data is kept)."""
+    from plantstream.stack import kafka, registry
+
+    s = ctx_state.settings()
+    typer.echo("registry: stopped" if registry.stop(s) else "registry: was not running")
+    typer.echo("kafka: stopped" if kafka.stop(s) else "kafka: was not running")
+
+
+@kafka_app.command("status")
+def kafka_status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
+    """Is the local stack up, and where."""
+    from plantstream.stack import kafka, registry
+
+    s = ctx_state.settings()
+    k = kafka.status(s)
+    r = registry.status(s)
+    bootstrap = s.pipeline.kafka.bootstrap or k.bootstrap
+    url = s.pipeline.registry.url or r.url
+    doc = {"running": bool(bootstrap and url), "bootstrap": bootstrap, "registry_url": url,
+           "kafka": {**asdict(k), "configured": bool(s.pipeline.kafka.bootstrap)},
+           "registry": {**asdict(r), "configured": bool(s.pipeline.registry.url)}}
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        typer.echo(f"kafka:    {'up on ' + bootstrap if bootstrap else 'down (`plantstream kafka start`)'}")
+        typer.echo(f"registry: {'up on ' + url if url else 'down (`plantstream kafka start`)'}")
+    if not doc["running"]:
+        raise typer.Exit(1)
+
+
+# --- topics, tail -------------------------------------------------------------------------------
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create or update the declared topics and register their schemas (idempotent)."""
+    from confluent_kafka.admin import AdminClient
+
+    from plantstream import kafka_clients, topics
+
+    s = ctx_state.settings()
+    try:
+        changes = topics.apply(s, AdminClient(kafka_clients.admin_config(s)))
+        ids = topics.register_schemas(s, kafka_clients.registry(s))
+    except Exception as e:
+        raise _fail(str(e)) from e
+    for c in changes:
+        typer.echo(c)
+    for subj, i in ids.items():
+        typer.echo(f"schema {subj}: id {i}")
+    typer.echo("topics: up to date" if not changes else f"topics: {len(changes)} change(s) applied")
+
+
+@app.command("tail")
+def tail_cmd(
+    topic: Annotated[str, typer.Argument(help="topic name, e.g. plant.readings.v1")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning/--from-end")] = True,
+    max_messages: Annotated[int | None, typer.Option("--max", "-n", help="stop after N messages")] = None,
+    idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="stop after S idle seconds")] = None,
+) -> None:
+    """Print a topic as JSON lines (values decoded with the registry)."""
+    from plantstream.tail import tail
+
+    tail(ctx_state.settings(), topic, from_beginning=from_beginning, limit=max_messages, idle_timeout=idle_timeout)
+
+
+# --- pipeline components ------------------------------------------------------------------------
+
+
+@app.command("simulate")
+def simulate(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+) -> None:
+    """Serve the configured plant's devices (Modbus TCP) with simulated machine signals."""
+    from producers.cli_glue import run_simulator
+
+    run_simulator(ctx_state.settings(), duration)
+
+
+@produce_app.command("modbus")
+def produce_modbus(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+) -> None:
+    """Poll the configured Modbus devices and produce ReadingFrames to Kafka."""
+    from producers.cli_glue import run_modbus
+
+    raise typer.Exit(run_modbus(ctx_state.settings(), duration))
+
+
+@app.command("process")
+def process() -> None:
+    """Run the Faust stream processor (KPI windows, dead letters)."""
+    from processors.app import run_worker
+
+    run_worker(ctx_state.settings())
+
+
+@sink_app.command("storage")
+def sink_storage() -> None:
+    """Write readings and KPI windows from Kafka into the store (SQLite)."""
+    from sinks.storage import main as run
+
+    run(ctx_state.settings())
+
+
+@app.command("up")
+def up_cmd(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+) -> None:
+    """Run the whole pipeline locally: stack, simulator, producer, processor, sink."""
+    from plantstream.up import up
+
+    raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"),
+                        duration))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""One config model for the whole pipeline: the plant (assets, devices, tags) and how it runs.
+
+A YAML file gives the plant and the defaults; environment variables override deployment values
+(``PLANTSTREAM_PIPELINE__KAFKA__BOOTSTRAP=...``, plus the conventional ``KAFKA_BOOTSTRAP`` and
+``SCHEMA_REGISTRY_URL``); secrets may also come from files in ``PLANTSTREAM_SECRETS_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEMO_CONFIG = Path(__file__).parent / "demo" / "plant.yaml"
+
+ASSET_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){4}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagType(StrEnum):
+    BOOL = "bool"
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+
+
+class ByteOrder(StrEnum):
+    """Order of the bytes of a multi-register value, as Modbus tools name it (A = most significant)."""
+
+    ABCD = "ABCD"  # big-endian bytes, big-endian words (the Modbus default)
+    CDAB = "CDAB"  # word-swapped
+    BADC = "BADC"  # byte-swapped
+    DCBA = "DCBA"  # little-endian
+
+
+class RegisterTable(StrEnum):
+    COIL = "coil"
+    DISCRETE_INPUT = "discrete_input"
+    HOLDING = "holding"
+    INPUT = "input"
+
+
+class TagRole(StrEnum):
+    PROCESS_VALUE = "process_value"
+    COUNTER_TOTAL = "counter_total"
+    COUNTER_GOOD = "counter_good"
+    COUNTER_SCRAP = "counter_scrap"
+    MACHINE_STATE = "machine_state"
+    SETPOINT = "setpoint"
+    STATUS = "status"
+
+
+class Asset(Strict):
+    """A machine in the ISA-95 hierarchy; its path is the Kafka message key."""
+
+    path: str = Field(description="enterprise.site.area.line.machine")
+    kind: str = ""
+    description: str = ""
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _isa95(cls, v: str) -> str:
+        if not ASSET_PATH_RE.match(v):
+            raise ValueError(
+                "an asset path has five dot-separated ISA-95 levels, enterprise.site.area.line.machine "
+                "(letters, digits, '_' or '-' in each), e.g. acme.springfield.stamping.line1.press1"
+            )
+        return v
+
+
+class ModbusTag(Strict):
+    name: str
+    unit: str = ""
+    role: TagRole = TagRole.PROCESS_VALUE
+    description: str = ""
+    table: RegisterTable = RegisterTable.HOLDING
+    address: int = Field(ge=0, le=65535)
+    type: TagType = TagType.UINT16
+    byte_order: ByteOrder = ByteOrder.ABCD
+    length: int = Field(default=0, ge=0, le=125, description="registers, for type string only")
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("a tag name uses letters, digits, '_', '.' or '-' and starts with a letter/digit")
+        return v
+
+    @model_validator(mode="after")
+    def _type_fits_table(self) -> ModbusTag:
+        bit_table = self.table in (RegisterTable.COIL, RegisterTable.DISCRETE_INPUT)
+        if bit_table and self.type is not TagType.BOOL:
+            raise ValueError(f"a {self.table.value} holds one bit: set type: bool (got {self.type.value})")
+        if self.type is TagType.STRING and self.length == 0:
+            raise ValueError("type string needs length: the number of 16-bit registers it spans")
+        return self
+
+
+class ModbusTcpDevice(Strict):
+    name: str
+    protocol: Literal["modbus_tcp"] = "modbus_tcp"
+    asset: str
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
+    tags: list[ModbusTag] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_tags(self) -> ModbusTcpDevice:
+        seen: set[str] = set()
+        for t in self.tags:
+            if t.name in seen:
+                raise ValueError(f"tag name {t.name!r} appears twice: tag names must be unique per device")
+            seen.add(t.name)
+        return self
+
+
+Device = Annotated[ModbusTcpDevice, Field(discriminator="protocol")]
+
+
+class Plant(Strict):
+    name: str = "plant"
+    assets: list[Asset] = Field(min_length=1)
+
+
+class KafkaSettings(Strict):
+    bootstrap: str | None = Field(
+        default=None, description="host:port list; empty means start the local broker with `plantstream kafka`"
+    )
+    topic_prefix: str = ""
+    partitions: int = Field(default=6, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1, le=5, description="for topics plantstream creates")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    # the local launcher's settings; ignored when bootstrap is set
+    version: str = "4.4.0"
+    broker_port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap_mb: int = Field(default=768, ge=256)
+
+
+class RegistrySettings(Strict):
+    url: str | None = Field(default=None, description="Confluent-compatible base URL; empty = local Apicurio")
+    username: str | None = None
+    password: SecretStr | None = None
+    version: str = "3.0.9"
+    port: int = Field(default=8081, ge=1, le=65535)
+    heap_mb: int = Field(default=384, ge=128)
+
+
+class WindowSettings(Strict):
+    kpi_window_s: int = Field(default=60, ge=1)
+    grace_s: float = Field(default=5.0, ge=0)
+
+
+class StorageSettings(Strict):
+    kind: Literal["sqlite"] = "sqlite"
+    sqlite_path: str = "plantstream.db"
+    batch_size: int = Field(default=5000, ge=1)
+    flush_interval_s: float = Field(default=0.5, gt=0)
+
+
+class SimulatorSettings(Strict):
+    bind_host: str | None = Field(
+        default=None, description="address the simulator listens on; empty = each device's host (0.0.0.0 in containers)"
+    )
+    seed: int = 7
+    update_interval_s: float = Field(default=0.2, gt=0)
+
+
+class Pipeline(Strict):
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    windows: WindowSettings = WindowSettings()
+    storage: StorageSettings = StorageSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
+    group_id: str = "plantstream"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PLANTSTREAM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        secrets_dir=os.environ.get("PLANTSTREAM_SECRETS_DIR") or None,
+    )
+
+    plant: Plant
+    devices: list[Device] = Field(default_factory=list)
+    pipeline: Pipeline = Pipeline()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # deployment values (env, secret files) win over the plant file
+        return (env_settings, file_secret_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        paths = [a.path for a in self.plant.assets]
+        dupes = {p for p in paths if paths.count(p) > 1}
+        if dupes:
+            raise ValueError(f"asset path(s) declared twice in plant.assets: {sorted(dupes)}")
+        names = [d.name for d in self.devices]
+        dn = {n for n in names if names.count(n) > 1}
+        if dn:
+            raise ValueError(f"device name(s) used twice: {sorted(dn)}; device names must be unique")
+        for d in self.devices:
+            if d.asset not in paths:
+                raise ValueError(
+                    f"device {d.name!r} points at asset {d.asset!r}, which plant.assets does not declare; "
+                    f"add it there or use one of {paths}"
+                )
+        return self
+
+    def asset(self, path: str) -> Asset:
+        for a in self.plant.assets:
+            if a.path == path:
+                return a
+        raise KeyError(path)
+
+    def topic(self, base: str) -> str:
+        return f"{self.pipeline.kafka.topic_prefix}{base}"
+
+    def state_path(self, *parts: str) -> Path:
+        p = Path(self.pipeline.state_dir).expanduser().joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, the field and the fix."""
+
+
+_ENV_ALIASES = {
+    "KAFKA_BOOTSTRAP": "PLANTSTREAM_PIPELINE__KAFKA__BOOTSTRAP",
+    "SCHEMA_REGISTRY_URL": "PLANTSTREAM_PIPELINE__REGISTRY__URL",
+}
+
+
+def _apply_env_aliases() -> None:
+    for short, full in _ENV_ALIASES.items():
+        if os.environ.get(short) and not os.environ.get(full):
+            os.environ[full] = os.environ[short]
+
+
+def _loc_label(raw: Any, loc: tuple[int | str, ...]) -> str:
+    """`devices[0](press1-plc).tags[2](temp).type`: indexes plus the item's name, so people find it."""
+    out = ""
+    node = raw
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            name = node.get("name") or node.get("path") if isinstance(node, dict) else None
+            if name:
+                out += f"({name})"
+        else:
+            out += ("." if out else "") + part
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+_FIXES = {
+    "missing": "add this field",
+    "extra_forbidden": "remove it, or check its spelling against docs/configuration.md",
+    "enum": "use one of the values listed",
+    "literal_error": "use one of the values listed",
+    "union_tag_invalid": "set protocol to a supported value",
+}
+
+
+def format_validation_error(source: str, raw: Any, exc: ValidationError) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # discriminated unions add the tag value to the path; it is noise to a reader
+        loc = tuple(p for p in loc if p != "modbus_tcp")
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"], "")
+        got = "" if err["type"] == "missing" else f" (got {_redact(loc, err.get('input'))})"
+        lines.append(f"  - {_loc_label(raw, loc)}: {msg}{got}" + (f". Fix: {fix}" if fix else ""))
+    return "\n".join(lines)
+
+
+def _redact(loc: tuple[int | str, ...], value: Any) -> str:
+    if any(isinstance(p, str) and ("password" in p or "secret" in p) for p in loc):
+        return "'***'"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the plant file (default: $PLANTSTREAM_CONFIG, else the demo plant) and apply env overrides."""
+    _apply_env_aliases()
+    source = Path(path or os.environ.get("PLANTSTREAM_CONFIG") or DEMO_CONFIG)
+    try:
+        text = source.read_text()
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read the config file ({e.strerror}). Fix: pass an existing file") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}. Fix: correct the YAML syntax at the marked line") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with plant:, devices: and pipeline:")
+    try:
+        return Settings(**raw)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(str(source), raw, e)) from e

@@ -1,0 +1,128 @@
+"""Kafka client settings from the one config model, for confluent-kafka and for Faust (aiokafka)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from typing import Any
+
+from plantstream.config import KafkaSettings, Settings
+from plantstream.serde import Registry, registry_client
+
+
+class BrokerNotConfigured(RuntimeError):
+    pass
+
+
+def bootstrap(settings: Settings) -> str:
+    """The configured bootstrap list, else the local launcher's running broker."""
+    k = settings.pipeline.kafka
+    if k.bootstrap:
+        return k.bootstrap
+    from plantstream.stack import kafka as local
+
+    status = local.status(settings)
+    if status.running and status.bootstrap:
+        return status.bootstrap
+    raise BrokerNotConfigured(
+        "no Kafka broker: pipeline.kafka.bootstrap (env KAFKA_BOOTSTRAP) is empty and the local broker is "
+        "not running. Fix: `plantstream kafka start`, or set KAFKA_BOOTSTRAP=host:port"
+    )
+
+
+def registry_url(settings: Settings) -> str:
+    r = settings.pipeline.registry
+    if r.url:
+        return r.url
+    from plantstream.stack import registry as local
+
+    status = local.status(settings)
+    if status.running and status.url:
+        return status.url
+    raise BrokerNotConfigured(
+        "no schema registry: pipeline.registry.url (env SCHEMA_REGISTRY_URL) is empty and the local "
+        "registry is not running. Fix: `plantstream kafka start`, or set SCHEMA_REGISTRY_URL"
+    )
+
+
+def _security(k: KafkaSettings) -> dict[str, Any]:
+    conf: dict[str, Any] = {"security.protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        conf["sasl.mechanism"] = k.sasl_mechanism
+        conf["sasl.username"] = k.sasl_username or ""
+        conf["sasl.password"] = k.sasl_password.get_secret_value() if k.sasl_password else ""
+    if k.ssl_cafile:
+        conf["ssl.ca.location"] = k.ssl_cafile
+    return conf
+
+
+def client_id(component: str) -> str:
+    return f"plantstream-{component}-{socket.gethostname()}-{os.getpid()}"
+
+
+def producer_config(settings: Settings, component: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap(settings),
+        "client.id": client_id(component),
+        # no duplicates on retry, nothing acknowledged before every in-sync replica has it
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        # keep retrying through a broker outage rather than failing the frames (default 300 s)
+        "message.timeout.ms": 600_000,
+        **_security(settings.pipeline.kafka),
+    }
+    conf.update(extra)
+    return conf
+
+
+def consumer_config(settings: Settings, group: str, component: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap(settings),
+        "client.id": client_id(component),
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+        # a consumer killed with -9 holds its partitions until this expires: keep it short (broker minimum 6 s)
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+        **_security(settings.pipeline.kafka),
+    }
+    conf.update(extra)
+    return conf
+
+
+def admin_config(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap(settings), **_security(settings.pipeline.kafka)}
+
+
+def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
+    """faust.App keyword arguments for the broker (URL and credentials)."""
+    import faust
+
+    k = settings.pipeline.kafka
+    hosts = ";".join(bootstrap(settings).split(","))
+    kwargs: dict[str, Any] = {"broker": f"kafka://{hosts}"}
+    if k.security_protocol != "PLAINTEXT":
+        context = ssl.create_default_context(cafile=k.ssl_cafile) if "SSL" in k.security_protocol else None
+        if k.sasl_mechanism:
+            kwargs["broker_credentials"] = faust.SASLCredentials(
+                username=k.sasl_username or "",
+                password=k.sasl_password.get_secret_value() if k.sasl_password else "",
+                mechanism=k.sasl_mechanism,
+                ssl_context=context,
+            )
+        elif context is not None:
+            kwargs["broker_credentials"] = faust.SSLCredentials(context)
+    return kwargs
+
+
+def registry(settings: Settings) -> Registry:
+    """The schema registry this deployment uses, with its credentials."""
+    url = registry_url(settings)
+    r = settings.pipeline.registry
+    password = r.password.get_secret_value() if r.password else None
+    return Registry(registry_client(url, r.username, password), url)

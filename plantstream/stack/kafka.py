@@ -1,0 +1,203 @@
+"""`plantstream kafka start|stop|status`: a single-node KRaft broker+controller on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from plantstream.config import Settings
+from plantstream.stack import maven
+from plantstream.stack.process import (
+    ProcessInfo,
+    alive,
+    port_free,
+    read_info,
+    spawn,
+    tail,
+    terminate,
+    write_info,
+)
+
+HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class KafkaStatus:
+    running: bool
+    bootstrap: str | None
+    pid: int | None
+    data_dir: str
+
+
+def home(settings: Settings) -> Path:
+    p = Path(settings.pipeline.state_dir).expanduser().resolve() / "kafka"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _properties(settings: Settings, data: Path) -> str:
+    k = settings.pipeline.kafka
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"listeners=PLAINTEXT://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{k.broker_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"controller.quorum.voters=1@{HOST}:{k.controller_port}",
+            f"log.dirs={data}",
+            # one node: every internal topic has one replica
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=4",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "default.replication.factor=1",
+            "min.insync.replicas=1",
+            f"num.partitions={k.partitions}",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.retention.check.interval.ms=60000",
+            "log.segment.bytes=67108864",
+        ]
+    ) + "\n"
+
+
+_LOG4J2 = """status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.filePattern = {log}.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.ak.name = org.apache.kafka
+logger.ak.level = WARN
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""
+
+
+def status(settings: Settings) -> KafkaStatus:
+    h = home(settings)
+    info = read_info(h / "pid.json")
+    running = info is not None and alive(info)
+    return KafkaStatus(
+        running=running,
+        bootstrap=info.endpoint if running and info else None,
+        pid=info.pid if running and info else None,
+        data_dir=str(h / "data"),
+    )
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("Java is not on PATH. Fix: install a Java 17+ runtime (Debian: openjdk-17-jre-headless)")
+    return java
+
+
+def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
+    """Start the broker unless it already runs; return once it answers metadata requests."""
+    current = status(settings)
+    if current.running:
+        return current
+    k = settings.pipeline.kafka
+    for port in (k.broker_port, k.controller_port):
+        if not port_free(HOST, port):
+            raise StackError(
+                f"port {port} on {HOST} is taken by another program, so the local broker cannot start. "
+                f"Fix: stop that program, or choose free ports with PLANTSTREAM_PIPELINE__KAFKA__BROKER_PORT "
+                f"and PLANTSTREAM_PIPELINE__KAFKA__CONTROLLER_PORT (or point KAFKA_BOOTSTRAP at a broker)"
+            )
+    libs = maven.kafka_libs(k.version)
+    h = home(settings)
+    data = h / "data"
+    props = h / "server.properties"
+    props.write_text(_properties(settings, data))
+    log4j = h / "log4j2.properties"
+    log = h / "server.log"
+    log4j.write_text(_LOG4J2.format(log=log))
+    classpath = f"{libs}/*"
+    java = _java()
+    if not (data / "meta.properties").exists():
+        import subprocess
+
+        cluster = (h / "cluster.id").read_text().strip() if (h / "cluster.id").exists() else ""
+        if not cluster:
+            # a KRaft cluster id is 16 random bytes in url-safe base64 without padding
+            import base64
+
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            (h / "cluster.id").write_text(cluster)
+        proc = subprocess.run(
+            [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool",
+             "format", "-t", cluster, "-c", str(props), "--ignore-formatted"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise StackError(f"formatting KRaft storage in {data} failed:\n{proc.stdout}{proc.stderr}")
+    marker = str(props)
+    cmd = [java, f"-Xmx{k.heap_mb}m", f"-Xms{min(256, k.heap_mb)}m", "-XX:+UseG1GC",
+           "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
+           "-cp", classpath, "kafka.Kafka", marker]
+    proc = spawn(cmd, h / "stdout.log", cwd=h)
+    endpoint = f"{HOST}:{k.broker_port}"
+    info = ProcessInfo(pid=proc.pid, marker=marker, started_at=time.time(), endpoint=endpoint)
+    write_info(h / "pid.json", info)
+    _wait_ready(endpoint, info, h, timeout)
+    return status(settings)
+
+
+def _wait_ready(endpoint: str, info: ProcessInfo, h: Path, timeout: float) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + timeout
+    admin = AdminClient({"bootstrap.servers": endpoint, "log_level": 0})
+    while time.monotonic() < deadline:
+        if not alive(info):
+            raise StackError(f"the Kafka broker exited during start-up. Last log lines:\n{tail(h / 'stdout.log')}"
+                             f"\n{tail(h / 'server.log')}")
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                return
+        except Exception:  # not answering yet
+            pass
+        time.sleep(0.3)
+    raise StackError(f"the Kafka broker did not answer on {endpoint} within {timeout:.0f}s; see {h / 'server.log'}")
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the broker if it runs (controlled shutdown on SIGTERM). Returns whether it was running."""
+    h = home(settings)
+    info = read_info(h / "pid.json")
+    if info is None or not alive(info):
+        return False
+    terminate(info, timeout=60)
+    return True
+
+
+def wipe(settings: Settings) -> None:
+    """Stop and delete the broker's data (tests and `plantstream kafka reset`)."""
+    stop(settings)
+    shutil.rmtree(home(settings), ignore_errors=True)

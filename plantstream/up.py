@@ -1,0 +1,208 @@
+"""`plantstream up`: the whole pipeline on this machine, started and stopped in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plantstream import kafka_clients, runstats, topics
+from plantstream.config import Settings
+from plantstream.stack import kafka as local_kafka
+from plantstream.stack import registry as local_registry
+from plantstream.stack.process import tail
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"  {self.name} did not stop within {timeout:.0f}s; killing it")
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _counts(state_dir: str) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for comp, snap in runstats.read_all(state_dir).items():
+        for k, v in snap.get("counts", {}).items():
+            merged[f"{comp}.{k}"] = int(v)
+    return merged
+
+
+def summary(state_dir: str, duration: float) -> dict[str, Any]:
+    c = _counts(state_dir)
+    return {
+        "frames_produced": c.get("producer-modbus.frames_produced", 0),
+        "frames_acked": c.get("producer-modbus.frames_acked", 0),
+        "frames_failed": c.get("producer-modbus.frames_failed", 0),
+        "kpi_windows": c.get("processor.kpi_windows", 0),
+        "rows_stored": c.get("sink-storage.rows_stored", 0),
+        "frames_stored": c.get("sink-storage.frames_stored", 0),
+        "samples_stored": c.get("sink-storage.samples_stored", 0),
+        "dead_letters": c.get("processor.dead_letters", 0),
+        "duration_s": round(duration, 1),
+    }
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, config_path: str | None) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.state_dir = str(Path(settings.pipeline.state_dir).expanduser().resolve())
+        self.started_kafka = False
+        self.started_registry = False
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def start_stack(self) -> tuple[str, str]:
+        s = self.settings
+        if s.pipeline.kafka.bootstrap:
+            bootstrap = s.pipeline.kafka.bootstrap
+            say(f"kafka: using configured broker {bootstrap}")
+        else:
+            was = local_kafka.status(s).running
+            say("kafka: starting local broker (first run fetches Apache Kafka from Maven Central)..."
+                if not was else "kafka: local broker already running")
+            st = local_kafka.start(s)
+            self.started_kafka = not was
+            bootstrap = st.bootstrap or ""
+            say(f"kafka: ready on {bootstrap}")
+        if s.pipeline.registry.url:
+            url = s.pipeline.registry.url
+            say(f"registry: using configured {url}")
+        else:
+            was = local_registry.status(s).running
+            say("registry: starting local Apicurio registry..." if not was else "registry: already running")
+            rst = local_registry.start(s)
+            self.started_registry = not was
+            url = rst.url or ""
+            say(f"registry: ready on {url}")
+        return bootstrap, url
+
+    def spawn(self, name: str, *args: str, env: dict[str, str]) -> Child:
+        log = Path(self.state_dir) / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "plantstream"]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        cmd += list(args)
+        with open(log, "ab") as out:
+            # own process group: the terminal's Ctrl-C reaches only `up`, which stops children in order
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **env}, start_new_session=True)
+        child = Child(name, list(args), proc, log)
+        self.children.append(child)
+        say(f"{name}: started (pid {proc.pid}, log {log})")
+        return child
+
+    def run(self, duration: float | None) -> dict[str, Any]:
+        t0 = time.monotonic()
+        runstats.clear(self.state_dir)
+        bootstrap, url = self.start_stack()
+        env = {"KAFKA_BOOTSTRAP": bootstrap, "SCHEMA_REGISTRY_URL": url,
+               "PLANTSTREAM_PIPELINE__STATE_DIR": self.state_dir}
+        os.environ.update(env)
+        from confluent_kafka.admin import AdminClient
+
+        for change in topics.apply(self.settings, AdminClient(kafka_clients.admin_config(self.settings))) or [
+            "topics: up to date"
+        ]:
+            say(change)
+        topics.register_schemas(self.settings, kafka_clients.registry(self.settings))
+        sink = self.spawn("sink-storage", "sink", "storage", env=env)
+        processor = self.spawn("processor", "process", env=env)
+        simulator = self.spawn("simulator", "simulate", env=env)
+        time.sleep(1.0)  # let the simulator bind before the first poll, so the log is not full of BAD reads
+        producer = self.spawn("producer-modbus", "produce", "modbus", env=env)
+        exit_code = 0
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            self.stopping = True
+
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            last_print = 0.0
+            prev: dict[str, Any] = {}
+            while not self.stopping:
+                if duration is not None and time.monotonic() - t0 >= duration:
+                    break
+                dead = [c for c in self.children if not c.alive()]
+                if dead:
+                    for c in dead:
+                        say(f"{c.name} exited unexpectedly (code {c.proc.returncode if c.proc else '?'}); "
+                            f"last log lines:\n{tail(c.log)}")
+                    exit_code = 1
+                    break
+                if time.monotonic() - last_print >= 2.0:
+                    now = summary(self.state_dir, time.monotonic() - t0)
+                    dt = time.monotonic() - last_print if last_print else 1.0
+                    rate = (now["frames_acked"] - prev.get("frames_acked", 0)) / dt
+                    srate = (now["samples_stored"] - prev.get("samples_stored", 0)) / dt
+                    say(f"[{now['duration_s']:6.1f}s] frames produced {now['frames_produced']} acked "
+                        f"{now['frames_acked']} ({rate:.1f}/s) | samples stored {now['samples_stored']} "
+                        f"({srate:.0f}/s) | kpi windows {now['kpi_windows']} | dead letters {now['dead_letters']}")
+                    prev, last_print = now, time.monotonic()
+                time.sleep(0.2)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            say("stopping: producer, simulator, then draining processor and sink...")
+            producer.stop(30)
+            simulator.stop(10)
+            self.drain(timeout=30)
+            processor.stop(30)
+            sink.stop(30)
+            if self.started_registry:
+                local_registry.stop(self.settings)
+                say("registry: stopped")
+            if self.started_kafka:
+                local_kafka.stop(self.settings)
+                say("kafka: stopped")
+        result = summary(self.state_dir, time.monotonic() - t0)
+        result["exit_code"] = exit_code
+        return result
+
+    def drain(self, timeout: float) -> None:
+        """Wait until the processor and the sink have consumed every acknowledged frame."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = _counts(self.state_dir)
+            acked = c.get("producer-modbus.frames_acked", 0)
+            processed = c.get("processor.frames_in", 0) + c.get("processor.frames_skipped_redelivered", 0)
+            if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked:
+                return
+            time.sleep(0.3)
+        say("drain: timed out; the processor or sink is behind (they resume from committed offsets next run)")
+
+
+def up(settings: Settings, config_path: str | None, duration: float | None) -> int:
+    orch = Orchestrator(settings, config_path)
+    result = orch.run(duration)
+    code = int(result.pop("exit_code"))
+    print(json.dumps(result), flush=True)
+    return code

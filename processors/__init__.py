@@ -1,0 +1,1 @@
+"""Stream processors: the Faust worker and the pure math it calls."""

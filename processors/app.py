@@ -1,0 +1,137 @@
+"""The Faust worker: readings -> event-time per-tag KPI windows -> plant.kpi.v1; bad input -> dead letters.
+
+Agents stay thin: decoding, state lookup and sending happen here, the math lives in pure modules.
+State is one changelog-backed table entry per asset, so a restart or rebalance resumes the open
+windows where they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+import schemas
+from plantstream import kafka_clients, topics
+from plantstream.config import Settings
+from plantstream.runstats import RunStats
+from plantstream.serde import DecodeError
+from processors import event_windows
+
+log = logging.getLogger("plantstream.processor")
+
+REQUIRED_FRAME_FIELDS = ("asset", "scan_time", "samples")
+
+
+def contract_problem(frame: dict[str, Any], key: bytes | None) -> str | None:
+    """Why a decoded frame breaks the contract, or None when it is usable."""
+    asset = frame.get("asset")
+    if not asset:
+        return "frame has an empty asset path"
+    if key is not None and key.decode("utf-8", "replace") != asset:
+        return f"message key {key!r} differs from the frame's asset {asset!r}; key must be the asset path"
+    return None
+
+
+def dead_letter_headers(error: str, exc_class: str, msg: Any, stage: str) -> dict[str, bytes]:
+    return {
+        "ps-error": error.encode()[:4000],
+        "ps-error-class": exc_class.encode(),
+        "ps-source-topic": str(msg.topic).encode(),
+        "ps-source-partition": str(msg.partition).encode(),
+        "ps-source-offset": str(msg.offset).encode(),
+        "ps-stage": stage.encode(),
+    }
+
+
+def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
+    stats = stats or RunStats("processor", settings.pipeline.state_dir)
+    k = settings.pipeline.kafka
+    registry = kafka_clients.registry(settings)
+    kpi_codec = registry.codec(topics.subject(settings, topics.KPI), schemas.KPI_WINDOW)
+    decoder = registry.decoder(schemas.READING_FRAME)
+    size_us = settings.pipeline.windows.kpi_window_s * 1_000_000
+    grace_us = int(settings.pipeline.windows.grace_s * 1_000_000)
+
+    app = faust.App(
+        f"{settings.pipeline.group_id}-processor",
+        **kafka_clients.faust_broker_kwargs(settings),
+        store="memory://",  # state is rebuilt from the changelog topic on start
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        web_enabled=False,
+        datadir=str(settings.state_path("processor", "faust")),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        # a worker killed with -9 holds its partitions until the session expires
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+    )
+    readings = app.topic(settings.topic(topics.READINGS), key_serializer="raw", value_serializer="raw",
+                         partitions=k.partitions)
+    kpi_out = app.topic(settings.topic(topics.KPI), key_serializer="raw", value_serializer="raw",
+                        partitions=k.partitions)
+    deadletter = app.topic(settings.topic(topics.DEADLETTER), key_serializer="raw", value_serializer="raw",
+                           partitions=k.partitions)
+    windows = app.Table("kpi-windows", default=None, partitions=k.partitions, key_type=str, value_type=Any)
+
+    async def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
+        stats.add("dead_letters")
+        log.warning("dead letter from %s[%d]@%d: %s", event.message.topic, event.message.partition,
+                    event.message.offset, error)
+        await deadletter.send(key=event.key, value=event.value,
+                              headers=dead_letter_headers(error, exc_class, event.message, "processor"))
+
+    @app.agent(readings)
+    async def process_frames(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                frame = decoder.decode(event.value)
+            except DecodeError as e:
+                await to_deadletter(event, str(e), type(e).__name__)
+                continue
+            problem = contract_problem(frame, event.key)
+            if problem:
+                await to_deadletter(event, problem, "ContractError")
+                continue
+            asset = frame["asset"]
+            state = windows.get(asset) or event_windows.new_state()
+            if msg.offset <= state["offset"]:
+                stats.add("frames_skipped_redelivered")
+                continue
+            late_before = state["late"]
+            closed = event_windows.apply_frame(state, frame, size_us, grace_us)
+            state["offset"] = msg.offset
+            for record in closed:
+                await kpi_out.send(key=asset.encode(), value=kpi_codec.encode(record))
+            windows[asset] = state
+            stats.add("frames_in")
+            stats.add("samples_in", len(frame["samples"]))
+            stats.add("kpi_windows", len(closed))
+            if state["late"] > late_before:
+                stats.add("samples_late", state["late"] - late_before)
+
+    @app.timer(1.0)
+    async def write_stats() -> None:
+        stats.flush()
+
+    @app.on_rebalance_complete.connect
+    async def _rebalanced(sender: Any, **kwargs: Any) -> None:
+        stats.add("rebalances")
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully)."""
+    stats = RunStats("processor", settings.pipeline.state_dir)
+    app = create_app(settings, stats)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        stats.flush()

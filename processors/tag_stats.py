@@ -1,0 +1,70 @@
+"""Per-tag window statistics as a mergeable accumulator of plain JSON-able dicts (for Faust tables).
+
+Mean and variance use Welford's update, which stays exact for large offsets (e.g. 1e9 counters)
+where sum-of-squares loses all precision. The time-weighted average holds each value until the
+next sample (step interpolation, as historians do for process values).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Acc = dict[str, Any]
+
+
+def new_acc(unit: str = "") -> Acc:
+    return {"n": 0, "bad": 0, "unit": unit, "min": None, "max": None, "mean": 0.0, "m2": 0.0,
+            "first": None, "first_t": None, "last": None, "last_t": None, "integ": 0.0}
+
+
+def as_number(value: Any) -> float | None:
+    """Numeric view of a sample value: bools count as 0/1 (a running flag's mean is its duty cycle)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    return None
+
+
+def add(acc: Acc, t: int, value: Any, good: bool) -> None:
+    """Add one sample at time t (µs). Non-GOOD or non-numeric samples are only counted."""
+    x = as_number(value) if good else None
+    if x is None:
+        acc["bad"] += 1
+        return
+    n = acc["n"] + 1
+    acc["n"] = n
+    delta = x - acc["mean"]
+    acc["mean"] += delta / n
+    acc["m2"] += delta * (x - acc["mean"])
+    acc["min"] = x if acc["min"] is None else min(acc["min"], x)
+    acc["max"] = x if acc["max"] is None else max(acc["max"], x)
+    if acc["first_t"] is None or t < acc["first_t"]:
+        acc["first"], acc["first_t"] = x, t
+    if acc["last_t"] is None or t >= acc["last_t"]:
+        if acc["last_t"] is not None:
+            # hold the previous value until this sample; out-of-order samples do not add area
+            acc["integ"] += acc["last"] * (t - acc["last_t"])
+        acc["last"], acc["last_t"] = x, t
+
+
+def result(acc: Acc) -> dict[str, Any]:
+    """The statistics fields of a KpiWindow record."""
+    n = acc["n"]
+    out: dict[str, Any] = {"unit": acc["unit"], "count": n, "bad_count": acc["bad"], "min": acc["min"],
+                           "max": acc["max"], "mean": None, "stddev": None, "first": acc["first"],
+                           "last": acc["last"], "first_time": acc["first_t"], "last_time": acc["last_t"],
+                           "time_weighted_avg": None, "rate_of_change": None}
+    if n == 0:
+        return out
+    out["mean"] = acc["mean"]
+    out["stddev"] = math.sqrt(max(acc["m2"], 0.0) / n)
+    span = acc["last_t"] - acc["first_t"]
+    if span > 0:
+        out["time_weighted_avg"] = acc["integ"] / span
+        out["rate_of_change"] = (acc["last"] - acc["first"]) / (span / 1e6)
+    else:
+        out["time_weighted_avg"] = acc["last"]
+    return out

@@ -1,0 +1,1 @@
+"""Device-side components: the Modbus TCP producer, the demo plant simulator and the Kafka frame sink."""

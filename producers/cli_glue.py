@@ -1,0 +1,57 @@
+"""Process entry points for `plantstream simulate` and `plantstream produce modbus`: signals and wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import schemas
+from plantstream import kafka_clients, topics
+from plantstream.config import Settings
+from plantstream.runstats import RunStats
+
+log = logging.getLogger("plantstream.producer")
+
+
+def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await body(stop)
+
+    asyncio.run(main())
+
+
+def run_simulator(settings: Settings, duration: float | None) -> None:
+    from producers.simulator import PlantSimulator
+
+    sim = PlantSimulator(settings)
+    log.info("simulating %d device(s) on %s", len(settings.devices),
+             ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
+    _run_until_signal(sim.run, duration)
+
+
+def run_modbus(settings: Settings, duration: float | None) -> int:
+    """Poll until a signal or the duration; flush every frame; exit 1 if any frame was not delivered."""
+    from producers.kafka_out import FrameSink
+    from producers.modbus import run_modbus_producer
+
+    stats = RunStats("producer-modbus", settings.pipeline.state_dir)
+    # waits (with backoff and a clear message) while the registry is still coming up
+    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
+    sink = FrameSink(settings, codec, stats)
+    try:
+        _run_until_signal(lambda stop: run_modbus_producer(settings, sink.emit, stop, stats), duration)
+    finally:
+        undelivered = sink.close(timeout=60)
+        stats.flush()
+    if undelivered:
+        log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
+        return 1
+    return 0

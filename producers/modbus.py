@@ -1,0 +1,375 @@
+"""The Modbus TCP producer: polls each configured device at its fixed rate and emits ReadingFrames.
+
+Each device gets its own poller and its own TCP connection, so a dead or slow device only delays
+itself. A scan reads the device's tags in as few requests as `plan_reads` allows; a request that
+fails turns its tags BAD for that scan (value null) instead of dropping the frame, so consumers see
+the outage in the data. Failures are logged once per device per 30 s while they persist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from plantstream.config import ModbusTag, ModbusTcpDevice, RegisterTable, Settings
+from plantstream.runstats import RunStats
+from producers import modbus_codec
+from producers.modbus_codec import ReadBlock, Value
+
+log = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+Emit = Callable[[Frame], None]
+T = TypeVar("T")
+
+ERROR_LOG_INTERVAL_S = 30.0
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 30.0
+STATS_FLUSH_INTERVAL_S = 1.0
+
+# Avro `long` is signed 64-bit; a uint64 above it can only travel as a double.
+_AVRO_LONG_MIN, _AVRO_LONG_MAX = -(2**63), 2**63 - 1
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    7: "negative acknowledge",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+class ReadFailed(Exception):
+    """One read request did not return data; `cause` is the operator-facing reason."""
+
+    def __init__(self, cause: str, *, device_silent: bool = False) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        # the device did not answer at all: the scan's remaining requests would only wait as long
+        self.device_silent = device_silent
+
+
+def now_us() -> int:
+    """Wall-clock time, UTC microseconds since the epoch (the frame contract's timestamp unit)."""
+    return time.time_ns() // 1000
+
+
+def default_producer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{now_us()}"
+
+
+class ModbusPoller:
+    """Polls one device over its own connection and emits one frame per scan."""
+
+    def __init__(
+        self,
+        device: ModbusTcpDevice,
+        emit: Emit,
+        *,
+        producer_id: str,
+        stats: RunStats | None = None,
+    ) -> None:
+        self.device = device
+        self._emit = emit
+        self._producer_id = producer_id
+        self._stats = stats
+        self._blocks = modbus_codec.plan_reads(device.tags)
+        # pymodbus' own reconnect loop is off (reconnect_delay=0): this class paces reconnects, so a
+        # dead device costs one connect attempt per backoff step and never a burst.
+        self._client = AsyncModbusTcpClient(
+            device.host, port=device.port, timeout=device.timeout_s, retries=device.retries, reconnect_delay=0
+        )
+        self.seq = 0
+        self._backoff_s = RECONNECT_MIN_S
+        self._next_connect_at = 0.0
+        self._connect_cause = ""
+        self._last_report_at: float | None = None
+        self._reported_failing = False
+        self._unreported_failed_scans = 0
+
+    @property
+    def blocks(self) -> list[ReadBlock]:
+        return list(self._blocks)
+
+    @property
+    def label(self) -> str:
+        d = self.device
+        return f"{d.name!r} ({d.host}:{d.port} unit {d.unit_id})"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Scan at the device's poll rate until `stop` is set; missed ticks are skipped, not caught up."""
+        interval = self.device.poll_interval_s
+        next_at = time.monotonic()
+        try:
+            while not stop.is_set():
+                frame = await _unless_stopped(self.poll_once(), stop)
+                if frame is None:
+                    return
+                self._emit(frame)
+                self._count_frame(frame)
+                next_at = self._next_tick(next_at, interval)
+                if await _wait_stop(stop, next_at - time.monotonic()):
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def poll_once(self) -> Frame:
+        """Read every tag once and build the frame (BAD samples for whatever could not be read)."""
+        scan_time = now_us()
+        samples: dict[str, dict[str, Any]] = {}
+        failures: list[tuple[str, str]] = []  # (where, cause)
+        silent_cause: str | None = None
+        for block in self._blocks:
+            try:
+                if silent_cause is not None:
+                    raise ReadFailed(silent_cause)
+                data = await self._read(block)
+            except ReadFailed as e:
+                if e.device_silent:
+                    silent_cause = e.cause
+                self._add_stat("read_errors")
+                failures.append((f"{block.describe()} [{', '.join(t.name for t in block.tags)}]", e.cause))
+                samples.update((t.name, _sample(t, scan_time, None)) for t in block.tags)
+                continue
+            self._backoff_s = RECONNECT_MIN_S
+            for tag in block.tags:
+                samples[tag.name] = self._decoded_sample(tag, block, data, scan_time, failures)
+        self._report(failures)
+        frame = {
+            "asset": self.device.asset,
+            "device": self.device.name,
+            "seq": self.seq,
+            "producer_id": self._producer_id,
+            "scan_time": scan_time,
+            "historical": False,
+            "buffered": False,
+            # config order, not read order: consumers and people see tags as they were declared
+            "samples": [samples[t.name] for t in self.device.tags],
+        }
+        self.seq += 1
+        return frame
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    async def _read(self, block: ReadBlock) -> Sequence[int]:
+        await self._ensure_connected()
+        try:
+            response = await self._request(block)
+        except ConnectionException as e:
+            raise ReadFailed(f"connection lost ({e})", device_silent=True) from e
+        except ModbusIOException as e:
+            if "no response" in str(e).lower():
+                d = self.device
+                cause = f"no response within {d.timeout_s:g} s ({d.retries + 1} attempt(s))"
+                raise ReadFailed(cause, device_silent=True) from e
+            raise ReadFailed(f"invalid response ({e})") from e
+        except ModbusException as e:
+            raise ReadFailed(str(e)) from e
+        except (OSError, RuntimeError, ValueError) as e:
+            # transport trouble pymodbus does not wrap: one device's failure must not end the producer
+            raise ReadFailed(f"{type(e).__name__}: {e}", device_silent=True) from e
+        if response.isError():
+            code = response.exception_code
+            name = EXCEPTION_NAMES.get(code, "unknown exception code")
+            raise ReadFailed(f"Modbus exception {code} ({name})")
+        data: Sequence[int] = (
+            response.bits[: block.count] if modbus_codec.is_bit_table(block.table) else response.registers
+        )
+        if len(data) < block.count:
+            raise ReadFailed(f"short response: {len(data)} of {block.count} values")
+        return data
+
+    def _request(self, block: ReadBlock) -> Awaitable[ModbusPDU]:
+        c = self._client
+        read = {
+            RegisterTable.COIL: c.read_coils,
+            RegisterTable.DISCRETE_INPUT: c.read_discrete_inputs,
+            RegisterTable.HOLDING: c.read_holding_registers,
+            RegisterTable.INPUT: c.read_input_registers,
+        }[block.table]
+        return read(block.start, count=block.count, device_id=self.device.unit_id)
+
+    async def _ensure_connected(self) -> None:
+        if self._client.connected:
+            return
+        if time.monotonic() < self._next_connect_at:
+            raise ReadFailed(self._connect_cause, device_silent=True)
+        started = time.monotonic()
+        if await self._client.connect():
+            if self._reported_failing:
+                log.info("Modbus device %s: connected again", self.label)
+            return
+        # pymodbus reports only success; a fast failure is a refusal, a slow one a silent host
+        slow = time.monotonic() - started >= 0.9 * self.device.timeout_s
+        reason = f"no answer within {self.device.timeout_s:g} s" if slow else "refused or unreachable"
+        self._connect_cause = f"cannot connect to {self.device.host}:{self.device.port} ({reason})"
+        self._next_connect_at = time.monotonic() + self._backoff_s
+        self._backoff_s = min(2 * self._backoff_s, RECONNECT_MAX_S)
+        raise ReadFailed(self._connect_cause, device_silent=True)
+
+    def _decoded_sample(
+        self,
+        tag: ModbusTag,
+        block: ReadBlock,
+        data: Sequence[int],
+        scan_time: int,
+        failures: list[tuple[str, str]],
+    ) -> dict[str, Any]:
+        words = block.words_of(tag, data)
+        try:
+            value = modbus_codec.decode(words, tag)
+        except ValueError as e:
+            where = f"{tag.table.value} {tag.address} [{tag.name}]"
+            failures.append((where, f"cannot decode registers {list(words)}: {e}"))
+            return _sample(tag, scan_time, None)
+        return _sample(tag, scan_time, value)
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+
+    def _next_tick(self, previous: float, interval: float) -> float:
+        due = previous + interval
+        late = time.monotonic() - due
+        if late <= 0:
+            return due
+        missed = math.ceil(late / interval)
+        self._add_stat("polls_skipped", missed)
+        return due + missed * interval
+
+    def _report(self, failures: list[tuple[str, str]]) -> None:
+        now = time.monotonic()
+        if not failures:
+            if self._reported_failing:
+                log.info("Modbus device %s: all reads OK again", self.label)
+                self._reported_failing = False
+            return
+        if self._last_report_at is not None and now - self._last_report_at < ERROR_LOG_INTERVAL_S:
+            self._unreported_failed_scans += 1
+            return
+        more = (
+            f" ({self._unreported_failed_scans} more failing scan(s) since the last report)"
+            if self._unreported_failed_scans
+            else ""
+        )
+        log.warning(
+            "Modbus device %s: read failed: %s; these tags are BAD until it recovers%s "
+            "(reported at most every %g s)",
+            self.label, _describe_failures(failures), more, ERROR_LOG_INTERVAL_S,
+        )
+        self._last_report_at = now
+        self._reported_failing = True
+        self._unreported_failed_scans = 0
+
+    def _count_frame(self, frame: Frame) -> None:
+        samples = frame["samples"]
+        self._add_stat("frames_produced")
+        self._add_stat("samples_read", len(samples))
+        bad = sum(1 for s in samples if s["quality"] == "BAD")
+        if bad:
+            self._add_stat("samples_bad", bad)
+
+    def _add_stat(self, name: str, n: int = 1) -> None:
+        if self._stats is not None:
+            self._stats.add(name, n)
+
+
+def _describe_failures(failures: list[tuple[str, str]]) -> str:
+    """`coil 0-0 [running], input 0-9 [flow]: cannot connect ...`: one cause, all the places it hit."""
+    by_cause: dict[str, list[str]] = {}
+    for where, cause in failures:
+        by_cause.setdefault(cause, []).append(where)
+    return "; ".join(f"{', '.join(wheres)}: {cause}" for cause, wheres in by_cause.items())
+
+
+def _sample(tag: ModbusTag, scan_time: int, value: Value | None) -> dict[str, Any]:
+    if isinstance(value, int) and not _AVRO_LONG_MIN <= value <= _AVRO_LONG_MAX:
+        value = float(value)
+    return {
+        "tag": tag.name,
+        "source_time": scan_time,  # Modbus carries no source timestamps: the scan time is the best one
+        "value": value,
+        "quality": "BAD" if value is None else "GOOD",
+        "unit": tag.unit,
+    }
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Result of `work`, or None if `stop` is set first (then `work` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():  # stopped, or this coroutine itself was cancelled
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
+async def _wait_stop(stop: asyncio.Event, delay: float) -> bool:
+    """Sleep up to `delay` seconds; True when `stop` was set meanwhile."""
+    if delay > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+    return stop.is_set()
+
+
+async def run_modbus_producer(
+    settings: Settings,
+    emit: Emit,
+    stop: asyncio.Event,
+    stats: RunStats | None = None,
+    producer_id: str | None = None,
+) -> None:
+    """Poll every configured Modbus TCP device until `stop` is set.
+
+    `emit` is called with each frame from the event loop thread; it must not block for long (a
+    FrameSink blocks only while librdkafka's local queue is full). Counters go to `stats`:
+    frames_produced, samples_read (all samples, GOOD or BAD), samples_bad, read_errors (failed
+    requests) and polls_skipped (ticks missed because a scan overran its interval).
+    """
+    pid = producer_id or default_producer_id()
+    pollers = [ModbusPoller(d, emit, producer_id=pid, stats=stats) for d in settings.devices]
+    if not pollers:
+        log.warning("no Modbus devices configured: nothing to poll")
+    for p in pollers:
+        log.info("polling Modbus device %s every %g s in %d request(s): %s", p.label,
+                 p.device.poll_interval_s, len(p.blocks), ", ".join(b.describe() for b in p.blocks))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for p in pollers:
+                tg.create_task(p.run(stop), name=f"modbus-poll-{p.device.name}")
+            if stats is not None:
+                tg.create_task(_flush_stats(stats, stop), name="modbus-stats")
+            await stop.wait()
+    finally:
+        for p in pollers:
+            p.close()
+        if stats is not None:
+            stats.flush()
+
+
+async def _flush_stats(stats: RunStats, stop: asyncio.Event) -> None:
+    # `plantstream up` shows these files as live progress
+    while not await _wait_stop(stop, STATS_FLUSH_INTERVAL_S):
+        stats.flush()

@@ -1,0 +1,1 @@
+"""Sinks: storage writers (SQLite now), later alert delivery and the dashboard."""

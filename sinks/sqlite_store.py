@@ -1,0 +1,116 @@
+"""SQLite storage (the embedded default): samples, frames and KPI windows with natural keys.
+
+Every table has the record's natural key as its primary key, so a redelivered message (at-least-once
+processing, a sink killed before committing its offsets) changes nothing: frames and samples are
+insert-or-ignore (a recomputed KPI window is the same row, so the first copy stands).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+QUALITY = {"GOOD": 0, "UNCERTAIN": 1, "BAD": 2}
+
+MIGRATIONS: list[str] = [
+    # 1: the thin path's tables
+    """
+    CREATE TABLE frames (
+        producer_id TEXT NOT NULL, device TEXT NOT NULL, seq INTEGER NOT NULL,
+        asset TEXT NOT NULL, scan_time INTEGER NOT NULL, n_samples INTEGER NOT NULL,
+        historical INTEGER NOT NULL, buffered INTEGER NOT NULL,
+        PRIMARY KEY (producer_id, device, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE samples (
+        asset TEXT NOT NULL, tag TEXT NOT NULL, ts INTEGER NOT NULL,
+        value_num REAL, value_text TEXT, quality INTEGER NOT NULL,
+        PRIMARY KEY (asset, tag, ts)
+    ) WITHOUT ROWID;
+    CREATE TABLE kpi_windows (
+        asset TEXT NOT NULL, tag TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL,
+        unit TEXT, count INTEGER, bad_count INTEGER, min REAL, max REAL, mean REAL, stddev REAL,
+        first REAL, last REAL, first_time INTEGER, last_time INTEGER, time_weighted_avg REAL,
+        rate_of_change REAL,
+        PRIMARY KEY (asset, tag, window_start, window_end)
+    ) WITHOUT ROWID;
+    CREATE VIEW samples_readable AS
+        SELECT asset, tag, ts, strftime('%Y-%m-%dT%H:%M:%fZ', ts / 1e6, 'unixepoch') AS time,
+               COALESCE(value_num, value_text) AS value,
+               CASE quality WHEN 0 THEN 'GOOD' WHEN 1 THEN 'UNCERTAIN' ELSE 'BAD' END AS quality
+        FROM samples;
+    """,
+]
+
+KPI_COLUMNS = ("asset", "tag", "window_start", "window_end", "unit", "count", "bad_count", "min", "max", "mean",
+               "stddev", "first", "last", "first_time", "last_time", "time_weighted_avg", "rate_of_change")
+
+
+def _split_value(v: Any) -> tuple[float | None, str | None]:
+    if v is None:
+        return None, None
+    if isinstance(v, bool):
+        return (1.0 if v else 0.0), None
+    if isinstance(v, int | float):
+        return float(v), None
+    return None, str(v)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # WAL lets readers (dashboards, `sqlite3` in a terminal) query while the sink writes
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.migrate()
+
+    def migrate(self) -> int:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        for i, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN")
+            for stmt in filter(str.strip, script.split(";")):
+                self.db.execute(stmt)
+            self.db.execute(f"PRAGMA user_version={i}")
+            self.db.execute("COMMIT")
+        return len(MIGRATIONS)
+
+    def write(self, frames: Iterable[dict[str, Any]], kpis: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Store a batch in one transaction; returns the rows actually inserted per table."""
+        frame_rows = []
+        sample_rows = []
+        for f in frames:
+            frame_rows.append((f["producer_id"], f["device"], f["seq"], f["asset"], f["scan_time"],
+                               len(f["samples"]), int(f.get("historical", False)), int(f.get("buffered", False))))
+            for s in f["samples"]:
+                num, text = _split_value(s["value"])
+                sample_rows.append((f["asset"], s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
+        kpi_rows = [tuple(k[c] for c in KPI_COLUMNS) for k in kpis]
+        cur = self.db.cursor()
+        cur.execute("BEGIN")
+        try:
+            before = self.db.total_changes
+            cur.executemany("INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?)", frame_rows)
+            n_frames = self.db.total_changes - before
+            before = self.db.total_changes
+            cur.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?)", sample_rows)
+            n_samples = self.db.total_changes - before
+            before = self.db.total_changes
+            cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})",
+                            kpi_rows)
+            n_kpi = self.db.total_changes - before
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
+
+    def count(self, table: str) -> int:
+        if table not in ("frames", "samples", "kpi_windows"):
+            raise ValueError(table)
+        return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,88 @@
+"""Helpers for integration tests: topics per test, producing frames, consuming topics, child processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from plantstream import kafka_clients, topics
+from plantstream.config import Settings
+from plantstream.serde import Codec, Decoder
+
+
+def prepare_topics(settings: Settings) -> dict[str, int]:
+    topics.apply(settings, AdminClient(kafka_clients.admin_config(settings)))
+    return topics.register_schemas(settings, kafka_clients.registry(settings))
+
+
+def produce(settings: Settings, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+    p = Producer(kafka_clients.producer_config(settings, "test"))
+    for key, value in items:
+        p.produce(topic, key=key, value=value)
+    assert p.flush(30) == 0
+
+
+def consume_all(settings: Settings, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
+    """Read a topic from the beginning until `expect` messages or the timeout."""
+    c = Consumer(kafka_clients.consumer_config(settings, f"test-read-{os.getpid()}-{time.time_ns()}", "test"))
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, -2) for p in md.partitions])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < expect and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            out.append(m)
+    # a short extra wait shows whether more than expected arrive (duplicates)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            out.append(m)
+    c.close()
+    return out
+
+
+def frame_codec(settings: Settings) -> Codec:
+    import schemas
+
+    return kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
+
+
+def decoder(settings: Settings, reader: str | None = None) -> Decoder:
+    return kafka_clients.registry(settings).decoder(reader)
+
+
+def spawn_cli(config: Path, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "plantstream", "--config", str(config), *args],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+def wait_for(cond: Any, timeout: float, interval: float = 0.3, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
