@@ -23,8 +23,9 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
 app.add_typer(sink_app, name="sink")
 
-ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="plant YAML (default: $PLANTSTREAM_CONFIG "
-                                                                         "or the demo plant)")]
+ConfigOpt = Annotated[
+    str | None, typer.Option("--config", "-c", help="plant YAML (default: $PLANTSTREAM_CONFIG or the demo plant)")
+]
 
 
 class Ctx:
@@ -51,8 +52,9 @@ def _root(
 ) -> None:
     """plantstream: shop-floor data from OPC UA and Modbus devices to Kafka, KPIs, storage and alerts."""
     ctx_state.config_path = config
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("aiokafka", "faust", "mode", "pymodbus", "asyncua", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -111,9 +113,13 @@ def kafka_status(as_json: Annotated[bool, typer.Option("--json", help="machine-r
     r = registry.status(s)
     bootstrap = s.pipeline.kafka.bootstrap or k.bootstrap
     url = s.pipeline.registry.url or r.url
-    doc = {"running": bool(bootstrap and url), "bootstrap": bootstrap, "registry_url": url,
-           "kafka": {**asdict(k), "configured": bool(s.pipeline.kafka.bootstrap)},
-           "registry": {**asdict(r), "configured": bool(s.pipeline.registry.url)}}
+    doc = {
+        "running": bool(bootstrap and url),
+        "bootstrap": bootstrap,
+        "registry_url": url,
+        "kafka": {**asdict(k), "configured": bool(s.pipeline.kafka.bootstrap)},
+        "registry": {**asdict(r), "configured": bool(s.pipeline.registry.url)},
+    }
     if as_json:
         typer.echo(json.dumps(doc))
     else:
@@ -205,8 +211,7 @@ def up_cmd(
     """Run the whole pipeline locally: stack, simulator, producer, processor, sink."""
     from plantstream.up import up
 
-    raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"),
-                        duration))
+    raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
 
 
 def main() -> None:

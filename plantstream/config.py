@@ -23,7 +23,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEMO_CONFIG = Path(__file__).parent / "demo" / "plant.yaml"
 
@@ -217,7 +222,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
-        secrets_dir=os.environ.get("PLANTSTREAM_SECRETS_DIR") or None,
+        secrets_nested_delimiter="__",
     )
 
     plant: Plant
@@ -234,7 +239,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # deployment values (env, secret files) win over the plant file
-        return (env_settings, file_secret_settings, init_settings)
+        return (env_settings, NestedSecretsSettingsSource(file_secret_settings), init_settings)
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
@@ -346,6 +351,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with plant:, devices: and pipeline:")
     try:
-        return Settings(**raw)
+        # read when loading, not at import, so a process can point at its mounted secrets late
+        return Settings(_secrets_dir=os.environ.get("PLANTSTREAM_SECRETS_DIR") or None, **raw)
     except ValidationError as e:
         raise ConfigError(format_validation_error(str(source), raw, e)) from e

@@ -36,8 +36,13 @@ class RunStats:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             counts = dict(self._counts)
-        return {"component": self.component, "pid": os.getpid(), "started": self.started,
-                "updated": time.time(), "counts": counts}
+        return {
+            "component": self.component,
+            "pid": os.getpid(),
+            "started": self.started,
+            "updated": time.time(),
+            "counts": counts,
+        }
 
     def flush(self) -> None:
         if self._path is None:

@@ -78,8 +78,9 @@ def split_header(data: bytes | None) -> tuple[int, memoryview]:
 class Decoder:
     """Decodes any registered schema id; resolves older writer schemas to the current reader schema."""
 
-    def __init__(self, fetch_schema: Callable[[int], str], reader: str | None = None,
-                 keep_logical: bool = False) -> None:
+    def __init__(
+        self, fetch_schema: Callable[[int], str], reader: str | None = None, keep_logical: bool = False
+    ) -> None:
         self._fetch = fetch_schema
         self._keep_logical = keep_logical
         self._reader = parse_internal(schemas.schema_json(reader)) if reader else None
@@ -144,7 +145,9 @@ class Registry:
         self.client.set_compatibility(subject_name=subject, level="BACKWARD")
 
     def fetch(self, schema_id: int) -> str:
-        text: str = self.client.get_schema(schema_id).schema_str
+        text = self.client.get_schema(schema_id).schema_str
+        if not text:
+            raise LookupError(f"the registry returned an empty schema for id {schema_id}")
         return text
 
     def codec(self, subject: str, name: str) -> Codec:

@@ -25,6 +25,10 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def _text(b: str | bytes | None) -> str | None:
+    return b.decode("utf-8", "replace") if isinstance(b, bytes) else b
+
+
 def resolve_topic(settings: Settings, name: str) -> str:
     """Accept the full topic name or the base name without the configured prefix."""
     for spec in topics.TOPICS:
@@ -33,14 +37,26 @@ def resolve_topic(settings: Settings, name: str) -> str:
     return name
 
 
-def tail(settings: Settings, topic: str, *, from_beginning: bool, limit: int | None, idle_timeout: float | None,
-         out: IO[str] = sys.stdout) -> int:
+def tail(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool,
+    limit: int | None,
+    idle_timeout: float | None,
+    out: IO[str] = sys.stdout,
+) -> int:
     topic = resolve_topic(settings, topic)
     spec = topics.spec_for(settings, topic)
     decoder = kafka_clients.registry(settings).decoder(keep_logical=True) if spec is None or spec.schema else None
-    consumer = Consumer(kafka_clients.consumer_config(
-        settings, f"plantstream-tail-{uuid.uuid4().hex[:8]}", "tail",
-        **{"auto.offset.reset": "earliest" if from_beginning else "latest"}))
+    consumer = Consumer(
+        kafka_clients.consumer_config(
+            settings,
+            f"plantstream-tail-{uuid.uuid4().hex[:8]}",
+            "tail",
+            **{"auto.offset.reset": "earliest" if from_beginning else "latest"},
+        )
+    )
     md = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if md is None or md.error is not None:
         consumer.close()
@@ -58,11 +74,17 @@ def tail(settings: Settings, topic: str, *, from_beginning: bool, limit: int | N
             if m.error():
                 continue
             last = time.monotonic()
-            line: dict[str, Any] = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-                                    "timestamp_ms": m.timestamp()[1],
-                                    "key": m.key().decode("utf-8", "replace") if m.key() else None}
+            line: dict[str, Any] = {
+                "topic": m.topic(),
+                "partition": m.partition(),
+                "offset": m.offset(),
+                "timestamp_ms": m.timestamp()[1],
+                "key": _text(m.key()),
+            }
             if decoder is None:
-                line["headers"] = {k: (v or b"").decode("utf-8", "replace") for k, v in (m.headers() or [])}
+                raw_headers = m.headers() or []
+                pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
+                line["headers"] = {k: _text(v) for k, v in pairs}
                 line["value_base64"] = base64.b64encode(m.value() or b"").decode()
             else:
                 try:

@@ -72,8 +72,9 @@ def apply(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> list
     existing = admin.list_topics(timeout=timeout).topics
     changes: list[str] = []
     create = [
-        NewTopic(settings.topic(s.base), partitions, settings.pipeline.kafka.replication_factor,
-                 config=s.kafka_configs())
+        NewTopic(
+            settings.topic(s.base), partitions, settings.pipeline.kafka.replication_factor, config=s.kafka_configs()
+        )
         for s in TOPICS
         if settings.topic(s.base) not in existing
     ]

@@ -86,8 +86,11 @@ class Orchestrator:
             say(f"kafka: using configured broker {bootstrap}")
         else:
             was = local_kafka.status(s).running
-            say("kafka: starting local broker (first run fetches Apache Kafka from Maven Central)..."
-                if not was else "kafka: local broker already running")
+            say(
+                "kafka: starting local broker (first run fetches Apache Kafka from Maven Central)..."
+                if not was
+                else "kafka: local broker already running"
+            )
             st = local_kafka.start(s)
             self.started_kafka = not was
             bootstrap = st.bootstrap or ""
@@ -113,8 +116,14 @@ class Orchestrator:
         cmd += list(args)
         with open(log, "ab") as out:
             # own process group: the terminal's Ctrl-C reaches only `up`, which stops children in order
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **env}, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
         child = Child(name, list(args), proc, log)
         self.children.append(child)
         say(f"{name}: started (pid {proc.pid}, log {log})")
@@ -124,8 +133,11 @@ class Orchestrator:
         t0 = time.monotonic()
         runstats.clear(self.state_dir)
         bootstrap, url = self.start_stack()
-        env = {"KAFKA_BOOTSTRAP": bootstrap, "SCHEMA_REGISTRY_URL": url,
-               "PLANTSTREAM_PIPELINE__STATE_DIR": self.state_dir}
+        env = {
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "SCHEMA_REGISTRY_URL": url,
+            "PLANTSTREAM_PIPELINE__STATE_DIR": self.state_dir,
+        }
         os.environ.update(env)
         from confluent_kafka.admin import AdminClient
 
@@ -154,8 +166,10 @@ class Orchestrator:
                 dead = [c for c in self.children if not c.alive()]
                 if dead:
                     for c in dead:
-                        say(f"{c.name} exited unexpectedly (code {c.proc.returncode if c.proc else '?'}); "
-                            f"last log lines:\n{tail(c.log)}")
+                        say(
+                            f"{c.name} exited unexpectedly (code {c.proc.returncode if c.proc else '?'}); "
+                            f"last log lines:\n{tail(c.log)}"
+                        )
                     exit_code = 1
                     break
                 if time.monotonic() - last_print >= 2.0:
@@ -163,9 +177,11 @@ class Orchestrator:
                     dt = time.monotonic() - last_print if last_print else 1.0
                     rate = (now["frames_acked"] - prev.get("frames_acked", 0)) / dt
                     srate = (now["samples_stored"] - prev.get("samples_stored", 0)) / dt
-                    say(f"[{now['duration_s']:6.1f}s] frames produced {now['frames_produced']} acked "
+                    say(
+                        f"[{now['duration_s']:6.1f}s] frames produced {now['frames_produced']} acked "
                         f"{now['frames_acked']} ({rate:.1f}/s) | samples stored {now['samples_stored']} "
-                        f"({srate:.0f}/s) | kpi windows {now['kpi_windows']} | dead letters {now['dead_letters']}")
+                        f"({srate:.0f}/s) | kpi windows {now['kpi_windows']} | dead letters {now['dead_letters']}"
+                    )
                     prev, last_print = now, time.monotonic()
                 time.sleep(0.2)
         finally:

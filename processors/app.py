@@ -70,20 +70,25 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
     )
-    readings = app.topic(settings.topic(topics.READINGS), key_serializer="raw", value_serializer="raw",
-                         partitions=k.partitions)
-    kpi_out = app.topic(settings.topic(topics.KPI), key_serializer="raw", value_serializer="raw",
-                        partitions=k.partitions)
-    deadletter = app.topic(settings.topic(topics.DEADLETTER), key_serializer="raw", value_serializer="raw",
-                           partitions=k.partitions)
+    readings = app.topic(
+        settings.topic(topics.READINGS), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
+    kpi_out = app.topic(
+        settings.topic(topics.KPI), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
+    deadletter = app.topic(
+        settings.topic(topics.DEADLETTER), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
     windows = app.Table("kpi-windows", default=None, partitions=k.partitions, key_type=str, value_type=Any)
 
     async def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
         stats.add("dead_letters")
-        log.warning("dead letter from %s[%d]@%d: %s", event.message.topic, event.message.partition,
-                    event.message.offset, error)
-        await deadletter.send(key=event.key, value=event.value,
-                              headers=dead_letter_headers(error, exc_class, event.message, "processor"))
+        log.warning(
+            "dead letter from %s[%d]@%d: %s", event.message.topic, event.message.partition, event.message.offset, error
+        )
+        await deadletter.send(
+            key=event.key, value=event.value, headers=dead_letter_headers(error, exc_class, event.message, "processor")
+        )
 
     @app.agent(readings)
     async def process_frames(stream: faust.StreamT[bytes]) -> None:
@@ -118,10 +123,6 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     @app.timer(1.0)
     async def write_stats() -> None:
         stats.flush()
-
-    @app.on_rebalance_complete.connect
-    async def _rebalanced(sender: Any, **kwargs: Any) -> None:
-        stats.add("rebalances")
 
     return app
 

@@ -53,6 +53,7 @@ def close_until(state: AssetState, asset: str, size: int, watermark: int) -> lis
         if start + size > watermark:
             break
         for tag, acc in sorted(state["open"].pop(key).items()):
-            closed.append({"asset": asset, "tag": tag, "window_start": start, "window_end": start + size,
-                           **tag_stats.result(acc)})
+            closed.append(
+                {"asset": asset, "tag": tag, "window_start": start, "window_end": start + size, **tag_stats.result(acc)}
+            )
     return closed

@@ -14,8 +14,20 @@ Acc = dict[str, Any]
 
 
 def new_acc(unit: str = "") -> Acc:
-    return {"n": 0, "bad": 0, "unit": unit, "min": None, "max": None, "mean": 0.0, "m2": 0.0,
-            "first": None, "first_t": None, "last": None, "last_t": None, "integ": 0.0}
+    return {
+        "n": 0,
+        "bad": 0,
+        "unit": unit,
+        "min": None,
+        "max": None,
+        "mean": 0.0,
+        "m2": 0.0,
+        "first": None,
+        "first_t": None,
+        "last": None,
+        "last_t": None,
+        "integ": 0.0,
+    }
 
 
 def as_number(value: Any) -> float | None:
@@ -53,10 +65,21 @@ def add(acc: Acc, t: int, value: Any, good: bool) -> None:
 def result(acc: Acc) -> dict[str, Any]:
     """The statistics fields of a KpiWindow record."""
     n = acc["n"]
-    out: dict[str, Any] = {"unit": acc["unit"], "count": n, "bad_count": acc["bad"], "min": acc["min"],
-                           "max": acc["max"], "mean": None, "stddev": None, "first": acc["first"],
-                           "last": acc["last"], "first_time": acc["first_t"], "last_time": acc["last_t"],
-                           "time_weighted_avg": None, "rate_of_change": None}
+    out: dict[str, Any] = {
+        "unit": acc["unit"],
+        "count": n,
+        "bad_count": acc["bad"],
+        "min": acc["min"],
+        "max": acc["max"],
+        "mean": None,
+        "stddev": None,
+        "first": acc["first"],
+        "last": acc["last"],
+        "first_time": acc["first_t"],
+        "last_time": acc["last_t"],
+        "time_weighted_avg": None,
+        "rate_of_change": None,
+    }
     if n == 0:
         return out
     out["mean"] = acc["mean"]

@@ -32,8 +32,7 @@ def run_simulator(settings: Settings, duration: float | None) -> None:
     from producers.simulator import PlantSimulator
 
     sim = PlantSimulator(settings)
-    log.info("simulating %d device(s) on %s", len(settings.devices),
-             ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
+    log.info("simulating %d device(s) on %s", len(settings.devices), ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
     _run_until_signal(sim.run, duration)
 
 

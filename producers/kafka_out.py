@@ -50,9 +50,7 @@ class FrameSink:
         )
         self._closing = threading.Event()
         self._last_full_log = 0.0
-        self._callbacks = threading.Thread(
-            target=self._serve_callbacks, name="frame-sink-callbacks", daemon=True
-        )
+        self._callbacks = threading.Thread(target=self._serve_callbacks, name="frame-sink-callbacks", daemon=True)
         self._callbacks.start()
 
     def emit(self, frame: dict[str, Any]) -> None:
@@ -68,9 +66,7 @@ class FrameSink:
 
         while True:
             try:
-                self._producer.produce(
-                    self.topic, value=value, key=asset.encode("utf-8"), on_delivery=delivered
-                )
+                self._producer.produce(self.topic, value=value, key=asset.encode("utf-8"), on_delivery=delivered)
                 return
             except BufferError:
                 self._wait_for_room(asset)
@@ -91,8 +87,7 @@ class FrameSink:
         self._callbacks.join()
         remaining = int(self._producer.flush(timeout))
         if remaining:
-            log.error("%d frame(s) not delivered to %s within %g s of shutdown",
-                      remaining, self.topic, timeout)
+            log.error("%d frame(s) not delivered to %s within %g s of shutdown", remaining, self.topic, timeout)
             self._producer.purge()
             self._producer.flush(0)  # serves the purged frames' delivery reports
         self._producer.close()
@@ -106,8 +101,11 @@ class FrameSink:
         now = time.monotonic()
         if now - self._last_full_log >= _QUEUE_FULL_LOG_INTERVAL_S:
             self._last_full_log = now
-            log.warning("the local Kafka queue is full (broker slow or unreachable): frames of %s and others "
-                        "wait for room; none are dropped", asset)
+            log.warning(
+                "the local Kafka queue is full (broker slow or unreachable): frames of %s and others "
+                "wait for room; none are dropped",
+                asset,
+            )
         self._add_stat("queue_full_waits")
         self._producer.poll(_QUEUE_FULL_WAIT_S)
 

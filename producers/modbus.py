@@ -270,9 +270,11 @@ class ModbusPoller:
             else ""
         )
         log.warning(
-            "Modbus device %s: read failed: %s; these tags are BAD until it recovers%s "
-            "(reported at most every %g s)",
-            self.label, _describe_failures(failures), more, ERROR_LOG_INTERVAL_S,
+            "Modbus device %s: read failed: %s; these tags are BAD until it recovers%s (reported at most every %g s)",
+            self.label,
+            _describe_failures(failures),
+            more,
+            ERROR_LOG_INTERVAL_S,
         )
         self._last_report_at = now
         self._reported_failing = True
@@ -353,8 +355,13 @@ async def run_modbus_producer(
     if not pollers:
         log.warning("no Modbus devices configured: nothing to poll")
     for p in pollers:
-        log.info("polling Modbus device %s every %g s in %d request(s): %s", p.label,
-                 p.device.poll_interval_s, len(p.blocks), ", ".join(b.describe() for b in p.blocks))
+        log.info(
+            "polling Modbus device %s every %g s in %d request(s): %s",
+            p.label,
+            p.device.poll_interval_s,
+            len(p.blocks),
+            ", ".join(b.describe() for b in p.blocks),
+        )
     try:
         async with asyncio.TaskGroup() as tg:
             for p in pollers:

@@ -33,8 +33,7 @@ from producers.modbus_codec import Value
 log = logging.getLogger(__name__)
 
 # Function codes used to address a table when writing into pymodbus' datastore.
-_TABLE_FC = {RegisterTable.COIL: 1, RegisterTable.DISCRETE_INPUT: 2, RegisterTable.HOLDING: 3,
-             RegisterTable.INPUT: 4}
+_TABLE_FC = {RegisterTable.COIL: 1, RegisterTable.DISCRETE_INPUT: 2, RegisterTable.HOLDING: 3, RegisterTable.INPUT: 4}
 
 
 class SimulatorError(RuntimeError):
@@ -64,8 +63,12 @@ _AFTER_RUNNING = (
     (MachineState.UNPLANNED_STOP, 0.3),
 )
 # Share of full load a machine settles at in each state (idle machines keep pumps and heaters on).
-_STATE_LOAD = {MachineState.RUNNING: 1.0, MachineState.IDLE: 0.35, MachineState.PLANNED_STOP: 0.0,
-               MachineState.UNPLANNED_STOP: 0.0}
+_STATE_LOAD = {
+    MachineState.RUNNING: 1.0,
+    MachineState.IDLE: 0.35,
+    MachineState.PLANNED_STOP: 0.0,
+    MachineState.UNPLANNED_STOP: 0.0,
+}
 _LOAD_TIME_CONSTANT_S = 8.0
 _SCRAP_RATE = 0.03
 _DEFAULT_CYCLE_TIME_S = 1.0
@@ -94,10 +97,22 @@ LINE_SPEED = Profile(stopped=0.0, running=45.0, wave=3.0, noise=0.5, period_s=30
 GENERIC = Profile(stopped=10.0, running=50.0, wave=5.0, noise=0.5, period_s=60.0)
 
 # Specific names first: a hydraulic pressure in bar is not a water pressure in bar.
-_NAME_HINTS = (("hydraulic", HYDRAULIC_PRESSURE), ("temp", TEMPERATURE), ("vibration", VIBRATION),
-               ("current", CURRENT), ("flow", FLOW), ("pressure", PRESSURE))
-_UNIT_HINTS = {"rpm": ROTATIONAL_SPEED, "degc": TEMPERATURE, "bar": PRESSURE, "a": CURRENT,
-               "mm/s": VIBRATION, "m3/h": FLOW}
+_NAME_HINTS = (
+    ("hydraulic", HYDRAULIC_PRESSURE),
+    ("temp", TEMPERATURE),
+    ("vibration", VIBRATION),
+    ("current", CURRENT),
+    ("flow", FLOW),
+    ("pressure", PRESSURE),
+)
+_UNIT_HINTS = {
+    "rpm": ROTATIONAL_SPEED,
+    "degc": TEMPERATURE,
+    "bar": PRESSURE,
+    "a": CURRENT,
+    "mm/s": VIBRATION,
+    "m3/h": FLOW,
+}
 
 
 def profile_for(tag: ModbusTag) -> Profile:
@@ -258,8 +273,11 @@ class PlantSimulator:
             await self._stop_servers()
             raise
         self._task = asyncio.create_task(self._update_loop(), name="plant-simulator-updates")
-        log.info("simulator serving %d device(s) on %s", sum(len(e.devices) for e in self._endpoints),
-                 ", ".join(e.label for e in self._endpoints))
+        log.info(
+            "simulator serving %d device(s) on %s",
+            sum(len(e.devices) for e in self._endpoints),
+            ", ".join(e.label for e in self._endpoints),
+        )
 
     async def close(self) -> None:
         """Stop updating and shut every server down (open client connections are closed).
@@ -370,8 +388,11 @@ class PlantSimulator:
 
 
 def _counter_value(tag: ModbusTag, machine: Machine) -> Value:
-    count = {TagRole.COUNTER_TOTAL: machine.total, TagRole.COUNTER_GOOD: machine.good,
-             TagRole.COUNTER_SCRAP: machine.scrap}[tag.role]
+    count = {
+        TagRole.COUNTER_TOTAL: machine.total,
+        TagRole.COUNTER_GOOD: machine.good,
+        TagRole.COUNTER_SCRAP: machine.scrap,
+    }[tag.role]
     if tag.type in modbus_codec.INT_RANGE:
         count %= modbus_codec.INT_RANGE[tag.type][1] + 1  # wrap like a PLC counter register
         return count if tag.scale == 1 and tag.offset == 0 else count * tag.scale + tag.offset
@@ -453,9 +474,7 @@ def _bit_block(tags: Sequence[ModbusTag]) -> list[SimData]:
     return [SimData(start, count=count, values=False, datatype=DataType.BITS)]
 
 
-async def _write_values(
-    server: ModbusTcpServer, tags: Sequence[_SimTag], values: dict[tuple[str, str], Value]
-) -> None:
+async def _write_values(server: ModbusTcpServer, tags: Sequence[_SimTag], values: dict[tuple[str, str], Value]) -> None:
     for st in tags:
         words = modbus_codec.encode(values[(st.device.name, st.tag.name)], st.tag)
         bits = modbus_codec.is_bit_table(st.tag.table)

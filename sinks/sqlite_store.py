@@ -43,8 +43,25 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-KPI_COLUMNS = ("asset", "tag", "window_start", "window_end", "unit", "count", "bad_count", "min", "max", "mean",
-               "stddev", "first", "last", "first_time", "last_time", "time_weighted_avg", "rate_of_change")
+KPI_COLUMNS = (
+    "asset",
+    "tag",
+    "window_start",
+    "window_end",
+    "unit",
+    "count",
+    "bad_count",
+    "min",
+    "max",
+    "mean",
+    "stddev",
+    "first",
+    "last",
+    "first_time",
+    "last_time",
+    "time_weighted_avg",
+    "rate_of_change",
+)
 
 
 def _split_value(v: Any) -> tuple[float | None, str | None]:
@@ -82,8 +99,18 @@ class SqliteStore:
         frame_rows = []
         sample_rows = []
         for f in frames:
-            frame_rows.append((f["producer_id"], f["device"], f["seq"], f["asset"], f["scan_time"],
-                               len(f["samples"]), int(f.get("historical", False)), int(f.get("buffered", False))))
+            frame_rows.append(
+                (
+                    f["producer_id"],
+                    f["device"],
+                    f["seq"],
+                    f["asset"],
+                    f["scan_time"],
+                    len(f["samples"]),
+                    int(f.get("historical", False)),
+                    int(f.get("buffered", False)),
+                )
+            )
             for s in f["samples"]:
                 num, text = _split_value(s["value"])
                 sample_rows.append((f["asset"], s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
@@ -98,8 +125,7 @@ class SqliteStore:
             cur.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?)", sample_rows)
             n_samples = self.db.total_changes - before
             before = self.db.total_changes
-            cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})",
-                            kpi_rows)
+            cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})", kpi_rows)
             n_kpi = self.db.total_changes - before
             cur.execute("COMMIT")
         except BaseException:

@@ -38,7 +38,8 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
     }
     store = SqliteStore(store_path(settings))
     cfg = settings.pipeline.storage
-    consumer = Consumer(kafka_clients.consumer_config(settings, f"{settings.pipeline.group_id}-sink-storage", "sink-storage"))
+    group = f"{settings.pipeline.group_id}-sink-storage"
+    consumer = Consumer(kafka_clients.consumer_config(settings, group, "sink-storage"))
     consumer.subscribe(list(decoders))
     log.info("storage sink writing to %s", store.path)
     try:
@@ -52,7 +53,7 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer error: %s", err)
                     continue
-                topic = m.topic()
+                topic = m.topic() or ""
                 try:
                     record = decoders[topic].decode(m.value())
                 except DecodeError as e:

@@ -63,9 +63,14 @@ def decoder(settings: Settings, reader: str | None = None) -> Decoder:
 
 def spawn_cli(config: Path, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "plantstream", "--config", str(config), *args],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "plantstream", "--config", str(config), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:

@@ -44,34 +44,37 @@ def home(settings: Settings) -> Path:
 
 def _properties(settings: Settings, data: Path) -> str:
     k = settings.pipeline.kafka
-    return "\n".join(
-        [
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"listeners=PLAINTEXT://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{k.broker_port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"controller.quorum.voters=1@{HOST}:{k.controller_port}",
-            f"log.dirs={data}",
-            # one node: every internal topic has one replica
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=10",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "transaction.state.log.num.partitions=4",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "default.replication.factor=1",
-            "min.insync.replicas=1",
-            f"num.partitions={k.partitions}",
-            "group.initial.rebalance.delay.ms=0",
-            "auto.create.topics.enable=true",
-            "log.retention.check.interval.ms=60000",
-            "log.segment.bytes=67108864",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"listeners=PLAINTEXT://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{HOST}:{k.broker_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"controller.quorum.voters=1@{HOST}:{k.controller_port}",
+                f"log.dirs={data}",
+                # one node: every internal topic has one replica
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "default.replication.factor=1",
+                "min.insync.replicas=1",
+                f"num.partitions={k.partitions}",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=true",
+                "log.retention.check.interval.ms=60000",
+                "log.segment.bytes=67108864",
+            ]
+        )
+        + "\n"
+    )
 
 
 _LOG4J2 = """status = warn
@@ -149,17 +152,39 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
 
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             (h / "cluster.id").write_text(cluster)
-        proc = subprocess.run(
-            [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}", "kafka.tools.StorageTool",
-             "format", "-t", cluster, "-c", str(props), "--ignore-formatted"],
-            capture_output=True, text=True,
+        fmt = subprocess.run(
+            [
+                java,
+                "-cp",
+                classpath,
+                f"-Dlog4j2.configurationFile={log4j}",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
         )
-        if proc.returncode != 0:
-            raise StackError(f"formatting KRaft storage in {data} failed:\n{proc.stdout}{proc.stderr}")
+        if fmt.returncode != 0:
+            raise StackError(f"formatting KRaft storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
     marker = str(props)
-    cmd = [java, f"-Xmx{k.heap_mb}m", f"-Xms{min(256, k.heap_mb)}m", "-XX:+UseG1GC",
-           "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}",
-           "-cp", classpath, "kafka.Kafka", marker]
+    cmd = [
+        java,
+        f"-Xmx{k.heap_mb}m",
+        f"-Xms{min(256, k.heap_mb)}m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        marker,
+    ]
     proc = spawn(cmd, h / "stdout.log", cwd=h)
     endpoint = f"{HOST}:{k.broker_port}"
     info = ProcessInfo(pid=proc.pid, marker=marker, started_at=time.time(), endpoint=endpoint)
@@ -175,8 +200,10 @@ def _wait_ready(endpoint: str, info: ProcessInfo, h: Path, timeout: float) -> No
     admin = AdminClient({"bootstrap.servers": endpoint, "log_level": 0})
     while time.monotonic() < deadline:
         if not alive(info):
-            raise StackError(f"the Kafka broker exited during start-up. Last log lines:\n{tail(h / 'stdout.log')}"
-                             f"\n{tail(h / 'server.log')}")
+            raise StackError(
+                f"the Kafka broker exited during start-up. Last log lines:\n{tail(h / 'stdout.log')}"
+                f"\n{tail(h / 'server.log')}"
+            )
         try:
             md = admin.list_topics(timeout=2)
             if md.brokers:

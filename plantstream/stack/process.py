@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,8 +63,13 @@ def spawn(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = Non
     with open(log, "ab") as out:
         # own session: Ctrl-C in the terminal that ran `kafka start` must not kill the broker
         return subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-            start_new_session=True, env={**os.environ, **(env or {})},
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -84,10 +90,8 @@ def terminate(info: ProcessInfo, timeout: float = 30.0) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -59,16 +59,23 @@ def start(settings: Settings, timeout: float = 120.0) -> RegistryStatus:
     db.parent.mkdir(parents=True, exist_ok=True)
     marker = f"-Dplantstream.home={h}"
     cmd = [
-        _java(), f"-Xmx{r.heap_mb}m", "-XX:+UseSerialGC", marker,
-        f"-Dquarkus.http.host={HOST}", f"-Dquarkus.http.port={r.port}",
+        _java(),
+        f"-Xmx{r.heap_mb}m",
+        "-XX:+UseSerialGC",
+        marker,
+        f"-Dquarkus.http.host={HOST}",
+        f"-Dquarkus.http.port={r.port}",
         # the management interface would bind 0.0.0.0:9000 and clash between two registries
         "-Dquarkus.management.enabled=false",
         # file-backed H2 keeps registered schemas (and their ids) across restarts
         f"-Dapicurio.datasource.url=jdbc:h2:file:{db};DB_CLOSE_ON_EXIT=FALSE",
-        "-Dapicurio.datasource.jdbc.initial-size=2", "-Dapicurio.datasource.jdbc.min-size=2",
+        "-Dapicurio.datasource.jdbc.initial-size=2",
+        "-Dapicurio.datasource.jdbc.min-size=2",
         "-Dapicurio.datasource.jdbc.max-size=16",
-        "-Dquarkus.log.level=WARN", "-Dquarkus.banner.enabled=false",
-        "-jar", str(jar),
+        "-Dquarkus.log.level=WARN",
+        "-Dquarkus.banner.enabled=false",
+        "-jar",
+        str(jar),
     ]
     proc = spawn(cmd, h / "registry.log", cwd=jar.parent)
     url = f"http://{HOST}:{r.port}{CCOMPAT}"

@@ -72,6 +72,7 @@ class Frames:
 
     async def wait_frames_after(self, t_us: int, devices: list[str]) -> dict[str, dict[str, Any]]:
         """The first frame of each device whose scan started after `t_us`."""
+
         def ready() -> bool:
             return all(any(f["scan_time"] > t_us for f in self.of(d)) for d in devices)
 
@@ -98,9 +99,7 @@ def comparable(value: Any, tag_type: TagType) -> Any:
     return value
 
 
-def assert_frame_matches(
-    frame: dict[str, Any], settings: Settings, served: dict[tuple[str, str], Any]
-) -> None:
+def assert_frame_matches(frame: dict[str, Any], settings: Settings, served: dict[tuple[str, str], Any]) -> None:
     dev = next(d for d in settings.devices if d.name == frame["device"])
     assert [s["tag"] for s in frame["samples"]] == [t.name for t in dev.tags]
     for tag, sample in zip(dev.tags, frame["samples"], strict=True):
@@ -119,24 +118,54 @@ def every_type_device() -> dict[str, Any]:
         for type_ in TagType:
             if type_ in (TagType.BOOL, TagType.STRING):
                 continue
-            tags.append({"name": f"{type_.value}_{order.value}".lower(), "type": type_.value,
-                         "byte_order": order.value, "address": address})
+            tags.append(
+                {
+                    "name": f"{type_.value}_{order.value}".lower(),
+                    "type": type_.value,
+                    "byte_order": order.value,
+                    "address": address,
+                }
+            )
             address += modbus_codec.register_count(ModbusTag(name="x", address=0, type=type_))
-        tags.append({"name": f"str_{order.value}".lower(), "type": "string", "length": 3,
-                     "byte_order": order.value, "address": address})
+        tags.append(
+            {
+                "name": f"str_{order.value}".lower(),
+                "type": "string",
+                "length": 3,
+                "byte_order": order.value,
+                "address": address,
+            }
+        )
         address += 3
     tags += [
         {"name": "flag", "role": "status", "type": "bool", "address": address},
-        {"name": "temp_scaled", "unit": "degC", "type": "int16", "scale": 0.1, "offset": -20.0,
-         "byte_order": "BADC", "address": address + 1},
-        {"name": "flow_in", "unit": "m3/h", "type": "float32", "byte_order": "DCBA", "table": "input",
-         "address": 100},
-        {"name": "count_in", "role": "counter_total", "type": "uint64", "byte_order": "CDAB",
-         "table": "input", "address": 102},
+        {
+            "name": "temp_scaled",
+            "unit": "degC",
+            "type": "int16",
+            "scale": 0.1,
+            "offset": -20.0,
+            "byte_order": "BADC",
+            "address": address + 1,
+        },
+        {"name": "flow_in", "unit": "m3/h", "type": "float32", "byte_order": "DCBA", "table": "input", "address": 100},
+        {
+            "name": "count_in",
+            "role": "counter_total",
+            "type": "uint64",
+            "byte_order": "CDAB",
+            "table": "input",
+            "address": 102,
+        },
         {"name": "door_closed", "role": "status", "type": "bool", "table": "discrete_input", "address": 7},
     ]
-    return {"name": "every-type", "protocol": "modbus_tcp", "asset": "demo.springfield.stamping.line1.press1",
-            "unit_id": 5, "tags": tags}
+    return {
+        "name": "every-type",
+        "protocol": "modbus_tcp",
+        "asset": "demo.springfield.stamping.line1.press1",
+        "unit_id": 5,
+        "tags": tags,
+    }
 
 
 # --- values read == values served ------------------------------------------------------------------
@@ -282,8 +311,7 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     assert counts["packer1-plc"] >= 1  # slower (each scan waits for the timeout) but still framed
     assert stats.get("read_errors") > 0 and stats.get("samples_bad") > 0
 
-    warnings = [r.getMessage() for r in caplog.records
-                if r.levelno == logging.WARNING and r.name == "producers.modbus"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "producers.modbus"]
     refused = [m for m in warnings if "'pump1-vfd'" in m]
     hung = [m for m in warnings if "'packer1-plc'" in m]
     assert len(refused) == 1 and len(hung) == 1, warnings  # rate-limited: one line per device
@@ -291,9 +319,7 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     assert "no response within 0.5 s" in hung[0] and "holding 0-5" in hung[0]
 
 
-async def test_illegal_address_is_bad_with_a_clear_log(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_illegal_address_is_bad_with_a_clear_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="producers")
     port = free_port()
     sim_settings = Settings(**demo_raw(tmp_path, port))
@@ -306,8 +332,7 @@ async def test_illegal_address_is_bad_with_a_clear_log(
         by_tag = {s["tag"]: s for s in f["samples"]}
         assert by_tag["ghost"]["quality"] == "BAD" and by_tag["ghost"]["value"] is None
         assert all(s["quality"] == "GOOD" for name, s in by_tag.items() if name != "ghost")
-    lines = [r.getMessage() for r in caplog.records
-             if r.levelno >= logging.WARNING and "press1-plc" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "press1-plc" in r.getMessage()]
     assert len(lines) == 1, lines
     assert "holding 500-500 [ghost]: Modbus exception 2 (illegal data address)" in lines[0]
     assert f"127.0.0.1:{port} unit 1" in lines[0]
@@ -319,7 +344,8 @@ async def test_decode_error_marks_only_that_tag(tmp_path: Path, caplog: pytest.L
     sim_raw = demo_raw(tmp_path, port)
     # a constant 12000 rpm = 0x2EE0: byte 0xE0 is not ASCII, so reading it as text must fail
     device(sim_raw, "press1-plc")["tags"].append(
-        {"name": "speed_setpoint", "unit": "rpm", "role": "setpoint", "type": "uint16", "address": 20})
+        {"name": "speed_setpoint", "unit": "rpm", "role": "setpoint", "type": "uint16", "address": 20}
+    )
     raw = demo_raw(tmp_path, port)
     device(raw, "press1-plc")["tags"].append({"name": "label", "type": "string", "length": 1, "address": 20})
     settings = Settings(**raw)
@@ -335,9 +361,7 @@ async def test_decode_error_marks_only_that_tag(tmp_path: Path, caplog: pytest.L
     assert any("'label'" in r.getMessage() and "not ASCII" in r.getMessage() for r in caplog.records)
 
 
-async def test_reconnects_after_the_device_comes_back(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_reconnects_after_the_device_comes_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="producers")
     port = free_port()
     settings = Settings(**demo_raw(tmp_path, port))
@@ -440,7 +464,8 @@ async def test_simulated_plant_is_deterministic_and_plausible(tmp_path: Path) ->
 def test_counters_wrap_at_the_type_maximum(tmp_path: Path) -> None:
     raw = demo_raw(tmp_path, free_port())
     device(raw, "press1-plc")["tags"].append(
-        {"name": "strokes_16", "role": "counter_total", "type": "uint16", "address": 30})
+        {"name": "strokes_16", "role": "counter_total", "type": "uint16", "address": 30}
+    )
     sim = PlantSimulator(Settings(**raw))
     total = sim.machine("press1-plc").total
     assert total > 65535
@@ -457,9 +482,16 @@ def sink_settings(tmp_path: Path) -> Settings:
 
 
 def a_frame(seq: int = 0) -> dict[str, Any]:
-    return {"asset": "demo.springfield.stamping.line1.press1", "device": "press1-plc", "seq": seq,
-            "producer_id": "p", "scan_time": now_us(), "historical": False, "buffered": False,
-            "samples": [{"tag": "state", "source_time": now_us(), "value": 1, "quality": "GOOD", "unit": ""}]}
+    return {
+        "asset": "demo.springfield.stamping.line1.press1",
+        "device": "press1-plc",
+        "seq": seq,
+        "producer_id": "p",
+        "scan_time": now_us(),
+        "historical": False,
+        "buffered": False,
+        "samples": [{"tag": "state", "source_time": now_us(), "value": 1, "quality": "GOOD", "unit": ""}],
+    }
 
 
 class FakeProducer:
@@ -506,23 +538,36 @@ async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
 
 async def test_sink_reports_failed_deliveries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(sink_settings(tmp_path), Codec(schemas.READING_FRAME, 1), stats,
-                     config_overrides={"message.timeout.ms": 300, "enable.idempotence": False})
+    sink = FrameSink(
+        sink_settings(tmp_path),
+        Codec(schemas.READING_FRAME, 1),
+        stats,
+        config_overrides={"message.timeout.ms": 300, "enable.idempotence": False},
+    )
     try:
         sink.emit(a_frame(7))
         await wait_until(lambda: stats.get("frames_failed") == 1, 5)
     finally:
         assert sink.close(1) == 0
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("press1-plc, seq 7" in m and "t1.plant.readings.v1" in m and "timed out" in m.lower()
-               for m in errors), errors
+    assert any("press1-plc, seq 7" in m and "t1.plant.readings.v1" in m and "timed out" in m.lower() for m in errors), (
+        errors
+    )
 
 
 async def test_sink_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(sink_settings(tmp_path), Codec(schemas.READING_FRAME, 1), stats,
-                     config_overrides={"message.timeout.ms": 200, "queue.buffering.max.messages": 1,
-                                       "enable.idempotence": False, "linger.ms": 0})
+    sink = FrameSink(
+        sink_settings(tmp_path),
+        Codec(schemas.READING_FRAME, 1),
+        stats,
+        config_overrides={
+            "message.timeout.ms": 200,
+            "queue.buffering.max.messages": 1,
+            "enable.idempotence": False,
+            "linger.ms": 0,
+        },
+    )
     try:
         for seq in range(2):
             sink.emit(a_frame(seq))  # the 2nd waits until the 1st has failed
@@ -535,8 +580,9 @@ async def test_sink_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
 
 def test_sink_close_returns_the_undelivered_count(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(sink_settings(tmp_path), Codec(schemas.READING_FRAME, 1), stats,
-                     config_overrides={"message.timeout.ms": 60_000})
+    sink = FrameSink(
+        sink_settings(tmp_path), Codec(schemas.READING_FRAME, 1), stats, config_overrides={"message.timeout.ms": 60_000}
+    )
     sink.emit(a_frame(0))
     sink.emit(a_frame(1))
     t0 = time.monotonic()

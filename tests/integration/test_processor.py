@@ -25,15 +25,28 @@ def make_frames(n: int) -> list[dict]:
     for i in range(n):
         for a, asset in enumerate(ASSETS):
             t = T0 + i * 1_000_000
-            frames.append({
-                "asset": asset, "device": f"dev{a}", "seq": i, "producer_id": "test", "scan_time": t,
-                "historical": True, "buffered": False,
-                "samples": [
-                    {"tag": "temp", "source_time": t, "value": 20.0 + (i % 7) + a, "quality": "GOOD", "unit": "degC"},
-                    {"tag": "count", "source_time": t, "value": i * 3, "quality": "GOOD", "unit": ""},
-                    {"tag": "flag", "source_time": t, "value": None, "quality": "BAD", "unit": ""},
-                ],
-            })
+            frames.append(
+                {
+                    "asset": asset,
+                    "device": f"dev{a}",
+                    "seq": i,
+                    "producer_id": "test",
+                    "scan_time": t,
+                    "historical": True,
+                    "buffered": False,
+                    "samples": [
+                        {
+                            "tag": "temp",
+                            "source_time": t,
+                            "value": 20.0 + (i % 7) + a,
+                            "quality": "GOOD",
+                            "unit": "degC",
+                        },
+                        {"tag": "count", "source_time": t, "value": i * 3, "quality": "GOOD", "unit": ""},
+                        {"tag": "flag", "source_time": t, "value": None, "quality": "BAD", "unit": ""},
+                    ],
+                }
+            )
     return frames
 
 

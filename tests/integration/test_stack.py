@@ -30,12 +30,20 @@ def test_start_is_idempotent_and_status_reports(stack: Stack) -> None:
     again = kafka.start(s)
     assert again.pid == before.pid and again.bootstrap == stack.bootstrap
     assert registry.start(s).url == stack.registry_url
-    env = {**os.environ, "PLANTSTREAM_PIPELINE__STATE_DIR": s.pipeline.state_dir,
-           "PLANTSTREAM_PIPELINE__KAFKA__BROKER_PORT": str(s.pipeline.kafka.broker_port)}
+    env = {
+        **os.environ,
+        "PLANTSTREAM_PIPELINE__STATE_DIR": s.pipeline.state_dir,
+        "PLANTSTREAM_PIPELINE__KAFKA__BROKER_PORT": str(s.pipeline.kafka.broker_port),
+    }
     env.pop("KAFKA_BOOTSTRAP", None)
     env.pop("SCHEMA_REGISTRY_URL", None)
-    out = subprocess.run([sys.executable, "-m", "plantstream", "kafka", "status", "--json"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "plantstream", "kafka", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     doc = json.loads(out.stdout)
     assert doc["running"] is True
     assert doc["bootstrap"] == stack.bootstrap and doc["registry_url"] == stack.registry_url
@@ -44,8 +52,9 @@ def test_start_is_idempotent_and_status_reports(stack: Stack) -> None:
 def test_status_says_down_for_an_empty_state_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL")}
     env["PLANTSTREAM_PIPELINE__STATE_DIR"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "plantstream", "kafka", "status", "--json"], env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "plantstream", "kafka", "status", "--json"], env=env, capture_output=True, text=True
+    )
     assert out.returncode == 1
     doc = json.loads(out.stdout)
     assert doc == {**doc, "running": False, "bootstrap": None, "registry_url": None}
@@ -55,10 +64,14 @@ def test_registry_speaks_confluent_and_survives_restart(stack: Stack) -> None:
     client = SchemaRegistryClient({"url": stack.registry_url})
     subject = f"it-{uuid.uuid4().hex[:8]}-value"
     v1 = '{"type":"record","name":"R","namespace":"it","fields":[{"name":"a","type":"long"}]}'
-    v2 = ('{"type":"record","name":"R","namespace":"it","fields":[{"name":"a","type":"long"},'
-          '{"name":"b","type":"string","default":""}]}')
-    bad = ('{"type":"record","name":"R","namespace":"it","fields":[{"name":"a","type":"long"},'
-           '{"name":"c","type":"string"}]}')
+    v2 = (
+        '{"type":"record","name":"R","namespace":"it","fields":[{"name":"a","type":"long"},'
+        '{"name":"b","type":"string","default":""}]}'
+    )
+    bad = (
+        '{"type":"record","name":"R","namespace":"it","fields":[{"name":"a","type":"long"},'
+        '{"name":"c","type":"string"}]}'
+    )
     id1 = client.register_schema(subject, Schema(v1, "AVRO"))
     client.set_compatibility(subject_name=subject, level="BACKWARD")
     assert client.test_compatibility(subject, Schema(v2, "AVRO")) is True

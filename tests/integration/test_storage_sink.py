@@ -22,11 +22,22 @@ ASSETS = [f"demo.springfield.area{i}.line1.m{i}" for i in range(4)]
 
 
 def frames(start: int, n: int) -> list[dict]:
-    return [{"asset": ASSETS[i % 4], "device": f"d{i % 4}", "seq": i, "producer_id": "sinktest",
-             "scan_time": T0 + i * 1000, "historical": False, "buffered": False,
-             "samples": [{"tag": f"t{k}", "source_time": T0 + i * 1000, "value": float(i + k), "quality": "GOOD",
-                          "unit": ""} for k in range(3)]}
-            for i in range(start, start + n)]
+    return [
+        {
+            "asset": ASSETS[i % 4],
+            "device": f"d{i % 4}",
+            "seq": i,
+            "producer_id": "sinktest",
+            "scan_time": T0 + i * 1000,
+            "historical": False,
+            "buffered": False,
+            "samples": [
+                {"tag": f"t{k}", "source_time": T0 + i * 1000, "value": float(i + k), "quality": "GOOD", "unit": ""}
+                for k in range(3)
+            ],
+        }
+        for i in range(start, start + n)
+    ]
 
 
 def count(db: Path, sql: str) -> int:
@@ -43,9 +54,28 @@ def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, 
     readings = settings.topic(topics.READINGS)
     produce(settings, readings, [(f["asset"].encode(), codec.encode(f)) for f in frames(0, 400)])
     kpi_codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.KPI), schemas.KPI_WINDOW)
-    kpis = [{"asset": a, "tag": "t0", "window_start": T0, "window_end": T0 + 60_000_000, "unit": "", "count": 1,
-             "bad_count": 0, "min": 1.0, "max": 1.0, "mean": 1.0, "stddev": 0.0, "first": 1.0, "last": 1.0,
-             "first_time": T0, "last_time": T0, "time_weighted_avg": 1.0, "rate_of_change": None} for a in ASSETS]
+    kpis = [
+        {
+            "asset": a,
+            "tag": "t0",
+            "window_start": T0,
+            "window_end": T0 + 60_000_000,
+            "unit": "",
+            "count": 1,
+            "bad_count": 0,
+            "min": 1.0,
+            "max": 1.0,
+            "mean": 1.0,
+            "stddev": 0.0,
+            "first": 1.0,
+            "last": 1.0,
+            "first_time": T0,
+            "last_time": T0,
+            "time_weighted_avg": 1.0,
+            "rate_of_change": None,
+        }
+        for a in ASSETS
+    ]
     # each window twice: at-least-once upstream may emit a window again; the store keeps one row
     produce(settings, settings.topic(topics.KPI), [(k["asset"].encode(), kpi_codec.encode(k)) for k in kpis * 2])
     db = store_path(settings)
@@ -57,8 +87,13 @@ def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, 
         sink.wait()
         produce(settings, readings, [(f["asset"].encode(), codec.encode(f)) for f in frames(400, 200)])
         sink = spawn_cli(config, "sink", "storage", log=tmp_path / "sink.log")
-        wait_for(lambda: count(db, "SELECT COUNT(*) FROM frames") >= 600
-                 and count(db, "SELECT COUNT(*) FROM kpi_windows") >= 4, 60, what="all records stored")
+        wait_for(
+            lambda: (
+                count(db, "SELECT COUNT(*) FROM frames") >= 600 and count(db, "SELECT COUNT(*) FROM kpi_windows") >= 4
+            ),
+            60,
+            what="all records stored",
+        )
     finally:
         assert stop(sink) == 0, (tmp_path / "sink.log").read_text()[-3000:]
     assert count(db, "SELECT COUNT(*) FROM frames") == 600

@@ -43,15 +43,29 @@ ENV_PREFIX = "PLANTSTREAM_"
 ENV_ALIASES = frozenset(ps_config._ENV_ALIASES)  # KAFKA_BOOTSTRAP, SCHEMA_REGISTRY_URL
 ENV_SPECIAL = frozenset({"PLANTSTREAM_CONFIG", "PLANTSTREAM_SECRETS_DIR"})
 REQUIRED_ENV = (
-    "KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL", "PLANTSTREAM_CONFIG", "PLANTSTREAM_PIPELINE__STATE_DIR",
+    "KAFKA_BOOTSTRAP",
+    "SCHEMA_REGISTRY_URL",
+    "PLANTSTREAM_CONFIG",
+    "PLANTSTREAM_PIPELINE__STATE_DIR",
 )
 
 # The command names the CLI promises (docs and issues rely on them).
-CLI_COMMANDS = frozenset({
-    ("up",), ("kafka", "start"), ("kafka", "stop"), ("kafka", "status"), ("simulate",),
-    ("produce", "modbus"), ("process",), ("sink", "storage"), ("topics", "apply"), ("tail",),
-    ("status",), ("check-config",),
-})
+CLI_COMMANDS = frozenset(
+    {
+        ("up",),
+        ("kafka", "start"),
+        ("kafka", "stop"),
+        ("kafka", "status"),
+        ("simulate",),
+        ("produce", "modbus"),
+        ("process",),
+        ("sink", "storage"),
+        ("topics", "apply"),
+        ("tail",),
+        ("status",),
+        ("check-config",),
+    }
+)
 GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--config", "-c", "--log-level"})
 
 Compose = dict[str, Any]
@@ -124,8 +138,9 @@ def published_ports(spec: dict[str, Any]) -> list[tuple[str, int, int, str]]:
     for p in spec.get("ports") or []:
         if isinstance(p, dict):
             if p.get("published") is not None:
-                out.append((str(p.get("host_ip", "")), int(p["published"]), int(p["target"]),
-                            str(p.get("protocol", "tcp"))))
+                out.append(
+                    (str(p.get("host_ip", "")), int(p["published"]), int(p["target"]), str(p.get("protocol", "tcp")))
+                )
             continue
         text, _, proto = str(p).partition("/")
         parts = text.rsplit(":", 2)
@@ -174,7 +189,7 @@ def settings_field_problem(name: str) -> str | None:
     """None when PLANTSTREAM_<A>__<B>... names a field of Settings (as pydantic-settings reads it)."""
     model: type[BaseModel] | None = Settings
     walked: list[str] = []
-    for part in name[len(ENV_PREFIX):].lower().split("__"):
+    for part in name[len(ENV_PREFIX) :].lower().split("__"):
         where = ".".join(walked) or "the top level"
         if model is None:
             return f"{where} is a value, not a section: it has no field {part!r}"
@@ -216,8 +231,11 @@ def process_environment(env: dict[str, str]) -> Iterator[None]:
 def check_services(compose: Compose) -> list[str]:
     svc = services(compose)
     problems = [f"service {name!r} is missing" for name in REQUIRED_SERVICES if name not in svc]
-    problems += [f"service {name!r} does not build the plantstream image (no build:)"
-                 for name in PLANTSTREAM_SERVICES if name in svc and "build" not in svc[name]]
+    problems += [
+        f"service {name!r} does not build the plantstream image (no build:)"
+        for name in PLANTSTREAM_SERVICES
+        if name in svc and "build" not in svc[name]
+    ]
     return problems
 
 
@@ -272,8 +290,10 @@ def check_commands(compose: Compose, known: set[tuple[str, ...]] | None = None) 
         words = tuple(a for a in args[:2] if not a.startswith("-"))
         match = next((words[:n] for n in (2, 1) if words[:n] in CLI_COMMANDS), None)
         if match is None:
-            problems.append(f"{name}: command {command_args(spec)!r} is not a plantstream CLI command "
-                            f"(one of: {sorted(' '.join(c) for c in CLI_COMMANDS)})")
+            problems.append(
+                f"{name}: command {command_args(spec)!r} is not a plantstream CLI command "
+                f"(one of: {sorted(' '.join(c) for c in CLI_COMMANDS)})"
+            )
         elif match not in known:
             problems.append(f"{name}: `plantstream {' '.join(match)}` is not defined in plantstream/cli.py")
         build = spec.get("build")
@@ -302,8 +322,10 @@ def check_wiring(compose: Compose) -> list[str]:
     problems = []
     internal = kafka_internal_listener(compose)
     if internal is None:
-        problems.append("kafka: no advertised listener on the service name (e.g. PLAINTEXT://kafka:19092) "
-                        "that KAFKA_LISTENERS also binds")
+        problems.append(
+            "kafka: no advertised listener on the service name (e.g. PLAINTEXT://kafka:19092) "
+            "that KAFKA_LISTENERS also binds"
+        )
     kafka = svc.get("kafka", {})
     kenv = environment(kafka)
     bound = listeners(kenv.get("KAFKA_LISTENERS"))
@@ -312,8 +334,9 @@ def check_wiring(compose: Compose) -> list[str]:
         if host in ("localhost", "127.0.0.1"):
             inner = bound.get(listener, ("", -1))[1]
             if (port, inner) not in published:
-                problems.append(f"kafka: listener {listener} advertises {host}:{port} but ports do not "
-                                f"publish {port}:{inner}")
+                problems.append(
+                    f"kafka: listener {listener} advertises {host}:{port} but ports do not publish {port}:{inner}"
+                )
     reg = svc.get("schema-registry", {})
     reg_ports = {cp for _, _, cp, _ in published_ports(reg)} or {8080}
     expected_registry = {f"http://schema-registry:{p}{CCOMPAT_PATH}" for p in reg_ports}
@@ -323,12 +346,16 @@ def check_wiring(compose: Compose) -> list[str]:
         problems.append("kafka-ui: KAFKA_CLUSTERS_0_NAME is not set")
     ui_bootstrap = ui.get("KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS")
     if internal and ui_bootstrap != internal:
-        problems.append(f"kafka-ui: KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS is {ui_bootstrap!r}, not the kafka "
-                        f"service's in-compose listener {internal!r}")
+        problems.append(
+            f"kafka-ui: KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS is {ui_bootstrap!r}, not the kafka "
+            f"service's in-compose listener {internal!r}"
+        )
     ui_registry = ui.get("KAFKA_CLUSTERS_0_SCHEMAREGISTRY")
     if ui_registry not in expected_registry:
-        problems.append(f"kafka-ui: KAFKA_CLUSTERS_0_SCHEMAREGISTRY is {ui_registry!r}, not the "
-                        f"schema-registry service's Confluent-compatible API {sorted(expected_registry)}")
+        problems.append(
+            f"kafka-ui: KAFKA_CLUSTERS_0_SCHEMAREGISTRY is {ui_registry!r}, not the "
+            f"schema-registry service's Confluent-compatible API {sorted(expected_registry)}"
+        )
     elif urlsplit(ui_registry).hostname not in svc:
         problems.append(f"kafka-ui: registry host of {ui_registry!r} is not a compose service")
 
@@ -337,8 +364,9 @@ def check_wiring(compose: Compose) -> list[str]:
         if internal and env.get("KAFKA_BOOTSTRAP") != internal:
             problems.append(f"{name}: KAFKA_BOOTSTRAP is {env.get('KAFKA_BOOTSTRAP')!r}, not {internal!r}")
         if env.get("SCHEMA_REGISTRY_URL") not in expected_registry:
-            problems.append(f"{name}: SCHEMA_REGISTRY_URL is {env.get('SCHEMA_REGISTRY_URL')!r}, not "
-                            f"{sorted(expected_registry)}")
+            problems.append(
+                f"{name}: SCHEMA_REGISTRY_URL is {env.get('SCHEMA_REGISTRY_URL')!r}, not {sorted(expected_registry)}"
+            )
     return problems
 
 
@@ -382,7 +410,7 @@ def check_depends(compose: Compose) -> list[str]:
         if name in svc and depends_on(svc[name]).get("topics") != "service_completed_successfully":
             problems.append(f"{name}: does not wait for topics (condition: service_completed_successfully)")
     if "topics" in svc and str(svc["topics"].get("restart", "no")) != "no":
-        problems.append("topics: runs once; restart must be \"no\" or it never completes")
+        problems.append('topics: runs once; restart must be "no" or it never completes')
     if "producer-modbus" in svc and depends_on(svc["producer-modbus"]).get("simulator") != "service_healthy":
         problems.append("producer-modbus: does not wait for the simulator (condition: service_healthy)")
     declared = set(compose.get("volumes") or {})
@@ -435,19 +463,22 @@ def check_plant_mount(compose: Compose, base: Path = REPO) -> list[str]:
             problems.append(f"{name}: SCHEMA_REGISTRY_URL did not reach pipeline.registry.url")
         for d in settings.devices:
             if d.host not in svc:
-                problems.append(f"{name}: device {d.name} polls host {d.host!r}, "
-                                "which is not a compose service")
+                problems.append(f"{name}: device {d.name} polls host {d.host!r}, which is not a compose service")
             elif command_args(svc[d.host])[-1:] != ["simulate"]:
                 problems.append(f"{name}: device {d.name} polls {d.host!r}, which does not run `simulate`")
         if command_args(svc[name])[-1:] == ["simulate"] and k.simulator.bind_host not in ("0.0.0.0", "::"):
-            problems.append(f"{name}: the simulator binds {k.simulator.bind_host or 'each device host'}; set "
-                            "PLANTSTREAM_PIPELINE__SIMULATOR__BIND_HOST=0.0.0.0 so other containers reach it")
+            problems.append(
+                f"{name}: the simulator binds {k.simulator.bind_host or 'each device host'}; set "
+                "PLANTSTREAM_PIPELINE__SIMULATOR__BIND_HOST=0.0.0.0 so other containers reach it"
+            )
         raw = yaml.safe_load(path.read_text())
         if raw.get("plant") != demo.get("plant") or _without_hosts(raw.get("devices", [])) != _without_hosts(
             demo.get("devices", [])
         ):
-            problems.append(f"{name}: {sources[0]} is no longer the demo plant (apart from device hosts); "
-                            f"copy the change from {DEMO_CONFIG.relative_to(REPO)}")
+            problems.append(
+                f"{name}: {sources[0]} is no longer the demo plant (apart from device hosts); "
+                f"copy the change from {DEMO_CONFIG.relative_to(REPO)}"
+            )
     return problems
 
 
@@ -460,8 +491,7 @@ def broken(compose: Compose, change: Callable[[Compose], object]) -> Compose:
     return copy
 
 
-def assert_catches(check: Check, compose: Compose, cases: dict[str, tuple[Callable[[Compose], object], str]]
-                   ) -> None:
+def assert_catches(check: Check, compose: Compose, cases: dict[str, tuple[Callable[[Compose], object], str]]) -> None:
     assert check(compose) == [], f"{check.__name__} on docker-compose.yml"
     for label, (change, expected) in cases.items():
         problems = check(broken(compose, change))
@@ -481,36 +511,57 @@ def compose() -> Compose:
 
 
 def test_required_services_exist(compose: Compose) -> None:
-    assert_catches(check_services, compose, {
-        "kafka-ui removed": (lambda c: c["services"].pop("kafka-ui"), "'kafka-ui' is missing"),
-        "topics removed": (lambda c: c["services"].pop("topics"), "'topics' is missing"),
-        "processor from another image": (
-            lambda c: c["services"]["processor"].pop("build"), "'processor' does not build"),
-    })
+    assert_catches(
+        check_services,
+        compose,
+        {
+            "kafka-ui removed": (lambda c: c["services"].pop("kafka-ui"), "'kafka-ui' is missing"),
+            "topics removed": (lambda c: c["services"].pop("topics"), "'topics' is missing"),
+            "processor from another image": (
+                lambda c: c["services"]["processor"].pop("build"),
+                "'processor' does not build",
+            ),
+        },
+    )
 
 
 def test_env_var_names_are_read_by_the_config(compose: Compose) -> None:
-    assert_catches(check_environment, compose, {
-        "misspelt field": (
-            lambda c: env_of("processor")(c).update(PLANTSTREAM_PIPELINE__KAFKA__BOOTSTRAPP="x"),
-            "has no field 'bootstrapp'"),
-        "unknown section": (
-            lambda c: env_of("sink-storage")(c).update(PLANTSTREAM_PIPELINE__STORE__KIND="x"),
-            "has no field 'store'"),
-        "path below a plain value": (
-            lambda c: env_of("topics")(c).update(PLANTSTREAM_PIPELINE__STATE_DIR__PATH="/x"),
-            "is a value, not a section"),
-        "single underscore": (lambda c: env_of("simulator")(c).update(PLANTSTREAM_PIPELINE_GROUP_ID="g"),
-                              "has no field 'pipeline_group_id'"),
-        "foreign variable": (lambda c: env_of("processor")(c).update(KAFKA_BROKERS="kafka:19092"),
-                             "plantstream reads no such variable"),
-        "registry URL dropped": (lambda c: env_of("processor")(c).pop("SCHEMA_REGISTRY_URL"),
-                                 "processor: SCHEMA_REGISTRY_URL is not set"),
-        "list syntax, misspelt": (
-            lambda c: c["services"]["topics"].update(environment=["KAFKA_BOOTSTRAP=kafka:19092",
-                                                                  "PLANTSTREAM_PIPELINE__WINDOW__GRACE_S=1"]),
-            "has no field 'window'"),
-    })
+    assert_catches(
+        check_environment,
+        compose,
+        {
+            "misspelt field": (
+                lambda c: env_of("processor")(c).update(PLANTSTREAM_PIPELINE__KAFKA__BOOTSTRAPP="x"),
+                "has no field 'bootstrapp'",
+            ),
+            "unknown section": (
+                lambda c: env_of("sink-storage")(c).update(PLANTSTREAM_PIPELINE__STORE__KIND="x"),
+                "has no field 'store'",
+            ),
+            "path below a plain value": (
+                lambda c: env_of("topics")(c).update(PLANTSTREAM_PIPELINE__STATE_DIR__PATH="/x"),
+                "is a value, not a section",
+            ),
+            "single underscore": (
+                lambda c: env_of("simulator")(c).update(PLANTSTREAM_PIPELINE_GROUP_ID="g"),
+                "has no field 'pipeline_group_id'",
+            ),
+            "foreign variable": (
+                lambda c: env_of("processor")(c).update(KAFKA_BROKERS="kafka:19092"),
+                "plantstream reads no such variable",
+            ),
+            "registry URL dropped": (
+                lambda c: env_of("processor")(c).pop("SCHEMA_REGISTRY_URL"),
+                "processor: SCHEMA_REGISTRY_URL is not set",
+            ),
+            "list syntax, misspelt": (
+                lambda c: c["services"]["topics"].update(
+                    environment=["KAFKA_BOOTSTRAP=kafka:19092", "PLANTSTREAM_PIPELINE__WINDOW__GRACE_S=1"]
+                ),
+                "has no field 'window'",
+            ),
+        },
+    )
 
 
 def test_env_name_resolution_walks_the_model() -> None:
@@ -530,101 +581,159 @@ def test_env_name_resolution_walks_the_model() -> None:
 
 
 def test_commands_are_cli_commands(compose: Compose) -> None:
-    assert_catches(check_commands, compose, {
-        "typo": (lambda c: c["services"]["processor"].update(command=["proces"]),
-                 "not a plantstream CLI command"),
-        "wrong subcommand": (lambda c: c["services"]["sink-storage"].update(command="sink alert"),
-                             "not a plantstream CLI command"),
-        "missing subcommand": (lambda c: c["services"]["topics"].update(command=["topics"]),
-                               "not a plantstream CLI command"),
-        "entrypoint override": (lambda c: c["services"]["simulator"].update(entrypoint=["python", "-m", "x"]),
-                                "bypasses the plantstream CLI"),
-        "other Dockerfile": (lambda c: c["services"]["processor"].update(build={"context": "docker"}),
-                             "not the repository's Dockerfile"),
-    })
+    assert_catches(
+        check_commands,
+        compose,
+        {
+            "typo": (lambda c: c["services"]["processor"].update(command=["proces"]), "not a plantstream CLI command"),
+            "wrong subcommand": (
+                lambda c: c["services"]["sink-storage"].update(command="sink alert"),
+                "not a plantstream CLI command",
+            ),
+            "missing subcommand": (
+                lambda c: c["services"]["topics"].update(command=["topics"]),
+                "not a plantstream CLI command",
+            ),
+            "entrypoint override": (
+                lambda c: c["services"]["simulator"].update(entrypoint=["python", "-m", "x"]),
+                "bypasses the plantstream CLI",
+            ),
+            "other Dockerfile": (
+                lambda c: c["services"]["processor"].update(build={"context": "docker"}),
+                "not the repository's Dockerfile",
+            ),
+        },
+    )
     # a documented name the CLI does not define (yet) is reported too
     problems = check_commands(compose, known=cli_commands() - {("process",)})
     assert any("`plantstream process` is not defined" in p for p in problems), problems
     # global options before the command are allowed
-    ok = broken(compose, lambda c: c["services"]["processor"].update(
-        command=["--log-level", "debug", "process"]))
+    ok = broken(compose, lambda c: c["services"]["processor"].update(command=["--log-level", "debug", "process"]))
     assert check_commands(ok) == []
 
 
 def test_kafka_ui_and_services_point_at_kafka_and_registry(compose: Compose) -> None:
     assert kafka_internal_listener(compose) == "kafka:19092"
-    assert_catches(check_wiring, compose, {
-        "ui on the host listener": (
-            lambda c: env_of("kafka-ui")(c).update(KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS="kafka:9092"),
-            "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS is 'kafka:9092'"),
-        "ui at another registry host": (
-            lambda c: env_of("kafka-ui")(c).update(KAFKA_CLUSTERS_0_SCHEMAREGISTRY="http://registry:8080" +
-                                                   CCOMPAT_PATH),
-            "KAFKA_CLUSTERS_0_SCHEMAREGISTRY"),
-        "ui at the native Apicurio API": (
-            lambda c: env_of("kafka-ui")(c).update(
-                KAFKA_CLUSTERS_0_SCHEMAREGISTRY="http://schema-registry:8080/apis/registry/v3"),
-            "KAFKA_CLUSTERS_0_SCHEMAREGISTRY"),
-        "ui without a registry": (lambda c: env_of("kafka-ui")(c).pop("KAFKA_CLUSTERS_0_SCHEMAREGISTRY"),
-                                  "KAFKA_CLUSTERS_0_SCHEMAREGISTRY is None"),
-        "internal listener renamed": (
-            lambda c: env_of("kafka")(c).update(
-                KAFKA_ADVERTISED_LISTENERS="PLAINTEXT://broker:19092,PLAINTEXT_HOST://localhost:9092"),
-            "no advertised listener on the service name"),
-        "host listener not published": (
-            lambda c: c["services"]["kafka"].update(ports=["127.0.0.1:29092:9092"]),
-            "advertises localhost:9092 but ports do not publish 9092:9092"),
-        "service on the host listener": (lambda c: env_of("producer-modbus")(c).update(
-            KAFKA_BOOTSTRAP="localhost:9092"), "producer-modbus: KAFKA_BOOTSTRAP is 'localhost:9092'"),
-        "service at the host registry port": (lambda c: env_of("processor")(c).update(
-            SCHEMA_REGISTRY_URL="http://schema-registry:8081" + CCOMPAT_PATH),
-            "processor: SCHEMA_REGISTRY_URL"),
-    })
+    assert_catches(
+        check_wiring,
+        compose,
+        {
+            "ui on the host listener": (
+                lambda c: env_of("kafka-ui")(c).update(KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS="kafka:9092"),
+                "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS is 'kafka:9092'",
+            ),
+            "ui at another registry host": (
+                lambda c: env_of("kafka-ui")(c).update(
+                    KAFKA_CLUSTERS_0_SCHEMAREGISTRY="http://registry:8080" + CCOMPAT_PATH
+                ),
+                "KAFKA_CLUSTERS_0_SCHEMAREGISTRY",
+            ),
+            "ui at the native Apicurio API": (
+                lambda c: env_of("kafka-ui")(c).update(
+                    KAFKA_CLUSTERS_0_SCHEMAREGISTRY="http://schema-registry:8080/apis/registry/v3"
+                ),
+                "KAFKA_CLUSTERS_0_SCHEMAREGISTRY",
+            ),
+            "ui without a registry": (
+                lambda c: env_of("kafka-ui")(c).pop("KAFKA_CLUSTERS_0_SCHEMAREGISTRY"),
+                "KAFKA_CLUSTERS_0_SCHEMAREGISTRY is None",
+            ),
+            "internal listener renamed": (
+                lambda c: env_of("kafka")(c).update(
+                    KAFKA_ADVERTISED_LISTENERS="PLAINTEXT://broker:19092,PLAINTEXT_HOST://localhost:9092"
+                ),
+                "no advertised listener on the service name",
+            ),
+            "host listener not published": (
+                lambda c: c["services"]["kafka"].update(ports=["127.0.0.1:29092:9092"]),
+                "advertises localhost:9092 but ports do not publish 9092:9092",
+            ),
+            "service on the host listener": (
+                lambda c: env_of("producer-modbus")(c).update(KAFKA_BOOTSTRAP="localhost:9092"),
+                "producer-modbus: KAFKA_BOOTSTRAP is 'localhost:9092'",
+            ),
+            "service at the host registry port": (
+                lambda c: env_of("processor")(c).update(
+                    SCHEMA_REGISTRY_URL="http://schema-registry:8081" + CCOMPAT_PATH
+                ),
+                "processor: SCHEMA_REGISTRY_URL",
+            ),
+        },
+    )
 
 
 def test_published_ports_do_not_collide(compose: Compose) -> None:
-    assert published_ports({"ports": ["127.0.0.1:8081:8080", "9000-9001:9000-9001/udp", 5000,
-                                       {"published": 7000, "target": 70}]}) == [
-        ("127.0.0.1", 8081, 8080, "tcp"), ("", 9000, 9000, "udp"), ("", 9001, 9001, "udp"),
+    assert published_ports(
+        {"ports": ["127.0.0.1:8081:8080", "9000-9001:9000-9001/udp", 5000, {"published": 7000, "target": 70}]}
+    ) == [
+        ("127.0.0.1", 8081, 8080, "tcp"),
+        ("", 9000, 9000, "udp"),
+        ("", 9001, 9001, "udp"),
         ("", 7000, 70, "tcp"),
     ]
-    assert_catches(check_ports, compose, {
-        "postgres on the UI port": (lambda c: c["services"]["postgres"].update(ports=["127.0.0.1:8080:5432"]),
-                                    "host port 8080/tcp is published by both"),
-        "registry on all interfaces, kafka port": (
-            lambda c: c["services"]["schema-registry"].update(ports=["9092:8080"]),
-            "host port 9092/tcp is published by both kafka and schema-registry"),
-        "long syntax": (
-            lambda c: c["services"]["kafka-ui"].update(ports=[{"published": 5432, "target": 8080}]),
-            "host port 5432/tcp"),
-    })
+    assert_catches(
+        check_ports,
+        compose,
+        {
+            "postgres on the UI port": (
+                lambda c: c["services"]["postgres"].update(ports=["127.0.0.1:8080:5432"]),
+                "host port 8080/tcp is published by both",
+            ),
+            "registry on all interfaces, kafka port": (
+                lambda c: c["services"]["schema-registry"].update(ports=["9092:8080"]),
+                "host port 9092/tcp is published by both kafka and schema-registry",
+            ),
+            "long syntax": (
+                lambda c: c["services"]["kafka-ui"].update(ports=[{"published": 5432, "target": 8080}]),
+                "host port 5432/tcp",
+            ),
+        },
+    )
 
 
 def test_startup_order_and_healthchecks(compose: Compose) -> None:
-    assert_catches(check_depends, compose, {
-        "registry without healthcheck": (
-            lambda c: c["services"]["schema-registry"].pop("healthcheck"),
-            "waits for schema-registry to be healthy, but schema-registry has no"),
-        "postgres without healthcheck": (lambda c: c["services"]["postgres"].pop("healthcheck"),
-                                         "postgres: has no healthcheck"),
-        "processor does not wait for topics": (
-            lambda c: c["services"]["processor"]["depends_on"].pop("topics"),
-            "processor: does not wait for topics"),
-        "sink only waits for kafka to start": (
-            lambda c: c["services"]["sink-storage"].update(depends_on=["kafka", "schema-registry", "topics"]),
-            "sink-storage: does not wait for kafka"),
-        "topics restarts": (lambda c: c["services"]["topics"].update(restart="unless-stopped"),
-                            "topics: runs once"),
-        "producer does not wait for the simulator": (
-            lambda c: c["services"]["producer-modbus"]["depends_on"].pop("simulator"),
-            "producer-modbus: does not wait for the simulator"),
-        "unknown dependency": (lambda c: c["services"]["processor"]["depends_on"].update(
-            zookeeper={"condition": "service_started"}), "unknown service 'zookeeper'"),
-        "postgres data not on a volume": (lambda c: c["services"]["postgres"].pop("volumes"),
-                                          "postgres: /var/lib/postgresql/data is not on a named volume"),
-        "undeclared volume": (lambda c: c["volumes"].pop("plantstream-data"),
-                              "volume 'plantstream-data' is not declared"),
-    })
+    assert_catches(
+        check_depends,
+        compose,
+        {
+            "registry without healthcheck": (
+                lambda c: c["services"]["schema-registry"].pop("healthcheck"),
+                "waits for schema-registry to be healthy, but schema-registry has no",
+            ),
+            "postgres without healthcheck": (
+                lambda c: c["services"]["postgres"].pop("healthcheck"),
+                "postgres: has no healthcheck",
+            ),
+            "processor does not wait for topics": (
+                lambda c: c["services"]["processor"]["depends_on"].pop("topics"),
+                "processor: does not wait for topics",
+            ),
+            "sink only waits for kafka to start": (
+                lambda c: c["services"]["sink-storage"].update(depends_on=["kafka", "schema-registry", "topics"]),
+                "sink-storage: does not wait for kafka",
+            ),
+            "topics restarts": (
+                lambda c: c["services"]["topics"].update(restart="unless-stopped"),
+                "topics: runs once",
+            ),
+            "producer does not wait for the simulator": (
+                lambda c: c["services"]["producer-modbus"]["depends_on"].pop("simulator"),
+                "producer-modbus: does not wait for the simulator",
+            ),
+            "unknown dependency": (
+                lambda c: c["services"]["processor"]["depends_on"].update(zookeeper={"condition": "service_started"}),
+                "unknown service 'zookeeper'",
+            ),
+            "postgres data not on a volume": (
+                lambda c: c["services"]["postgres"].pop("volumes"),
+                "postgres: /var/lib/postgresql/data is not on a named volume",
+            ),
+            "undeclared volume": (
+                lambda c: c["volumes"].pop("plantstream-data"),
+                "volume 'plantstream-data' is not declared",
+            ),
+        },
+    )
 
 
 def test_mounted_plant_file_exists_and_loads(compose: Compose, tmp_path: Path) -> None:
@@ -650,41 +759,64 @@ def test_mounted_plant_file_exists_and_loads(compose: Compose, tmp_path: Path) -
 
     cases: dict[str, tuple[Compose, Path, str]] = {
         "mount points at a missing file": (
-            broken(compose, lambda c: c["services"]["processor"].update(
-                volumes=["./docker/nope.yaml:/app/config/plant.yaml:ro", "plantstream-data:/data"])),
-            REPO, "processor: mounted plant file ./docker/nope.yaml does not exist"),
+            broken(
+                compose,
+                lambda c: c["services"]["processor"].update(
+                    volumes=["./docker/nope.yaml:/app/config/plant.yaml:ro", "plantstream-data:/data"]
+                ),
+            ),
+            REPO,
+            "processor: mounted plant file ./docker/nope.yaml does not exist",
+        ),
         "config path not mounted": (
             broken(compose, lambda c: env_of("sink-storage")(c).update(PLANTSTREAM_CONFIG="/etc/plant.yaml")),
-            REPO, "sink-storage: no bind mount puts a plant file at PLANTSTREAM_CONFIG=/etc/plant.yaml"),
+            REPO,
+            "sink-storage: no bind mount puts a plant file at PLANTSTREAM_CONFIG=/etc/plant.yaml",
+        ),
         "file outside the repository": (
-            broken(compose, lambda c: c["services"]["topics"].update(
-                volumes=[f"{outside}:/app/config/plant.yaml:ro", "plantstream-data:/data"])),
-            REPO, f"topics: mounted plant file {outside} is outside the repository"),
+            broken(
+                compose,
+                lambda c: c["services"]["topics"].update(
+                    volumes=[f"{outside}:/app/config/plant.yaml:ro", "plantstream-data:/data"]
+                ),
+            ),
+            REPO,
+            f"topics: mounted plant file {outside} is outside the repository",
+        ),
         "devices still on loopback": (
-            compose, repo_with(lambda r: [d.update(host="127.0.0.1") for d in r["devices"]]),
-            "polls host '127.0.0.1', which is not a compose service"),
+            compose,
+            repo_with(lambda r: [d.update(host="127.0.0.1") for d in r["devices"]]),
+            "polls host '127.0.0.1', which is not a compose service",
+        ),
         "devices on a service that does not simulate": (
-            compose, repo_with(lambda r: [d.update(host="kafka") for d in r["devices"]]),
-            "polls 'kafka', which does not run `simulate`"),
+            compose,
+            repo_with(lambda r: [d.update(host="kafka") for d in r["devices"]]),
+            "polls 'kafka', which does not run `simulate`",
+        ),
         "plant file invalid": (
-            compose, repo_with(lambda r: r["devices"][0]["tags"][0].update(type="float33")),
-            "does not load"),
+            compose,
+            repo_with(lambda r: r["devices"][0]["tags"][0].update(type="float33")),
+            "does not load",
+        ),
         "plant drifted from the demo": (
-            compose, repo_with(lambda r: r["plant"]["assets"][0].update(description="changed")),
-            "no longer the demo plant"),
+            compose,
+            repo_with(lambda r: r["plant"]["assets"][0].update(description="changed")),
+            "no longer the demo plant",
+        ),
         "simulator binds the device host": (
-            broken(compose, lambda c: env_of("simulator")(c).pop(
-                "PLANTSTREAM_PIPELINE__SIMULATOR__BIND_HOST")),
-            REPO, "simulator: the simulator binds each device host"),
+            broken(compose, lambda c: env_of("simulator")(c).pop("PLANTSTREAM_PIPELINE__SIMULATOR__BIND_HOST")),
+            REPO,
+            "simulator: the simulator binds each device host",
+        ),
         "env override rejected by the model": (
-            broken(compose, lambda c: env_of("processor")(c).update(
-                PLANTSTREAM_PIPELINE__KAFKA__PARTITIONS="0")),
-            REPO, "processor: ./docker/plant.compose.yaml with this service's environment does not load"),
+            broken(compose, lambda c: env_of("processor")(c).update(PLANTSTREAM_PIPELINE__KAFKA__PARTITIONS="0")),
+            REPO,
+            "processor: ./docker/plant.compose.yaml with this service's environment does not load",
+        ),
     }
     for label, (variant, base, expected) in cases.items():
         problems = check_plant_mount(variant, base)
-        assert any(expected in p for p in problems), (
-            f"missed ({label}): expected {expected!r}, got {problems}")
+        assert any(expected in p for p in problems), f"missed ({label}): expected {expected!r}, got {problems}"
 
 
 def test_environment_is_restored_after_loading(compose: Compose) -> None:

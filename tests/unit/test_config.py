@@ -58,7 +58,7 @@ def test_bad_asset_path_and_dangling_reference(tmp_path: Path, clean_env: None) 
         load_config(write(tmp_path, raw))
     raw = demo()
     raw["devices"][0]["asset"] = "demo.springfield.stamping.line1.press9"
-    with pytest.raises(ConfigError, match="press9.*which plant.assets does not declare"):
+    with pytest.raises(ConfigError, match=r"press9.*which plant\.assets does not declare"):
         load_config(write(tmp_path, raw))
 
 
@@ -98,13 +98,16 @@ def test_bad_env_value_is_reported(monkeypatch: pytest.MonkeyPatch, clean_env: N
         load_config(DEMO_CONFIG)
 
 
-def test_secret_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
-    raw = demo()
-    raw["pipeline"]["registry"]["password"] = "from-file-plain"
-    path = write(tmp_path, raw)
-    s = load_config(path)
-    assert s.pipeline.registry.password is not None
-    assert "from-file-plain" not in repr(s)
+def test_secret_from_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "PLANTSTREAM_PIPELINE__KAFKA__SASL_PASSWORD").write_text("from-a-file")
+    monkeypatch.setenv("PLANTSTREAM_SECRETS_DIR", str(secrets))
+    s = load_config(DEMO_CONFIG)
+    assert s.pipeline.kafka.sasl_password is not None
+    assert s.pipeline.kafka.sasl_password.get_secret_value() == "from-a-file"
+    assert "from-a-file" not in repr(s)
+    assert s.pipeline.kafka.bootstrap is None  # the rest of the section still comes from the file
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path, clean_env: None) -> None:

@@ -36,9 +36,14 @@ def tag(type_: TagType = TagType.UINT16, order: ByteOrder = ByteOrder.ABCD, **kw
 @pytest.mark.parametrize(
     ("type_", "count"),
     [
-        (TagType.INT16, 1), (TagType.UINT16, 1),
-        (TagType.INT32, 2), (TagType.UINT32, 2), (TagType.FLOAT32, 2),
-        (TagType.INT64, 4), (TagType.UINT64, 4), (TagType.FLOAT64, 4),
+        (TagType.INT16, 1),
+        (TagType.UINT16, 1),
+        (TagType.INT32, 2),
+        (TagType.UINT32, 2),
+        (TagType.FLOAT32, 2),
+        (TagType.INT64, 4),
+        (TagType.UINT64, 4),
+        (TagType.FLOAT64, 4),
     ],
 )
 def test_register_count_of_numbers(type_: TagType, count: int) -> None:
@@ -55,22 +60,48 @@ def test_register_count_of_bools_and_strings() -> None:
 # --- known wire patterns ---------------------------------------------------------------------------
 
 KNOWN = [
-    (TagType.FLOAT32, 1.0, {"ABCD": [0x3F80, 0x0000], "CDAB": [0x0000, 0x3F80],
-                           "BADC": [0x803F, 0x0000], "DCBA": [0x0000, 0x803F]}),
-    (TagType.INT32, -2, {"ABCD": [0xFFFF, 0xFFFE], "CDAB": [0xFFFE, 0xFFFF],
-                        "BADC": [0xFFFF, 0xFEFF], "DCBA": [0xFEFF, 0xFFFF]}),
-    (TagType.UINT32, 0x01020304, {"ABCD": [0x0102, 0x0304], "CDAB": [0x0304, 0x0102],
-                                  "BADC": [0x0201, 0x0403], "DCBA": [0x0403, 0x0201]}),
-    (TagType.UINT64, 0x0102030405060708, {"ABCD": [0x0102, 0x0304, 0x0506, 0x0708],
-                                          "CDAB": [0x0708, 0x0506, 0x0304, 0x0102],
-                                          "BADC": [0x0201, 0x0403, 0x0605, 0x0807],
-                                          "DCBA": [0x0807, 0x0605, 0x0403, 0x0201]}),
-    (TagType.FLOAT64, 1.0, {"ABCD": [0x3FF0, 0, 0, 0], "CDAB": [0, 0, 0, 0x3FF0],
-                           "BADC": [0xF03F, 0, 0, 0], "DCBA": [0, 0, 0, 0xF03F]}),
+    (
+        TagType.FLOAT32,
+        1.0,
+        {"ABCD": [0x3F80, 0x0000], "CDAB": [0x0000, 0x3F80], "BADC": [0x803F, 0x0000], "DCBA": [0x0000, 0x803F]},
+    ),
+    (
+        TagType.INT32,
+        -2,
+        {"ABCD": [0xFFFF, 0xFFFE], "CDAB": [0xFFFE, 0xFFFF], "BADC": [0xFFFF, 0xFEFF], "DCBA": [0xFEFF, 0xFFFF]},
+    ),
+    (
+        TagType.UINT32,
+        0x01020304,
+        {"ABCD": [0x0102, 0x0304], "CDAB": [0x0304, 0x0102], "BADC": [0x0201, 0x0403], "DCBA": [0x0403, 0x0201]},
+    ),
+    (
+        TagType.UINT64,
+        0x0102030405060708,
+        {
+            "ABCD": [0x0102, 0x0304, 0x0506, 0x0708],
+            "CDAB": [0x0708, 0x0506, 0x0304, 0x0102],
+            "BADC": [0x0201, 0x0403, 0x0605, 0x0807],
+            "DCBA": [0x0807, 0x0605, 0x0403, 0x0201],
+        },
+    ),
+    (
+        TagType.FLOAT64,
+        1.0,
+        {"ABCD": [0x3FF0, 0, 0, 0], "CDAB": [0, 0, 0, 0x3FF0], "BADC": [0xF03F, 0, 0, 0], "DCBA": [0, 0, 0, 0xF03F]},
+    ),
     (TagType.INT16, -2, {"ABCD": [0xFFFE], "CDAB": [0xFFFE], "BADC": [0xFEFF], "DCBA": [0xFEFF]}),
     (TagType.UINT16, 0x1234, {"ABCD": [0x1234], "CDAB": [0x1234], "BADC": [0x3412], "DCBA": [0x3412]}),
-    (TagType.INT64, -2, {"ABCD": [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], "CDAB": [0xFFFE, 0xFFFF, 0xFFFF, 0xFFFF],
-                        "BADC": [0xFFFF, 0xFFFF, 0xFFFF, 0xFEFF], "DCBA": [0xFEFF, 0xFFFF, 0xFFFF, 0xFFFF]}),
+    (
+        TagType.INT64,
+        -2,
+        {
+            "ABCD": [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE],
+            "CDAB": [0xFFFE, 0xFFFF, 0xFFFF, 0xFFFF],
+            "BADC": [0xFFFF, 0xFFFF, 0xFFFF, 0xFEFF],
+            "DCBA": [0xFEFF, 0xFFFF, 0xFFFF, 0xFFFF],
+        },
+    ),
 ]
 
 
@@ -94,9 +125,12 @@ def _samples(type_: TagType) -> list[int | float]:
     if type_ is TagType.FLOAT64:
         return [0.0, 1.0, -2.5, math.pi, 1.7976931348623157e308, -5e-324]
     lo, hi = {
-        TagType.INT16: (-(2**15), 2**15 - 1), TagType.UINT16: (0, 2**16 - 1),
-        TagType.INT32: (-(2**31), 2**31 - 1), TagType.UINT32: (0, 2**32 - 1),
-        TagType.INT64: (-(2**63), 2**63 - 1), TagType.UINT64: (0, 2**64 - 1),
+        TagType.INT16: (-(2**15), 2**15 - 1),
+        TagType.UINT16: (0, 2**16 - 1),
+        TagType.INT32: (-(2**31), 2**31 - 1),
+        TagType.UINT32: (0, 2**32 - 1),
+        TagType.INT64: (-(2**63), 2**63 - 1),
+        TagType.UINT64: (0, 2**64 - 1),
     }[type_]
     return [lo, hi, 0, 1, lo + 1, hi - 1, (lo + hi) // 2, 0x1234 % (hi + 1)]
 
@@ -239,9 +273,17 @@ def test_string_errors_name_the_tag() -> None:
 @pytest.mark.parametrize(
     ("type_", "value"),
     [
-        (TagType.UINT16, 65536), (TagType.UINT16, -1), (TagType.INT16, 32768), (TagType.INT16, -32769),
-        (TagType.UINT32, 2**32), (TagType.INT32, -(2**31) - 1), (TagType.UINT64, -1), (TagType.INT64, 2**63),
-        (TagType.FLOAT32, 1e39), (TagType.UINT16, math.inf), (TagType.INT32, math.nan),
+        (TagType.UINT16, 65536),
+        (TagType.UINT16, -1),
+        (TagType.INT16, 32768),
+        (TagType.INT16, -32769),
+        (TagType.UINT32, 2**32),
+        (TagType.INT32, -(2**31) - 1),
+        (TagType.UINT64, -1),
+        (TagType.INT64, 2**63),
+        (TagType.FLOAT32, 1e39),
+        (TagType.UINT16, math.inf),
+        (TagType.INT32, math.nan),
     ],
 )
 def test_out_of_range_raises_naming_the_tag(type_: TagType, value: float) -> None:
@@ -303,8 +345,11 @@ def test_plan_gap_parameter() -> None:
 
 def test_plan_sorts_and_separates_tables() -> None:
     tags = [
-        _t("h2", 9), _t("c1", 3, TagType.BOOL, table=RegisterTable.COIL), _t("h1", 0),
-        _t("i1", 0, table=RegisterTable.INPUT), _t("d1", 0, TagType.BOOL, table=RegisterTable.DISCRETE_INPUT),
+        _t("h2", 9),
+        _t("c1", 3, TagType.BOOL, table=RegisterTable.COIL),
+        _t("h1", 0),
+        _t("i1", 0, table=RegisterTable.INPUT),
+        _t("d1", 0, TagType.BOOL, table=RegisterTable.DISCRETE_INPUT),
     ]
     blocks = plan_reads(tags)
     assert [(b.table, b.start, b.count) for b in blocks] == [

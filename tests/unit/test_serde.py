@@ -15,8 +15,13 @@ from plantstream.serde import Codec, DecodeError, Decoder, split_header
 T = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
 FRAME = {
-    "asset": "a.b.c.d.e", "device": "plc1", "seq": 3, "producer_id": "p", "scan_time": T,
-    "historical": False, "buffered": True,
+    "asset": "a.b.c.d.e",
+    "device": "plc1",
+    "seq": 3,
+    "producer_id": "p",
+    "scan_time": T,
+    "historical": False,
+    "buffered": True,
     "samples": [
         {"tag": "t1", "source_time": T, "value": 1.5, "quality": "GOOD", "unit": "bar"},
         {"tag": "n", "source_time": T + 1, "value": None, "quality": "BAD", "unit": ""},
@@ -34,7 +39,8 @@ GOLDEN = bytes.fromhex(
     "06"  # seq 3
     "0270"  # producer_id
     "808082e288d2a306"  # scan_time
-    "00" "01"  # historical false, buffered true
+    "00"
+    "01"  # historical false, buffered true
     "0a"  # 5 samples
     "047431808082e288d2a30604000000000000f83f0006626172"  # t1 = double 1.5, GOOD, bar
     "026e828082e288d2a306000400"  # n = null, BAD

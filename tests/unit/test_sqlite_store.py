@@ -8,18 +8,45 @@ from sinks.sqlite_store import MIGRATIONS, SqliteStore
 
 
 def frames(n: int, producer: str = "p1") -> list[dict]:
-    return [{"producer_id": producer, "device": "d", "seq": i, "asset": "a.b.c.d.e", "scan_time": i * 1000,
-             "historical": False, "buffered": False,
-             "samples": [{"tag": "t", "source_time": i * 1000, "value": float(i), "quality": "GOOD", "unit": ""},
-                         {"tag": "s", "source_time": i * 1000, "value": "on", "quality": "UNCERTAIN", "unit": ""},
-                         {"tag": "b", "source_time": i * 1000, "value": None, "quality": "BAD", "unit": ""}]}
-            for i in range(n)]
+    return [
+        {
+            "producer_id": producer,
+            "device": "d",
+            "seq": i,
+            "asset": "a.b.c.d.e",
+            "scan_time": i * 1000,
+            "historical": False,
+            "buffered": False,
+            "samples": [
+                {"tag": "t", "source_time": i * 1000, "value": float(i), "quality": "GOOD", "unit": ""},
+                {"tag": "s", "source_time": i * 1000, "value": "on", "quality": "UNCERTAIN", "unit": ""},
+                {"tag": "b", "source_time": i * 1000, "value": None, "quality": "BAD", "unit": ""},
+            ],
+        }
+        for i in range(n)
+    ]
 
 
 def kpi(mean: float) -> dict:
-    return {"asset": "a.b.c.d.e", "tag": "t", "window_start": 0, "window_end": 60, "unit": "", "count": 3,
-            "bad_count": 0, "min": 0.0, "max": 2.0, "mean": mean, "stddev": 1.0, "first": 0.0, "last": 2.0,
-            "first_time": 0, "last_time": 2, "time_weighted_avg": 1.0, "rate_of_change": 1.0}
+    return {
+        "asset": "a.b.c.d.e",
+        "tag": "t",
+        "window_start": 0,
+        "window_end": 60,
+        "unit": "",
+        "count": 3,
+        "bad_count": 0,
+        "min": 0.0,
+        "max": 2.0,
+        "mean": mean,
+        "stddev": 1.0,
+        "first": 0.0,
+        "last": 2.0,
+        "first_time": 0,
+        "last_time": 2,
+        "time_weighted_avg": 1.0,
+        "rate_of_change": 1.0,
+    }
 
 
 def test_redelivery_inserts_nothing(tmp_path: Path) -> None:
@@ -29,7 +56,9 @@ def test_redelivery_inserts_nothing(tmp_path: Path) -> None:
     again = store.write(frames(15), [kpi(1.0)])
     assert again["frames"] == 5 and again["samples"] == 15
     assert store.count("frames") == 15 and store.count("samples") == 45 and store.count("kpi_windows") == 1
-    rows = store.db.execute("SELECT value_num, value_text, quality FROM samples WHERE ts = 2000 ORDER BY tag").fetchall()
+    rows = store.db.execute(
+        "SELECT value_num, value_text, quality FROM samples WHERE ts = 2000 ORDER BY tag"
+    ).fetchall()
     assert rows == [(None, None, 2), (None, "on", 1), (2.0, None, 0)]
     view = store.db.execute("SELECT time, value, quality FROM samples_readable WHERE tag='t' AND ts=0").fetchone()
     assert view == ("1970-01-01T00:00:00.000Z", 0.0, "GOOD")

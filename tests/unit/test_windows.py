@@ -63,8 +63,11 @@ def test_non_finite_values_are_not_statistics() -> None:
 
 
 def frame(asset: str, t: int, **values: float) -> dict:
-    return {"asset": asset, "scan_time": t,
-            "samples": [{"tag": k, "source_time": t, "value": v, "quality": "GOOD", "unit": ""} for k, v in values.items()]}
+    return {
+        "asset": asset,
+        "scan_time": t,
+        "samples": [{"tag": k, "source_time": t, "value": v, "quality": "GOOD", "unit": ""} for k, v in values.items()],
+    }
 
 
 def test_window_closes_once_after_grace() -> None:
@@ -76,7 +79,8 @@ def test_window_closes_once_after_grace() -> None:
     assert event_windows.apply_frame(st, frame("a", 11 * S, x=5.0), size, grace) == []
     closed = event_windows.apply_frame(st, frame("a", 12 * S, x=7.0), size, grace)
     assert [(r["tag"], r["window_start"], r["window_end"], r["count"], r["mean"]) for r in closed] == [
-        ("x", 0, 10 * S, 2, 2.0)]
+        ("x", 0, 10 * S, 2, 2.0)
+    ]
     assert event_windows.apply_frame(st, frame("a", 13 * S, x=7.0), size, grace) == []  # never twice
 
 
@@ -86,12 +90,28 @@ def test_late_sample_within_grace_counts_and_beyond_grace_is_counted_late() -> N
     event_windows.apply_frame(st, frame("a", 5 * S, x=1.0), size, grace)
     event_windows.apply_frame(st, frame("a", 11 * S, x=1.0), size, grace)
     # 9 s is late but within grace: it still lands in [0, 10)
-    event_windows.apply_frame(st, {"asset": "a", "scan_time": 11 * S, "samples": [
-        {"tag": "x", "source_time": 9 * S, "value": 4.0, "quality": "GOOD", "unit": ""}]}, size, grace)
+    event_windows.apply_frame(
+        st,
+        {
+            "asset": "a",
+            "scan_time": 11 * S,
+            "samples": [{"tag": "x", "source_time": 9 * S, "value": 4.0, "quality": "GOOD", "unit": ""}],
+        },
+        size,
+        grace,
+    )
     closed = event_windows.apply_frame(st, frame("a", 25 * S, x=1.0), size, grace)
     assert closed[0]["count"] == 2 and closed[0]["max"] == 4.0
-    event_windows.apply_frame(st, {"asset": "a", "scan_time": 25 * S, "samples": [
-        {"tag": "x", "source_time": 3 * S, "value": 4.0, "quality": "GOOD", "unit": ""}]}, size, grace)
+    event_windows.apply_frame(
+        st,
+        {
+            "asset": "a",
+            "scan_time": 25 * S,
+            "samples": [{"tag": "x", "source_time": 3 * S, "value": 4.0, "quality": "GOOD", "unit": ""}],
+        },
+        size,
+        grace,
+    )
     assert st["late"] == 1
 
 
