@@ -141,8 +141,9 @@ def topics_apply() -> None:
 
     s = ctx_state.settings()
     try:
+        kafka_clients.wait_for_broker(s, "topics", max_wait=5)
         changes = topics.apply(s, AdminClient(kafka_clients.admin_config(s)))
-        ids = topics.register_schemas(s, kafka_clients.registry(s))
+        ids = topics.register_schemas(s, kafka_clients.registry(s), attempts=4)
     except Exception as e:
         raise _fail(str(e)) from e
     for c in changes:

@@ -352,6 +352,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
         raise ConfigError(f"{source}: the top level must be a mapping with plant:, devices: and pipeline:")
     try:
         # read when loading, not at import, so a process can point at its mounted secrets late
-        return Settings(_secrets_dir=os.environ.get("PLANTSTREAM_SECRETS_DIR") or None, **raw)
+        return Settings(_secrets_dir=os.environ.get("PLANTSTREAM_SECRETS_DIR") or None, **raw)  # type: ignore[call-arg]
     except ValidationError as e:
         raise ConfigError(format_validation_error(str(source), raw, e)) from e

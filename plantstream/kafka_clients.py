@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
+import threading
+import time
 from typing import Any
 
 from plantstream.config import KafkaSettings, Settings
 from plantstream.serde import Registry, registry_client
+
+log = logging.getLogger("plantstream")
 
 
 class BrokerNotConfigured(RuntimeError):
@@ -118,6 +123,45 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
         elif context is not None:
             kwargs["broker_credentials"] = faust.SSLCredentials(context)
     return kwargs
+
+
+def wait_for_broker(
+    settings: Settings, component: str, *, max_wait: float | None = None, stop: threading.Event | None = None
+) -> bool:
+    """Block until the broker answers (True), logging a clear message with backoff; never a crash loop.
+    False when `stop` was set while waiting."""
+    from confluent_kafka.admin import AdminClient
+
+    where = bootstrap(settings)
+    admin = AdminClient({**admin_config(settings), "log_level": 0})
+    delay, waited = 1.0, 0.0
+    while True:
+        try:
+            if admin.list_topics(timeout=3).brokers:
+                if waited:
+                    log.info("%s: Kafka at %s answers again", component, where)
+                return True
+        except Exception as e:  # KafkaException with _TRANSPORT / _TIMED_OUT while it is down
+            reason = str(e)
+        else:
+            reason = "no broker in the metadata"
+        if max_wait is not None and waited >= max_wait:
+            raise BrokerNotConfigured(f"Kafka at {where} did not answer within {max_wait:.0f}s ({reason})")
+        log.warning(
+            "%s: Kafka at %s is unreachable (%s); retrying in %.0fs. Fix: start it (`plantstream kafka "
+            "start`) or set KAFKA_BOOTSTRAP / pipeline.kafka.bootstrap to a running broker",
+            component,
+            where,
+            reason,
+            delay,
+        )
+        if stop is not None:
+            if stop.wait(delay):
+                return False
+        else:
+            time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 30.0)
 
 
 def registry(settings: Settings) -> Registry:

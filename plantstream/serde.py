@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 import schemas
+
+log = logging.getLogger("plantstream.serde")
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
@@ -122,24 +125,28 @@ class Registry:
         self.client = client
         self.url = url
 
-    def register(self, subject: str, name: str, *, attempts: int = 8) -> int:
-        """Register (or look up) a schema under a subject, with BACKWARD compatibility enforced."""
-        delay = 0.5
-        for attempt in range(1, attempts + 1):
+    def register(self, subject: str, name: str, *, attempts: int | None = None) -> int:
+        """Register (or look up) a schema. Retries with backoff while the registry is unreachable:
+        forever by default (a service waits for its registry), `attempts` times for commands."""
+        delay = 1.0
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 schema_id: int = self.client.register_schema(subject, Schema(schemas.schema_text(name), "AVRO"))
                 return schema_id
             except SchemaRegistryError:
-                raise
+                raise  # the registry answered: incompatible schema, auth... retrying will not help
             except Exception as e:  # connection refused, timeouts: the registry is (still) down
-                if attempt == attempts:
-                    raise RegistryUnavailable(
-                        f"schema registry at {self.url} is unreachable ({e}). Fix: start it with "
-                        "`plantstream kafka start`, or set pipeline.registry.url / SCHEMA_REGISTRY_URL"
-                    ) from e
+                message = (
+                    f"schema registry at {self.url} is unreachable ({type(e).__name__}: {e}). Fix: start it "
+                    "with `plantstream kafka start`, or set pipeline.registry.url / SCHEMA_REGISTRY_URL"
+                )
+                if attempts is not None and attempt >= attempts:
+                    raise RegistryUnavailable(message) from e
+                log.warning("%s; retrying in %.0fs", message, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+                delay = min(delay * 2, 30.0)
 
     def set_backward(self, subject: str) -> None:
         self.client.set_compatibility(subject_name=subject, level="BACKWARD")

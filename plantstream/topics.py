@@ -112,13 +112,13 @@ def apply(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> list
     return changes
 
 
-def register_schemas(settings: Settings, registry: Registry) -> dict[str, int]:
+def register_schemas(settings: Settings, registry: Registry, attempts: int | None = None) -> dict[str, int]:
     """Register every topic's value schema (idempotent) and enforce BACKWARD evolution on its subject."""
     ids: dict[str, int] = {}
     for spec in TOPICS:
         if spec.schema is None:
             continue
         subj = subject(settings, spec.base)
-        ids[subj] = registry.register(subj, spec.schema)
+        ids[subj] = registry.register(subj, spec.schema, attempts=attempts)
         registry.set_backward(subj)
     return ids

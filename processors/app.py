@@ -130,6 +130,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully)."""
     stats = RunStats("processor", settings.pipeline.state_dir)
+    kafka_clients.wait_for_broker(settings, "processor")
     app = create_app(settings, stats)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:

@@ -42,6 +42,7 @@ def run_modbus(settings: Settings, duration: float | None) -> int:
     from producers.modbus import run_modbus_producer
 
     stats = RunStats("producer-modbus", settings.pipeline.state_dir)
+    # no wait for the broker here: librdkafka queues frames until it answers, so polling starts at once
     # waits (with backoff and a clear message) while the registry is still coming up
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
     sink = FrameSink(settings, codec, stats)

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException
 
 import schemas
 from plantstream import kafka_clients, topics
@@ -29,8 +29,20 @@ def store_path(settings: Settings) -> Path:
     return p if p.is_absolute() else settings.state_path(str(p))
 
 
+def commit(consumer: Consumer) -> None:
+    """Commit what is stored. A failed commit only means a redelivery later, which the store ignores."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as e:
+        # e.g. the broker restarted and the group rebalanced: the partitions' new owner (maybe us,
+        # after rejoining) re-reads from the last committed offset
+        log.warning("offset commit failed (%s); those records will be redelivered and stored once", e)
+
+
 def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats | None = None) -> None:
     stats = stats or RunStats("sink-storage", settings.pipeline.state_dir)
+    if not kafka_clients.wait_for_broker(settings, "sink-storage", stop=stop):
+        return
     registry = kafka_clients.registry(settings)
     decoders = {
         settings.topic(topics.READINGS): registry.decoder(schemas.READING_FRAME),
@@ -64,7 +76,7 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
                 (frames if topic == settings.topic(topics.READINGS) else kpis).append(record)
             if msgs:
                 written = store.write(frames, kpis)
-                consumer.commit(asynchronous=False)
+                commit(consumer)
                 stats.add("frames_stored", written["frames"])
                 stats.add("samples_stored", written["samples"])
                 stats.add("kpi_windows_stored", written["kpi_windows"])
