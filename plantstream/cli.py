@@ -166,6 +166,23 @@ def tail_cmd(
     tail(ctx_state.settings(), topic, from_beginning=from_beginning, limit=max_messages, idle_timeout=idle_timeout)
 
 
+@app.command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+) -> None:
+    """Topics, partitions, message counts and rates, and lag per plantstream consumer group."""
+    from plantstream import kafka_clients
+    from plantstream.status import collect, render
+
+    s = ctx_state.settings()
+    try:
+        kafka_clients.wait_for_broker(s, "status", max_wait=5)
+        snap = collect(s)
+    except Exception as e:
+        raise _fail(str(e)) from e
+    typer.echo(json.dumps(snap) if as_json else render(snap))
+
+
 # --- pipeline components ------------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 """Shared fixtures: one real Kafka broker + schema registry per test session, isolated topics per test.
 
-With KAFKA_BOOTSTRAP and SCHEMA_REGISTRY_URL set, the tests use that stack; otherwise they start
-the project's own launcher on free loopback ports under a temporary state folder.
+With KAFKA_BOOTSTRAP and SCHEMA_REGISTRY_URL set, the tests use that stack. Otherwise, where a
+Docker engine answers, testcontainers starts Kafka and Apicurio; else (as on our CI machines, which
+have no engine) the project's own launcher starts them on free loopback ports under a temporary
+state folder. PLANTSTREAM_TEST_STACK=local|docker forces the choice.
 """
 
 from __future__ import annotations
@@ -44,12 +46,49 @@ def _launcher_settings(state_dir: Path) -> Settings:
     return Settings(**raw)
 
 
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        return bool(docker.from_env(timeout=3).ping())
+    except Exception:  # no client library, no socket, engine down: use the local launcher
+        return False
+
+
+def _docker_stack() -> Iterator[Stack]:
+    import urllib.request
+
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.core.container import DockerContainer
+
+    from tests.helpers import wait_for
+
+    with KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as kafka_c:
+        registry_c = DockerContainer("apicurio/apicurio-registry:3.0.9").with_exposed_ports(8080)
+        with registry_c:
+            url = f"http://{registry_c.get_container_host_ip()}:{registry_c.get_exposed_port(8080)}/apis/ccompat/v7"
+
+            def ready() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{url}/subjects", timeout=2) as r:
+                        return bool(r.status == 200)
+                except OSError:
+                    return False
+
+            wait_for(ready, 120, what="the Apicurio container")
+            yield Stack(kafka_c.get_bootstrap_server(), url, None, None)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
     url = os.environ.get("SCHEMA_REGISTRY_URL")
     if bootstrap and url:
         yield Stack(bootstrap, url, None, None)
+        return
+    choice = os.environ.get("PLANTSTREAM_TEST_STACK", "auto")
+    if choice == "docker" or (choice == "auto" and _docker_engine_answers()):
+        yield from _docker_stack()
         return
     from plantstream.stack import kafka, registry
 
