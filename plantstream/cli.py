@@ -18,10 +18,12 @@ kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and s
 topics_app = typer.Typer(no_args_is_help=True, help="Topics and their Avro schemas.")
 produce_app = typer.Typer(no_args_is_help=True, help="Device producers.")
 sink_app = typer.Typer(no_args_is_help=True, help="Sinks.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON out).")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
 app.add_typer(sink_app, name="sink")
+app.add_typer(bench_app, name="bench")
 
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="plant YAML (default: $PLANTSTREAM_CONFIG or the demo plant)")
@@ -230,6 +232,25 @@ def up_cmd(
     from plantstream.up import up
 
     raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    assets: Annotated[int, typer.Option(help="synthetic assets")] = 100,
+    tags: Annotated[int, typer.Option(help="tags per asset (samples per frame)")] = 25,
+    rate: Annotated[float, typer.Option(help="scans per asset per second")] = 10.0,
+    duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
+    warmup: Annotated[float, typer.Option(help="seconds before measuring")] = 15.0,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
+    from plantstream.bench import render, run_pipeline_bench, write_result
+
+    result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
+                                warmup_s=warmup)
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ class RunStats:
         self.component = component
         self.started = time.time()
         self._counts: Counter[str] = Counter()
+        self._samples: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._path: Path | None = None
         if state_dir is not None:
@@ -30,18 +31,28 @@ class RunStats:
         with self._lock:
             self._counts[name] += n
 
+    def observe(self, name: str, value: float) -> None:
+        """Record a measurement (e.g. a latency); snapshots report quantiles of the most recent ones."""
+        with self._lock:
+            window = self._samples.get(name)
+            if window is None:
+                window = self._samples[name] = deque(maxlen=20_000)
+            window.append(value)
+
     def get(self, name: str) -> int:
         return self._counts.get(name, 0)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             counts = dict(self._counts)
+            quantiles = {name: _quantiles(list(w)) for name, w in self._samples.items() if w}
         return {
             "component": self.component,
             "pid": os.getpid(),
             "started": self.started,
             "updated": time.time(),
             "counts": counts,
+            "quantiles": quantiles,
         }
 
     def flush(self) -> None:
@@ -50,6 +61,16 @@ class RunStats:
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.snapshot()))
         tmp.replace(self._path)  # atomic, so readers never see half a file
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    values.sort()
+    n = len(values)
+
+    def q(p: float) -> float:
+        return values[min(n - 1, int(p * n))]
+
+    return {"n": n, "p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": values[-1]}
 
 
 def read_all(state_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

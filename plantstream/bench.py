@@ -1,0 +1,290 @@
+"""`plantstream bench pipeline`: the pipeline on a synthetic plant sized by flags, measured per stage.
+
+The load generator produces ReadingFrames directly (no device I/O), so the figures are those of
+Kafka, the processor and the storage sink. Reported: sustained samples/s per stage after a warm-up,
+end-to-end latency quantiles (scan time to durably stored), lag over time, CPU and RSS per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Producer
+
+import schemas
+from plantstream import kafka_clients, runstats, topics
+from plantstream.config import Settings
+from plantstream.stack import kafka as local_kafka
+from plantstream.stack import registry as local_registry
+from plantstream.up import Orchestrator, say
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds used so far, RSS bytes) of a process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        return cpu, rss
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    with contextlib.suppress(OSError, StopIteration):
+        mem = int(
+            next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1]
+        )
+    cpu = ""
+    try:
+        cpu = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
+        cpu = cpu.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "mem_gib": round(mem / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+class LoadGenerator:
+    """Produces frames for `assets` assets x `tags` tags at `rate_hz` scans per asset per second."""
+
+    def __init__(self, settings: Settings, assets: int, tags: int, rate_hz: float) -> None:
+        codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
+        self.codec = codec
+        self.topic = settings.topic(topics.READINGS)
+        self.assets = [f"bench.site{a % 4}.area{a % 8}.line{a % 16}.m{a:05d}" for a in range(assets)]
+        self.tags = [f"t{t:02d}" for t in range(tags)]
+        self.rate_hz = rate_hz
+        self.producer = Producer(kafka_clients.producer_config(settings, "bench", **{"linger.ms": 50}))
+        self.sent_frames = 0
+        self.acked_frames = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-load", daemon=True)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.acked_frames += 1
+
+    def _run(self) -> None:
+        seq = [0] * len(self.assets)
+        interval = 1.0 / self.rate_hz
+        next_tick = time.monotonic()
+        while not self.stop.is_set():
+            now_us = int(time.time() * 1e6)
+            for i, asset in enumerate(self.assets):
+                frame = {
+                    "asset": asset,
+                    "device": "bench",
+                    "seq": seq[i],
+                    "producer_id": "bench",
+                    "scan_time": now_us,
+                    "historical": False,
+                    "buffered": False,
+                    "samples": [
+                        {
+                            "tag": t,
+                            "source_time": now_us,
+                            "value": float((seq[i] + k) % 97),
+                            "quality": "GOOD",
+                            "unit": "",
+                        }
+                        for k, t in enumerate(self.tags)
+                    ],
+                }
+                seq[i] += 1
+                while True:
+                    try:
+                        self.producer.produce(
+                            self.topic, key=asset.encode(), value=self.codec.encode(frame), on_delivery=self._delivered
+                        )
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+                self.sent_frames += 1
+                if i % 200 == 0:
+                    self.producer.poll(0)
+            self.producer.poll(0)
+            next_tick += interval
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_tick = time.monotonic()  # behind: produce as fast as possible, do not burst later
+        self.producer.flush(60)
+
+
+def _bench_config(settings: Settings, bootstrap: str, url: str, assets: list[str], run_dir: Path) -> dict[str, Any]:
+    stamp = int(time.time())
+    return {
+        "plant": {"name": "bench", "assets": [{"path": a} for a in assets]},
+        "devices": [],
+        "pipeline": {
+            "kafka": {
+                "bootstrap": bootstrap,
+                "topic_prefix": f"bench{stamp}.",
+                "partitions": settings.pipeline.kafka.partitions,
+            },
+            "registry": {"url": url},
+            "windows": {"kpi_window_s": 10, "grace_s": 2},
+            "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
+            "state_dir": str(run_dir),
+            "group_id": f"bench{stamp}",
+        },
+    }
+
+
+def run_pipeline_bench(
+    settings: Settings, *, assets: int, tags: int, rate_hz: float, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
+    orch = Orchestrator(settings, None)
+    bootstrap, url = orch.start_stack()
+    run_dir = Path(orch.state_dir) / f"bench-{int(time.time())}"
+    run_dir.mkdir(parents=True)
+    gen_assets = [f"bench.site{a % 4}.area{a % 8}.line{a % 16}.m{a:05d}" for a in range(assets)]
+    raw = _bench_config(settings, bootstrap, url, gen_assets, run_dir)
+    config = run_dir / "bench.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    bench_settings = Settings(**raw)
+    from confluent_kafka.admin import AdminClient
+
+    topics.apply(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
+    topics.register_schemas(bench_settings, kafka_clients.registry(bench_settings))
+    orch.state_dir = str(run_dir)
+    orch.config_path = str(config)
+    env = {"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)}
+    processor = orch.spawn("processor", "process", env=env)
+    sink = orch.spawn("sink-storage", "sink", "storage", env=env)
+    gen = LoadGenerator(bench_settings, assets, tags, rate_hz)
+    time.sleep(3)  # let both consumers join their groups before the load starts
+    pids = {
+        "processor": processor.proc.pid if processor.proc else 0,
+        "sink-storage": sink.proc.pid if sink.proc else 0,
+        "bench-producer": os.getpid(),
+    }
+    k, r = local_kafka.status(settings), local_registry.status(settings)
+    if k.pid:
+        pids["kafka"] = k.pid
+    if r.pid:
+        pids["registry"] = r.pid
+    say(
+        f"bench: {assets} assets x {tags} tags at {rate_hz} Hz = {assets * tags * rate_hz:,.0f} samples/s offered, "
+        f"{duration_s:.0f}s (warm-up {warmup_s:.0f}s)"
+    )
+    series: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    gen.thread.start()
+    cpu0 = {n: proc_usage(p)[0] for n, p in pids.items()}
+    mark: dict[str, Any] | None = None
+    try:
+        while time.monotonic() - t0 < duration_s:
+            time.sleep(1.0)
+            counts = {
+                f"{c}.{k}": v
+                for c, snap in runstats.read_all(run_dir).items()
+                for k, v in snap.get("counts", {}).items()
+            }
+            point = {
+                "t": round(time.monotonic() - t0, 1),
+                "produced_samples": gen.sent_frames * tags,
+                "processed_samples": counts.get("processor.samples_in", 0),
+                "stored_samples": counts.get("sink-storage.samples_stored", 0),
+                "rss_mb": {n: round(proc_usage(p)[1] / 2**20, 1) for n, p in pids.items()},
+            }
+            point["lag_samples"] = point["produced_samples"] - point["stored_samples"]
+            series.append(point)
+            if mark is None and point["t"] >= warmup_s:
+                mark = {**point, "cpu": {n: proc_usage(p)[0] for n, p in pids.items()}}
+            say(
+                f"[{point['t']:5.0f}s] produced {point['produced_samples']:,} processed {point['processed_samples']:,} "
+                f"stored {point['stored_samples']:,} lag {point['lag_samples']:,}"
+            )
+    finally:
+        gen.stop.set()
+        gen.thread.join(60)
+    end = series[-1]
+    cpu_end = {n: proc_usage(p)[0] for n, p in pids.items()}
+    start = mark or series[0]
+    span = end["t"] - start["t"]
+    start_cpu = start.get("cpu", cpu0)
+
+    def rate(key: str) -> float:
+        return round((end[key] - start[key]) / span, 1) if span > 0 else 0.0
+
+    orch.drain(timeout=60)
+    snaps = runstats.read_all(run_dir)
+    latency = snaps.get("sink-storage", {}).get("quantiles", {}).get("e2e_latency_ms", {})
+    processor.stop(30)
+    sink.stop(30)
+    if orch.started_registry:
+        local_registry.stop(settings)
+    if orch.started_kafka:
+        local_kafka.stop(settings)
+    offered = assets * tags * rate_hz
+    return {
+        "bench": "pipeline",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "load": {
+            "assets": assets,
+            "tags_per_asset": tags,
+            "scan_rate_hz": rate_hz,
+            "offered_samples_per_s": offered,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "frame_samples": tags,
+        },
+        "sustained_samples_per_s": {
+            "produced": rate("produced_samples"),
+            "processed": rate("processed_samples"),
+            "stored": rate("stored_samples"),
+        },
+        "e2e_latency_ms_scan_to_stored": latency,
+        "lag_samples": {
+            "max": max(p["lag_samples"] for p in series),
+            "end": end["lag_samples"],
+            "series": [(p["t"], p["lag_samples"]) for p in series],
+        },
+        "cpu_percent": {
+            n: round(100 * (cpu_end[n] - start_cpu.get(n, 0.0)) / span, 1) if span > 0 else 0.0 for n in pids
+        },
+        "rss_mb_max": {n: max(p["rss_mb"].get(n, 0) for p in series) for n in pids},
+        "kpi_windows": snaps.get("processor", {}).get("counts", {}).get("kpi_windows", 0),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    r = result["sustained_samples_per_s"]
+    lat = result["e2e_latency_ms_scan_to_stored"]
+    lines = [
+        f"offered {result['load']['offered_samples_per_s']:,.0f} samples/s on {result['machine']['cpus']} cpus",
+        f"sustained samples/s  produced {r['produced']:,.0f}  processed {r['processed']:,.0f}  "
+        f"stored {r['stored']:,.0f}",
+        f"latency scan->stored ms  p50 {lat.get('p50', 0):,.0f}  p95 {lat.get('p95', 0):,.0f}  "
+        f"p99 {lat.get('p99', 0):,.0f}",
+        f"lag samples  max {result['lag_samples']['max']:,}  end {result['lag_samples']['end']:,}",
+        "cpu %  " + "  ".join(f"{n} {v}" for n, v in result["cpu_percent"].items()),
+        "rss MB " + "  ".join(f"{n} {v}" for n, v in result["rss_mb_max"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def write_result(result: dict[str, Any], path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")
