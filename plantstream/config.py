@@ -206,12 +206,21 @@ class SimulatorSettings(Strict):
     update_interval_s: float = Field(default=0.2, gt=0)
 
 
+class MetricsSettings(Strict):
+    """Prometheus /metrics of each long-running component, at base_port + the component's offset."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 to let a Prometheus server scrape")
+    base_port: int = Field(default=9400, ge=1, le=65500)
+
+
 class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     windows: WindowSettings = WindowSettings()
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    metrics: MetricsSettings = MetricsSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     group_id: str = "plantstream"
 

@@ -8,12 +8,13 @@ windows where they were.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
 
 import schemas
-from plantstream import kafka_clients, topics
+from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
@@ -115,6 +116,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
                 await kpi_out.send(key=asset.encode(), value=kpi_codec.encode(record))
             windows[asset] = state
             stats.add("frames_in")
+            stats.observe("frame_latency_ms", time.time() * 1000 - frame["scan_time"] / 1000)
             stats.add("samples_in", len(frame["samples"]))
             stats.add("kpi_windows", len(closed))
             if state["late"] > late_before:
@@ -131,6 +133,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully)."""
     stats = RunStats("processor", settings.pipeline.state_dir)
     kafka_clients.wait_for_broker(settings, "processor")
+    metrics.serve(settings, stats)
     app = create_app(settings, stats)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import schemas
-from plantstream import kafka_clients, topics
+from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 
@@ -42,6 +42,7 @@ def run_modbus(settings: Settings, duration: float | None) -> int:
     from producers.modbus import run_modbus_producer
 
     stats = RunStats("producer-modbus", settings.pipeline.state_dir)
+    metrics.serve(settings, stats)
     # no wait for the broker here: librdkafka queues frames until it answers, so polling starts at once
     # waits (with backoff and a clear message) while the registry is still coming up
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)

@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 import schemas
-from plantstream import kafka_clients, topics
+from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
@@ -42,6 +42,7 @@ def commit(consumer: Consumer) -> None:
 
 def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats | None = None) -> None:
     stats = stats or RunStats("sink-storage", settings.pipeline.state_dir)
+    metrics.serve(settings, stats)
     if not kafka_clients.wait_for_broker(settings, "sink-storage", stop=stop):
         return
     registry = kafka_clients.registry(settings)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 
 import schemas
 from plantstream import kafka_clients, topics
 from plantstream.config import Settings
 from sinks.storage import store_path
-from tests.conftest import Stack, plant_raw, write_config
+from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 
 pytestmark = pytest.mark.integration
@@ -46,7 +48,8 @@ def count(db: Path, sql: str) -> int:
 
 
 def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, clean_env: None) -> None:
-    raw = plant_raw(tmp_path, stack, storage={"batch_size": 50})
+    metrics_base = free_port()
+    raw = plant_raw(tmp_path, stack, storage={"batch_size": 50}, metrics={"base_port": metrics_base})
     settings = Settings(**raw)
     config = write_config(tmp_path, raw)
     prepare_topics(settings)
@@ -83,6 +86,10 @@ def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, 
     sink = spawn_cli(config, "sink", "storage", log=tmp_path / "sink.log")
     try:
         wait_for(lambda: db.exists() and count(db, "SELECT COUNT(*) FROM frames") >= 100, 60, what="first rows")
+        # the same counters are on /metrics for Prometheus
+        body = httpx.get(f"http://127.0.0.1:{metrics_base + 4}/metrics", timeout=5).text
+        stored = float(re.search(r'^plantstream_frames_stored_total\{component="sink-storage"\} (\S+)$', body, re.M)[1])
+        assert stored >= 100 and "process_resident_memory_bytes" in body
         sink.send_signal(signal.SIGKILL)  # mid-stream, no chance to commit or clean up
         sink.wait()
         produce(settings, readings, [(f["asset"].encode(), codec.encode(f)) for f in frames(400, 200)])

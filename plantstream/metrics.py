@@ -1,0 +1,79 @@
+"""Prometheus /metrics for every long-running component, from the same counters as its RunStats.
+
+One source of truth: the counters a component keeps for `plantstream up` are exported as
+`plantstream_<name>_total{component=...}`, its measurements as `plantstream_<name>{quantile=...}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from plantstream.config import Settings
+from plantstream.runstats import RunStats
+
+log = logging.getLogger("plantstream.metrics")
+
+# fixed offsets, so a Prometheus scrape config can be written once per host
+PORT_OFFSETS = {
+    "simulator": 0,
+    "producer-modbus": 1,
+    "producer-opcua": 2,
+    "processor": 3,
+    "sink-storage": 4,
+    "sink-alerts": 5,
+    "dashboard": 6,
+}
+
+
+class RunStatsCollector(Collector):
+    def __init__(self, stats: RunStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.stats.snapshot()
+        component = snap["component"]
+        for name, value in sorted(snap["counts"].items()):
+            c = CounterMetricFamily(f"plantstream_{name}", f"{name} counted by {component}", labels=["component"])
+            c.add_metric([component], float(value))
+            yield c
+        for name, q in sorted(snap.get("quantiles", {}).items()):
+            g = GaugeMetricFamily(f"plantstream_{name}", f"{name}, recent quantiles", labels=["component", "quantile"])
+            for label, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("1", "max")):
+                g.add_metric([component, label], float(q[key]))
+            yield g
+
+
+def metrics_port(settings: Settings, component: str) -> int | None:
+    m = settings.pipeline.metrics
+    if not m.enabled or component not in PORT_OFFSETS:
+        return None
+    return m.base_port + PORT_OFFSETS[component]
+
+
+def serve(settings: Settings, stats: RunStats) -> int | None:
+    """Start the /metrics endpoint in a background thread; a taken port is a warning, not a failure."""
+    port = metrics_port(settings, stats.component)
+    if port is None:
+        return None
+    registry = CollectorRegistry()
+    registry.register(RunStatsCollector(stats))
+    registry.register(ProcessCollector(registry=None))
+    try:
+        start_http_server(port, addr=settings.pipeline.metrics.host, registry=registry)
+    except OSError as e:
+        log.warning(
+            "metrics: cannot listen on %s:%d (%s); running without /metrics. Fix: free the port or set "
+            "PLANTSTREAM_PIPELINE__METRICS__BASE_PORT",
+            settings.pipeline.metrics.host,
+            port,
+            e.strerror,
+        )
+        return None
+    log.info("metrics: http://%s:%d/metrics", settings.pipeline.metrics.host, port)
+    return port
