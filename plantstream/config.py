@@ -206,6 +206,14 @@ class SimulatorSettings(Strict):
     update_interval_s: float = Field(default=0.2, gt=0)
 
 
+class StoreForwardSettings(Strict):
+    """Producers keep every frame on disk until Kafka acknowledges it (survives outages and restarts)."""
+
+    enabled: bool = True
+    max_mb: float = Field(default=256, gt=0, description="bound of the on-disk buffer; oldest frames dropped beyond")
+    alarm_fill: float = Field(default=0.8, gt=0, le=1, description="log an alarm when the buffer is this full")
+
+
 class MetricsSettings(Strict):
     """Prometheus /metrics of each long-running component, at base_port + the component's offset."""
 
@@ -221,6 +229,7 @@ class Pipeline(Strict):
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     metrics: MetricsSettings = MetricsSettings()
+    store_forward: StoreForwardSettings = StoreForwardSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     group_id: str = "plantstream"
 

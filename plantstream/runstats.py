@@ -31,6 +31,11 @@ class RunStats:
         with self._lock:
             self._counts[name] += n
 
+    def put(self, name: str, value: int) -> None:
+        """Set a level (e.g. frames waiting in a buffer) rather than count events."""
+        with self._lock:
+            self._counts[name] = value
+
     def observe(self, name: str, value: float) -> None:
         """Record a measurement (e.g. a latency); snapshots report quantiles of the most recent ones."""
         with self._lock:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import schemas
 from plantstream import kafka_clients, metrics, topics
@@ -36,6 +37,17 @@ def run_simulator(settings: Settings, duration: float | None) -> None:
     _run_until_signal(sim.run, duration)
 
 
+def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
+    """FrameSink arguments for the configured store-and-forward buffer (one file per producer kind)."""
+    from producers.store_forward import DiskBuffer
+
+    sf = settings.pipeline.store_forward
+    if not sf.enabled:
+        return {}
+    path = settings.state_path("buffer", f"{component}.db")
+    return {"buffer": DiskBuffer(path, int(sf.max_mb * 2**20)), "component": component, "alarm_fill": sf.alarm_fill}
+
+
 def run_modbus(settings: Settings, duration: float | None) -> int:
     """Poll until a signal or the duration; flush every frame; exit 1 if any frame was not delivered."""
     from producers.kafka_out import FrameSink
@@ -46,7 +58,7 @@ def run_modbus(settings: Settings, duration: float | None) -> int:
     # no wait for the broker here: librdkafka queues frames until it answers, so polling starts at once
     # waits (with backoff and a clear message) while the registry is still coming up
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    sink = FrameSink(settings, codec, stats)
+    sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-modbus"))
     try:
         _run_until_signal(lambda stop: run_modbus_producer(settings, sink.emit, stop, stats), duration)
     finally:
