@@ -208,6 +208,23 @@ def produce_modbus(
     raise typer.Exit(run_modbus(ctx_state.settings(), duration))
 
 
+@produce_app.command("replay")
+def produce_replay(
+    source: Annotated[str | None, typer.Option(help="name of a replay source in the config; default: all")] = None,
+    speed: Annotated[str, typer.Option(help="1 = original pace, 60 = 60x faster, max = as fast as possible")] = "max",
+) -> None:
+    """Replay historian exports (CSV/Parquet) as historical frames, with a progress bar."""
+    from producers.cli_glue import run_replay
+
+    try:
+        pace = None if speed == "max" else float(speed)
+    except ValueError as e:
+        raise _fail(f"--speed {speed!r}: use a positive number or max", 2) from e
+    if pace is not None and pace <= 0:
+        raise _fail(f"--speed {speed!r}: use a positive number or max", 2)
+    raise typer.Exit(run_replay(ctx_state.settings(), source, pace))
+
+
 @app.command("process")
 def process() -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
@@ -249,6 +266,22 @@ def bench_pipeline(
     result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
                                 warmup_s=warmup)
     typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("modbus")
+def bench_modbus(
+    devices: Annotated[int, typer.Option(help="simulated devices behind one gateway")] = 20,
+    seconds: Annotated[float, typer.Option(help="measured seconds per run")] = 20.0,
+    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Register-block reads/s of one Modbus producer, and the others' rate with one silent device."""
+    from plantstream.bench import write_result
+    from producers.modbus_bench import run_modbus_bench
+
+    result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -86,6 +88,8 @@ class Asset(Strict):
     kind: str = ""
     description: str = ""
     ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+    state_codes: list[StateCode] | None = Field(default=None, description="null: 1 run 2 idle 3 planned 4 unplanned")
+    micro_stop_threshold_s: float = Field(default=0.0, ge=0, description="unplanned stops shorter are micro-stops")
 
     @field_validator("path")
     @classmethod
@@ -156,6 +160,7 @@ Device = Annotated[ModbusTcpDevice, Field(discriminator="protocol")]
 class Plant(Strict):
     name: str = "plant"
     assets: list[Asset] = Field(min_length=1)
+    shifts: list[Shift] = Field(default_factory=list, description="empty = planned operation 24/7")
 
 
 class KafkaSettings(Strict):
@@ -191,11 +196,36 @@ class WindowSettings(Strict):
     grace_s: float = Field(default=5.0, ge=0)
 
 
+class PostgresSettings(Strict):
+    """Where the PostgreSQL store is; `dsn` (libpq conninfo or URL) wins over the separate fields."""
+
+    dsn: SecretStr | None = Field(default=None, description="e.g. postgresql://user@host:5432/db; may hold a password")
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    dbname: str = "plantstream"
+    user: str = "plantstream"
+    password: SecretStr | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class RetentionSettings(Strict):
+    """Days each kind of row is kept (0 = forever); expired rows go in whole partitions on PostgreSQL."""
+
+    samples_days: int = Field(default=30, ge=0)
+    frames_days: int | None = Field(default=None, ge=0, description="null = the same as samples_days")
+    aggregates_days: int = Field(default=730, ge=0, description="kpi_windows and oee_windows")
+    anomaly_scores_days: int = Field(default=30, ge=0)
+    alerts_days: int = Field(default=365, ge=0)
+    interval_min: float = Field(default=60.0, gt=0, description="how often the sink runs the retention job")
+
+
 class StorageSettings(Strict):
-    kind: Literal["sqlite"] = "sqlite"
+    kind: Literal["sqlite", "postgres"] = "sqlite"
     sqlite_path: str = "plantstream.db"
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
+    postgres: PostgresSettings = PostgresSettings()
+    retention: RetentionSettings = RetentionSettings()
 
 
 class SimulatorSettings(Strict):
@@ -222,16 +252,244 @@ class MetricsSettings(Strict):
     base_port: int = Field(default=9400, ge=1, le=65500)
 
 
+class MachineStateClass(StrEnum):
+    """ISO 22400-2 time classes a machine_state code maps to (MICRO_STOP is derived, see processors/oee.py)."""
+
+    RUNNING = "RUNNING"
+    IDLE = "IDLE"
+    PLANNED_STOP = "PLANNED_STOP"
+    UNPLANNED_STOP = "UNPLANNED_STOP"
+
+
+class StateCode(Strict):
+    """One machine_state code of an asset: its time class and, for stops, the downtime reason."""
+
+    code: int
+    state: MachineStateClass
+    reason: str = Field(default="", description="downtime reason for the Pareto; empty = the code as text")
+
+
+class ShiftBreak(Strict):
+    """Planned down time (PDOT) inside a shift, time of day in the shift's timezone."""
+
+    start: time
+    end: time
+
+
+class Shift(Strict):
+    """A recurring shift: start/end time of day (end <= start crosses midnight), on the given start days."""
+
+    name: str = Field(min_length=1)
+    start: time
+    end: time
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default=["mon", "tue", "wed", "thu", "fri", "sat", "sun"], min_length=1
+    )
+    breaks: list[ShiftBreak] = Field(default_factory=list)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown timezone {v!r}: use an IANA name such as UTC or Europe/Berlin") from e
+        return v
+
+
+class AlertKind(StrEnum):
+    THRESHOLD = "threshold"
+    RATE_OF_CHANGE = "rate_of_change"
+    STALE = "stale"
+    STATE = "state"
+    ANOMALY = "anomaly"
+
+
+class AlertRule(Strict):
+    """One alert rule; processors/alert_rules.py gives the semantics of each kind."""
+
+    name: str = Field(min_length=1)
+    asset: str = Field(min_length=1, description="exact asset path or a glob such as demo.*.*.*.press*")
+    kind: AlertKind
+    tag: str = ""
+    severity: Literal["INFO", "WARNING", "CRITICAL"] = "WARNING"
+    above: float | None = None
+    below: float | None = None
+    hysteresis: float = Field(default=0.0, ge=0)
+    min_duration_s: float = Field(default=0.0, ge=0)
+    rate_per_s: float | None = Field(default=None, gt=0, description="rate_of_change: |change| per second")
+    span_s: float = Field(default=10.0, gt=0, description="rate_of_change: time span the rate is taken over")
+    stale_after_s: float | None = Field(default=None, gt=0)
+    stop_longer_than_min: float | None = Field(default=None, ge=0)
+    score_above: float | None = Field(default=None, description="anomaly: score limit; null = the model's flag")
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> AlertRule:
+        k = self.kind
+        if k in (AlertKind.THRESHOLD, AlertKind.RATE_OF_CHANGE, AlertKind.STALE) and not self.tag:
+            raise ValueError(f"a {k.value} rule needs tag: the tag name it watches")
+        if k is AlertKind.THRESHOLD and self.above is None and self.below is None:
+            raise ValueError("a threshold rule needs above: and/or below: (the limit values)")
+        if k is AlertKind.THRESHOLD and self.above is not None and self.below is not None and self.below >= self.above:
+            raise ValueError("below must be less than above (an alert outside the band below..above)")
+        if k is AlertKind.RATE_OF_CHANGE and self.rate_per_s is None:
+            raise ValueError("a rate_of_change rule needs rate_per_s: the largest allowed |change| per second")
+        if k is AlertKind.STALE and self.stale_after_s is None:
+            raise ValueError("a stale rule needs stale_after_s: seconds without a GOOD sample")
+        if k is AlertKind.STATE and self.stop_longer_than_min is None:
+            raise ValueError("a state rule needs stop_longer_than_min: minutes of unplanned stop before it raises")
+        return self
+
+
+class ReplaySource(Strict):
+    """A historian export (CSV or Parquet) replayed by `plantstream produce replay` as historical frames."""
+
+    name: str
+    path: str = Field(description="a .csv or .parquet file (relative paths: to the working directory)")
+    format: Literal["wide", "long"] = Field(default="wide", description="wide: a column per tag; long: tag,value rows")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    timestamp_column: str = "timestamp"
+    timestamp_format: str = Field(
+        default="iso8601",
+        description="iso8601, epoch_s, epoch_ms, epoch_us, or a strptime pattern such as %d.%m.%Y %H:%M:%S",
+    )
+    timezone: str = Field(default="UTC", description="zone of timestamps that carry no offset (IANA name)")
+    asset: str | None = Field(default=None, description="asset of every row, unless asset_column is given")
+    asset_column: str | None = None
+    tag_column: str = Field(default="tag", description="long format: the column naming the tag")
+    value_column: str = Field(default="value", description="long format: the column holding the value")
+    quality_column: str | None = Field(default=None, description="GOOD/UNCERTAIN/BAD, or OPC UA-style codes")
+    tags: dict[str, str] = Field(default_factory=dict, description="column or source tag name -> plantstream tag")
+    units: dict[str, str] = Field(default_factory=dict, description="plantstream tag -> unit")
+
+    @model_validator(mode="after")
+    def _asset_given(self) -> ReplaySource:
+        if not self.asset and not self.asset_column:
+            raise ValueError("a replay source needs asset (one asset path for every row) or asset_column")
+        if self.asset and not ASSET_PATH_RE.match(self.asset):
+            raise ValueError(f"asset {self.asset!r} is not an ISA-95 path enterprise.site.area.line.machine")
+        return self
+
+
+AlertSeverity = Literal["INFO", "WARNING", "CRITICAL"]
+_MQTT_TOPIC_FIELDS = {"asset", "severity", "rule", "alert_id", "state", "kind"}
+
+
+class AlertRoute(Strict):
+    """Which alerts a channel gets, and how often it may speak (shared by every channel kind)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", description="unique; the delivery log's key")
+    min_severity: AlertSeverity = "INFO"
+    assets: list[str] = Field(default_factory=lambda: ["*"], min_length=1, description="asset path globs")
+    rate_limit_per_min: float | None = Field(
+        default=None, gt=0, description="messages per minute; a backlog beyond it goes out as one digest"
+    )
+    burst: int = Field(default=5, ge=1, description="messages allowed at once before the rate limit applies")
+    silence_s: float = Field(
+        default=0.0, ge=0, description="a new RAISED of the same asset+rule within this many seconds is not sent"
+    )
+
+
+class WebhookChannel(AlertRoute):
+    kind: Literal["webhook"] = "webhook"
+    url: str = Field(pattern=r"^https?://", description="http(s) URL that receives a POST per alert")
+    format: Literal["generic", "slack", "teams"] = "generic"
+    hmac_secret: SecretStr | None = Field(default=None, description="signs the body: X-Plantstream-Signature")
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class EmailChannel(AlertRoute):
+    kind: Literal["email"] = "email"
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    ssl: bool = Field(default=False, description="implicit TLS (port 465); exclusive with starttls")
+    username: str | None = None
+    password: SecretStr | None = None
+    cafile: str | None = Field(default=None, description="CA bundle to verify the server; default: system CAs")
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    recipients: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    subject_prefix: str = "[plantstream]"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _tls_and_auth(self) -> EmailChannel:
+        if self.ssl and self.starttls:
+            raise ValueError("ssl (implicit TLS) and starttls exclude each other: set one to false")
+        if self.username and self.password is None:
+            raise ValueError("username is set without password: add password (or drop username)")
+        return self
+
+
+class MqttChannel(AlertRoute):
+    kind: Literal["mqtt"] = "mqtt"
+    host: str
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    cafile: str | None = None
+    topic_template: str = "plant/alerts/{asset}/{severity}/{rule}"
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = Field(default=True, description="RAISED stays retained until its CLEARED removes it")
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("topic_template")
+    @classmethod
+    def _template_fields(cls, v: str) -> str:
+        import string
+
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as e:
+            raise ValueError(f"topic_template is not a valid template ({e})") from e
+        unknown = names - _MQTT_TOPIC_FIELDS
+        if unknown or "" in names or any(c in v for c in "#+"):
+            raise ValueError(
+                f"topic_template may only use the fields {sorted(_MQTT_TOPIC_FIELDS)} and no MQTT wildcards "
+                f"(got {sorted(unknown) or v!r})"
+            )
+        return v
+
+
+AlertChannel = Annotated[WebhookChannel | EmailChannel | MqttChannel, Field(discriminator="kind")]
+
+
+class AlertRetrySettings(Strict):
+    initial_s: float = Field(default=1.0, gt=0)
+    max_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=20, ge=1, description="then failed; failed ones are retried at sink start")
+
+
+class AlertingSettings(Strict):
+    channels: list[AlertChannel] = Field(default_factory=list)
+    retry: AlertRetrySettings = AlertRetrySettings()
+    delivery_log: str = Field(default="alert-deliveries.db", description="SQLite file; relative = under state_dir")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AlertingSettings:
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"alert channel name(s) used twice: {dupes}; channel names must be unique")
+        return self
+
+
 class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     windows: WindowSettings = WindowSettings()
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    alerting: AlertingSettings = AlertingSettings()
     metrics: MetricsSettings = MetricsSettings()
     store_forward: StoreForwardSettings = StoreForwardSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     group_id: str = "plantstream"
+    alerts: list[AlertRule] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -245,6 +503,7 @@ class Settings(BaseSettings):
 
     plant: Plant
     devices: list[Device] = Field(default_factory=list)
+    replay: list[ReplaySource] = Field(default_factory=list)
     pipeline: Pipeline = Pipeline()
 
     @classmethod
@@ -330,7 +589,7 @@ _FIXES = {
     "extra_forbidden": "remove it, or check its spelling against docs/configuration.md",
     "enum": "use one of the values listed",
     "literal_error": "use one of the values listed",
-    "union_tag_invalid": "set protocol to a supported value",
+    "union_tag_invalid": "set protocol (devices) or kind (alert channels) to a supported value",
 }
 
 
@@ -339,7 +598,7 @@ def format_validation_error(source: str, raw: Any, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # discriminated unions add the tag value to the path; it is noise to a reader
-        loc = tuple(p for p in loc if p != "modbus_tcp")
+        loc = tuple(p for p in loc if p not in ("modbus_tcp", "webhook", "email", "mqtt"))
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "")
         got = "" if err["type"] == "missing" else f" (got {_redact(loc, err.get('input'))})"

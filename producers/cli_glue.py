@@ -68,3 +68,56 @@ def run_modbus(settings: Settings, duration: float | None) -> int:
         log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
         return 1
     return 0
+
+
+def run_replay(settings: Settings, source: str | None, speed: float | None) -> int:
+    """Replay one configured source (or all) into plant.readings.v1; JSON summary on stdout."""
+    import json
+
+    from producers.kafka_out import FrameSink
+    from producers.replay import ReplayError, replay
+
+    sources = [s for s in settings.replay if source in (None, s.name)]
+    if not sources:
+        names = [s.name for s in settings.replay]
+        log.error(
+            "no replay source %s in the config (configured: %s). Fix: add it under replay:",
+            repr(source) if source else "",
+            names or "none",
+        )
+        return 2
+    stats = RunStats("producer-replay", settings.pipeline.state_dir)
+    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
+    sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-replay"))
+    stopping = False
+
+    def on_signal(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    results = []
+    code = 0
+    try:
+        for src in sources:
+            try:
+                results.append(replay(src, sink.emit, speed=speed, should_stop=lambda: stopping))
+            except ReplayError as e:
+                log.error("%s", e)
+                code = 2
+    finally:
+        undelivered = sink.close(timeout=120)
+        stats.flush()
+    print(
+        json.dumps(
+            {
+                "sources": results,
+                "frames_acked": stats.get("frames_acked"),
+                "frames_failed": stats.get("frames_failed"),
+                "undelivered": undelivered,
+            }
+        ),
+        flush=True,
+    )
+    return code or (1 if undelivered else 0)

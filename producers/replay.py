@@ -1,0 +1,253 @@
+"""`plantstream produce replay`: historian exports (CSV or Parquet, wide or long) as historical frames.
+
+Rows are read in batches with pyarrow, so months of data stream through in bounded memory. Frames
+keep the export's timestamps (source_time = scan_time = the row's time) and carry historical=True;
+they are replayed at the original pace, accelerated, or as fast as Kafka takes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from plantstream.config import ReplaySource
+
+log = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+
+
+class ReplayError(ValueError):
+    """An export that cannot be replayed as configured; the text names the file, row or column and the fix."""
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def read_batches(src: ReplaySource, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+    path = Path(src.path)
+    if not path.exists():
+        raise ReplayError(f"replay source {src.name!r}: {path} does not exist. Fix: correct replay[].path")
+    if _is_parquet(path):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        return
+    # timestamps as text: their format is ours to parse, not pyarrow's to guess
+    convert = pacsv.ConvertOptions(column_types={src.timestamp_column: pa.string()}, strings_can_be_null=True)
+    try:
+        reader = pacsv.open_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=src.delimiter),
+            convert_options=convert,
+            read_options=pacsv.ReadOptions(block_size=4 << 20),
+        )
+        yield from reader
+    except pa.ArrowInvalid as e:
+        raise ReplayError(
+            f"replay source {src.name!r}: {path} is not a readable CSV with delimiter "
+            f"{src.delimiter!r}: {e}. Fix: check replay[].delimiter"
+        ) from e
+
+
+def count_rows(src: ReplaySource) -> int | None:
+    path = Path(src.path)
+    if _is_parquet(path):
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    with open(path, "rb") as f:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    return max(0, lines - 1)  # the header
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+
+def time_parser(src: ReplaySource) -> Callable[[Any], int]:
+    """A function from one timestamp cell to UTC microseconds since the epoch."""
+    fmt = src.timestamp_format
+    zone = ZoneInfo(src.timezone)
+    scale = {"epoch_s": 1_000_000, "epoch_ms": 1_000, "epoch_us": 1}.get(fmt)
+    if scale is not None:
+        return lambda cell: round(float(cell) * scale)
+
+    def to_us(dt: datetime) -> int:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=zone)
+        delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+    if fmt == "iso8601":
+        return lambda cell: to_us(cell if isinstance(cell, datetime) else datetime.fromisoformat(str(cell)))
+    return lambda cell: to_us(cell if isinstance(cell, datetime) else datetime.strptime(str(cell), fmt))
+
+
+def quality_of(cell: Any) -> str:
+    if cell is None:
+        return "GOOD"
+    if isinstance(cell, str) and not cell.strip().lstrip("-").isdigit():
+        q = cell.strip().upper()
+        if q in ("GOOD", "UNCERTAIN", "BAD"):
+            return q
+        raise ValueError(f"quality {cell!r} is not GOOD, UNCERTAIN, BAD or an OPC UA status code")
+    code = int(cell) & 0xFFFFFFFF
+    # OPC UA StatusCode severity: the two top bits
+    return "BAD" if code & 0x80000000 else "UNCERTAIN" if code & 0x40000000 else "GOOD"
+
+
+def as_value(cell: Any) -> bool | int | float | str | None:
+    if cell is None or isinstance(cell, bool | int):
+        return cell
+    if isinstance(cell, float):
+        return None if math.isnan(cell) else cell
+    text = str(cell).strip()
+    if text == "":
+        return None
+    try:
+        return float(text)  # long-format value columns mix numbers and text
+    except ValueError:
+        return text
+
+
+@dataclass
+class ReadProgress:
+    rows: int = 0
+
+
+def frames_from_batches(
+    src: ReplaySource, batches: Iterator[pa.RecordBatch], producer_id: str, progress: ReadProgress | None = None
+) -> Iterator[Frame]:
+    """ReadingFrames from the export's rows: one per row (wide), one per (asset, time) run (long)."""
+    parse_time = time_parser(src)
+    seq = 0
+    read = progress or ReadProgress()
+    pending: Frame | None = None
+    for batch in batches:
+        cols = {name: batch.column(i).to_pylist() for i, name in enumerate(batch.schema.names)}
+        if src.timestamp_column not in cols:
+            raise ReplayError(
+                f"replay source {src.name!r}: no column {src.timestamp_column!r} in {src.path} "
+                f"(columns: {list(cols)}). Fix: set replay[].timestamp_column"
+            )
+        if src.asset_column and src.asset_column not in cols:
+            raise ReplayError(f"replay source {src.name!r}: no asset column {src.asset_column!r} in {src.path}")
+        if src.format == "long":
+            for needed in (src.tag_column, src.value_column):
+                if needed not in cols:
+                    raise ReplayError(
+                        f"replay source {src.name!r}: long format needs column {needed!r} in {src.path}"
+                        f" (columns: {list(cols)}). Fix: set replay[].tag_column / value_column"
+                    )
+        reserved = {src.timestamp_column, src.asset_column, src.quality_column}
+        value_cols = [c for c in cols if c not in reserved and (not src.tags or c in src.tags)]
+        for i in range(batch.num_rows):
+            read.rows += 1
+            row_no = read.rows
+            try:
+                t = parse_time(cols[src.timestamp_column][i])
+                quality = quality_of(cols[src.quality_column][i]) if src.quality_column else "GOOD"
+            except (ValueError, TypeError, OverflowError) as e:
+                raise ReplayError(
+                    f"replay source {src.name!r}: row {row_no} of {src.path}: {e}. Fix: check "
+                    f"replay[].timestamp_format ({src.timestamp_format!r}) and the data"
+                ) from e
+            asset = str(cols[src.asset_column][i]) if src.asset_column else str(src.asset)
+            if src.format == "wide":
+                samples = [
+                    _sample(src, src.tags.get(c, c), t, v, quality)
+                    for c in value_cols
+                    if (v := as_value(cols[c][i])) is not None
+                ]
+                if samples:
+                    yield _frame(src, asset, seq, producer_id, t, samples)
+                    seq += 1
+                continue
+            raw_tag = str(cols[src.tag_column][i])
+            if src.tags and raw_tag not in src.tags:
+                continue
+            value = as_value(cols[src.value_column][i])
+            sample = _sample(src, src.tags.get(raw_tag, raw_tag), t, value, quality if value is not None else "BAD")
+            if pending is not None and pending["asset"] == asset and pending["scan_time"] == t:
+                pending["samples"].append(sample)
+                continue
+            if pending is not None:
+                yield pending
+                seq += 1
+            pending = _frame(src, asset, seq, producer_id, t, [sample])
+    if pending is not None:
+        yield pending
+
+
+def _sample(src: ReplaySource, tag: str, t: int, value: Any, quality: str) -> dict[str, Any]:
+    return {"tag": tag, "source_time": t, "value": value, "quality": quality, "unit": src.units.get(tag, "")}
+
+
+def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, samples: list[dict[str, Any]]) -> Frame:
+    return {
+        "asset": asset,
+        "device": f"replay:{src.name}",
+        "seq": seq,
+        "producer_id": producer_id,
+        "scan_time": t,
+        "historical": True,
+        "buffered": False,
+        "samples": samples,
+    }
+
+
+# --- replaying -------------------------------------------------------------------------------------
+
+
+def replay(
+    src: ReplaySource,
+    emit: Callable[[Frame], None],
+    *,
+    speed: float | None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Emit the source's frames; `speed` 1.0 = original pace, 10 = ten times faster, None = as fast as possible."""
+    from tqdm import tqdm
+
+    producer_id = f"replay-{src.name}-{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
+    total = count_rows(src)
+    bar = tqdm(total=total, unit="row", file=sys.stderr, disable=not progress, desc=f"replay {src.name}")
+    frames = 0
+    first_t: int | None = None
+    wall0 = time.monotonic()
+    read = ReadProgress()
+    shown = 0
+    try:
+        for frame in frames_from_batches(src, read_batches(src), producer_id, read):
+            if should_stop():
+                break
+            if speed is not None:
+                first_t = frame["scan_time"] if first_t is None else first_t
+                due = wall0 + (frame["scan_time"] - first_t) / 1e6 / speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            emit(frame)
+            frames += 1
+            if read.rows - shown >= 1000:
+                bar.update(read.rows - shown)
+                shown = read.rows
+    finally:
+        bar.update(read.rows - shown)
+        bar.close()
+    return {"source": src.name, "rows": read.rows, "frames": frames, "seconds": round(time.monotonic() - wall0, 2)}
