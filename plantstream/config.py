@@ -88,6 +88,7 @@ class Asset(Strict):
     kind: str = ""
     description: str = ""
     ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+    anomaly: AnomalySettings | None = Field(default=None, description="None = defaults (model auto)")
     state_codes: list[StateCode] | None = Field(default=None, description="null: 1 run 2 idle 3 planned 4 unplanned")
     micro_stop_threshold_s: float = Field(default=0.0, ge=0, description="unplanned stops shorter are micro-stops")
 
@@ -114,6 +115,10 @@ class ModbusTag(Strict):
     length: int = Field(default=0, ge=0, le=125, description="registers, for type string only")
     scale: float = 1.0
     offset: float = 0.0
+    # report by exception: resend only on a change beyond the deadband, or when the heartbeat is due
+    deadband_abs: float | None = Field(default=None, ge=0, description="engineering units")
+    deadband_pct: float | None = Field(default=None, ge=0, le=100, description="percent of the last sent value")
+    heartbeat_s: float | None = Field(default=None, gt=0, description="resend an unchanged value this often")
 
     @field_validator("name")
     @classmethod
@@ -476,6 +481,23 @@ class AlertingSettings(Strict):
         if dupes:
             raise ValueError(f"alert channel name(s) used twice: {dupes}; channel names must be unique")
         return self
+
+
+class AnomalySettings(Strict):
+    """Online anomaly detection of one asset (processors/anomaly.py); one model update per frame."""
+
+    model: Literal["auto", "multivariate", "robust_baseline", "off"] = Field(
+        default="auto", description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0"
+    )
+    tags: list[str] | None = Field(default=None, description="features; empty = the asset's numeric process values")
+    warmup_frames: int = Field(default=600, ge=20, description="frames learned before the model judges")
+    window_frames: int = Field(default=3600, ge=50, description="memory of the running mean/covariance/median")
+    quantile: float = Field(default=0.995, gt=0.5, lt=1.0, description="of normal scores, for the adaptive threshold")
+    threshold_margin: float = Field(default=1.5, ge=1.0, description="threshold = margin x quantile of normal scores")
+    debounce_frames: int = Field(default=3, ge=1, description="consecutive frames above threshold before an alarm")
+    smoothing: float = Field(default=0.2, gt=0, le=1.0, description="EWMA weight of the newest raw score")
+    stuck_frames: int = Field(default=60, ge=3, description="identical values in a row that mean a stuck sensor")
+    relearn_after_frames: int = Field(default=7200, ge=0, description="accept a lasting change as normal; 0 = never")
 
 
 class Pipeline(Strict):

@@ -26,6 +26,7 @@ from plantstream.config import ModbusTag, ModbusTcpDevice, RegisterTable, Settin
 from plantstream.runstats import RunStats
 from producers import modbus_codec
 from producers.modbus_codec import ReadBlock, Value
+from producers.report_by_exception import ExceptionFilter
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class ModbusPoller:
         self._producer_id = producer_id
         self._stats = stats
         self._blocks = modbus_codec.plan_reads(device.tags)
+        self._exceptions = ExceptionFilter.for_tags(device.tags)
         # pymodbus' own reconnect loop is off (reconnect_delay=0): this class paces reconnects, so a
         # dead device costs one connect attempt per backoff step and never a burst.
         self._client = AsyncModbusTcpClient(
@@ -121,8 +123,15 @@ class ModbusPoller:
                 frame = await _unless_stopped(self.poll_once(), stop)
                 if frame is None:
                     return
-                self._emit(frame)
-                self._count_frame(frame)
+                if self._exceptions is not None:
+                    frame["samples"] = self._exceptions.filter(frame["samples"], frame["scan_time"])
+                if frame["samples"]:
+                    frame["seq"] = self.seq
+                    self.seq += 1
+                    self._emit(frame)
+                    self._count_frame(frame)
+                else:
+                    self._add_stat("frames_suppressed")
                 next_at = self._next_tick(next_at, interval)
                 if await _wait_stop(stop, next_at - time.monotonic()):
                     return
@@ -157,7 +166,7 @@ class ModbusPoller:
         frame = {
             "asset": self.device.asset,
             "device": self.device.name,
-            "seq": self.seq,
+            "seq": -1,  # numbered when emitted: frames suppressed by report-by-exception leave no gap
             "producer_id": self._producer_id,
             "scan_time": scan_time,
             "historical": False,
@@ -165,7 +174,6 @@ class ModbusPoller:
             # config order, not read order: consumers and people see tags as they were declared
             "samples": [samples[t.name] for t in self.device.tags],
         }
-        self.seq += 1
         return frame
 
     # --- reading ---------------------------------------------------------------------------------
