@@ -11,6 +11,7 @@ import os
 import re
 from datetime import time
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -274,11 +275,20 @@ class StateCode(Strict):
     reason: str = Field(default="", description="downtime reason for the Pareto; empty = the code as text")
 
 
+def _time_of_day(v: Any) -> Any:
+    # YAML 1.1 reads an unquoted 06:00 as the sexagesimal integer 360
+    if isinstance(v, int):
+        raise ValueError('write a time of day as a quoted "HH:MM" string, e.g. start: "06:00"')
+    return v
+
+
 class ShiftBreak(Strict):
     """Planned down time (PDOT) inside a shift, time of day in the shift's timezone."""
 
     start: time
     end: time
+
+    _hhmm = field_validator("start", "end", mode="before")(_time_of_day)
 
 
 class Shift(Strict):
@@ -292,6 +302,8 @@ class Shift(Strict):
     )
     breaks: list[ShiftBreak] = Field(default_factory=list)
     timezone: str = "UTC"
+
+    _hhmm = field_validator("start", "end", mode="before")(_time_of_day)
 
     @field_validator("timezone")
     @classmethod
@@ -490,14 +502,14 @@ class AnomalySettings(Strict):
         default="auto", description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0"
     )
     tags: list[str] | None = Field(default=None, description="features; empty = the asset's numeric process values")
-    warmup_frames: int = Field(default=600, ge=20, description="frames learned before the model judges")
+    warmup_frames: int = Field(default=900, ge=20, description="frames learned before the model judges")
     window_frames: int = Field(default=3600, ge=50, description="memory of the running mean/covariance/median")
     quantile: float = Field(default=0.995, gt=0.5, lt=1.0, description="of normal scores, for the adaptive threshold")
     threshold_margin: float = Field(default=1.5, ge=1.0, description="threshold = margin x quantile of normal scores")
     debounce_frames: int = Field(default=3, ge=1, description="consecutive frames above threshold before an alarm")
     smoothing: float = Field(default=0.2, gt=0, le=1.0, description="EWMA weight of the newest raw score")
     stuck_frames: int = Field(default=60, ge=3, description="identical values in a row that mean a stuck sensor")
-    relearn_after_frames: int = Field(default=7200, ge=0, description="accept a lasting change as normal; 0 = never")
+    relearn_after_frames: int = Field(default=3600, ge=0, description="accept a lasting change as normal; 0 = never")
 
 
 class Pipeline(Strict):
@@ -512,6 +524,14 @@ class Pipeline(Strict):
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     group_id: str = "plantstream"
     alerts: list[AlertRule] = Field(default_factory=list)
+
+    @field_validator("alerts")
+    @classmethod
+    def _unique_rule_names(cls, v: list[AlertRule]) -> list[AlertRule]:
+        names = [r.name for r in v]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"alert rule name(s) used twice: {dupes}; each rule needs its own name")
+        return v
 
 
 class Settings(BaseSettings):
@@ -556,6 +576,9 @@ class Settings(BaseSettings):
                     f"device {d.name!r} points at asset {d.asset!r}, which plant.assets does not declare; "
                     f"add it there or use one of {paths}"
                 )
+        for r in self.pipeline.alerts:
+            if not any(r.asset == p or fnmatchcase(p, r.asset) for p in paths):
+                raise ValueError(f"alert rule {r.name!r}: asset {r.asset!r} matches no asset in plant.assets {paths}")
         return self
 
     def asset(self, path: str) -> Asset:
@@ -640,14 +663,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     _apply_env_aliases()
     source = Path(path or os.environ.get("PLANTSTREAM_CONFIG") or DEMO_CONFIG)
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start}). Fix: save the file as UTF-8") from e
     except OSError as e:
         raise ConfigError(f"{source}: cannot read the config file ({e.strerror}). Fix: pass an existing file") from e
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}. Fix: correct the YAML syntax at the marked line") from e
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
         raise ConfigError(f"{source}: the top level must be a mapping with plant:, devices: and pipeline:")
     try:
         # read when loading, not at import, so a process can point at its mounted secrets late
