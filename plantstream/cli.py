@@ -241,6 +241,14 @@ def sink_storage() -> None:
     run(ctx_state.settings())
 
 
+@sink_app.command("alerts")
+def sink_alerts() -> None:
+    """Deliver alert state changes to the configured channels (webhook, e-mail, MQTT)."""
+    from sinks.alert_sink import main as run
+
+    run(ctx_state.settings())
+
+
 @app.command("up")
 def up_cmd(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
@@ -284,6 +292,46 @@ def bench_modbus(
     result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
+
+
+@bench_app.command("anomaly")
+def bench_anomaly(
+    seed: Annotated[int, typer.Option(help="seed of the simulated plant and fault schedule")] = 11,
+    hours: Annotated[float, typer.Option(help="simulated hours per asset (1 frame/s)")] = 6.0,
+    assets: Annotated[int, typer.Option(help="simulated pumps")] = 3,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Anomaly detector on labelled simulated faults: event-level F1, false alarms/asset-hour, delay, frames/s."""
+    from pathlib import Path
+
+    from processors.anomaly_bench import machine_description, run_benchmark
+
+    if hours <= 0 or assets < 1:
+        raise _fail("--hours must be > 0 and --assets >= 1", 2)
+    result = run_benchmark(seed=seed, assets=assets, hours=hours)
+    result["machine"] = machine_description()
+    text = json.dumps(result, indent=2)
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(text + "\n")
+    typer.echo(text)
+
+
+
+@bench_app.command("storage")
+def bench_storage(
+    runs: Annotated[int, typer.Option(help="runs per store, each into an empty database; the median is reported")] = 5,
+    batches: Annotated[int, typer.Option(help="batches (transactions) per run")] = 20,
+    frames: Annotated[int, typer.Option(help="frames per batch, 20-50 samples each")] = 500,
+    dsn: Annotated[str | None, typer.Option(help="PostgreSQL server to use; default: a throwaway local one")] = None,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Samples/s into SQLite and PostgreSQL through the stores' write path."""
+    from sinks.storage_bench import main as storage_bench_main
+
+    if runs < 1 or batches < 1 or frames < 1:
+        raise _fail("--runs, --batches and --frames must be >= 1", 2)
+    storage_bench_main(json_out, runs=runs, n_batches=batches, frames_per_batch=frames, dsn=dsn)
 
 
 def main() -> None:

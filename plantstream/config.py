@@ -502,11 +502,11 @@ class AnomalySettings(Strict):
         default="auto", description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0"
     )
     tags: list[str] | None = Field(default=None, description="features; empty = the asset's numeric process values")
-    warmup_frames: int = Field(default=900, ge=20, description="frames learned before the model judges")
+    warmup_frames: int = Field(default=1200, ge=20, description="frames learned before the model judges")
     window_frames: int = Field(default=3600, ge=50, description="memory of the running mean/covariance/median")
     quantile: float = Field(default=0.995, gt=0.5, lt=1.0, description="of normal scores, for the adaptive threshold")
-    threshold_margin: float = Field(default=1.5, ge=1.0, description="threshold = margin x quantile of normal scores")
-    debounce_frames: int = Field(default=3, ge=1, description="consecutive frames above threshold before an alarm")
+    threshold_margin: float = Field(default=1.3, ge=1.0, description="threshold = margin x quantile of normal scores")
+    debounce_frames: int = Field(default=10, ge=1, description="consecutive frames above threshold before an alarm")
     smoothing: float = Field(default=0.2, gt=0, le=1.0, description="EWMA weight of the newest raw score")
     stuck_frames: int = Field(default=60, ge=3, description="identical values in a row that mean a stuck sensor")
     relearn_after_frames: int = Field(default=3600, ge=0, description="accept a lasting change as normal; 0 = never")
@@ -665,7 +665,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         text = source.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start}). Fix: save the file as UTF-8") from e
+        raise ConfigError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start}). Fix: save it as UTF-8") from e
     except OSError as e:
         raise ConfigError(f"{source}: cannot read the config file ({e.strerror}). Fix: pass an existing file") from e
     try:

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from plantstream.config import KafkaSettings, Settings
+from plantstream.config import Settings
 from plantstream.serde import Registry, registry_client
 
 log = logging.getLogger("plantstream")
@@ -51,15 +51,29 @@ def registry_url(settings: Settings) -> str:
     )
 
 
-def _security(k: KafkaSettings) -> dict[str, Any]:
+def security_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka security settings; the local secured broker's CA is trusted when none is configured."""
+    k = settings.pipeline.kafka
     conf: dict[str, Any] = {"security.protocol": k.security_protocol}
     if k.sasl_mechanism:
         conf["sasl.mechanism"] = k.sasl_mechanism
         conf["sasl.username"] = k.sasl_username or ""
         conf["sasl.password"] = k.sasl_password.get_secret_value() if k.sasl_password else ""
-    if k.ssl_cafile:
-        conf["ssl.ca.location"] = k.ssl_cafile
+    cafile = ca_file(settings)
+    if cafile:
+        conf["ssl.ca.location"] = cafile
     return conf
+
+
+def ca_file(settings: Settings) -> str | None:
+    k = settings.pipeline.kafka
+    if k.ssl_cafile:
+        return k.ssl_cafile
+    if "SSL" in k.security_protocol and not k.bootstrap:
+        from plantstream.stack.kafka import local_ca
+
+        return str(local_ca(settings))
+    return None
 
 
 def client_id(component: str) -> str:
@@ -77,7 +91,7 @@ def producer_config(settings: Settings, component: str, **extra: Any) -> dict[st
         "linger.ms": 20,
         # keep retrying through a broker outage rather than failing the frames (default 300 s)
         "message.timeout.ms": 600_000,
-        **_security(settings.pipeline.kafka),
+        **security_config(settings),
     }
     conf.update(extra)
     return conf
@@ -94,14 +108,14 @@ def consumer_config(settings: Settings, group: str, component: str, **extra: Any
         # a consumer killed with -9 holds its partitions until this expires: keep it short (broker minimum 6 s)
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 2_000,
-        **_security(settings.pipeline.kafka),
+        **security_config(settings),
     }
     conf.update(extra)
     return conf
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap(settings), **_security(settings.pipeline.kafka)}
+    return {"bootstrap.servers": bootstrap(settings), **security_config(settings)}
 
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
@@ -112,7 +126,7 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
     hosts = ";".join(bootstrap(settings).split(","))
     kwargs: dict[str, Any] = {"broker": f"kafka://{hosts}"}
     if k.security_protocol != "PLAINTEXT":
-        context = ssl.create_default_context(cafile=k.ssl_cafile) if "SSL" in k.security_protocol else None
+        context = ssl.create_default_context(cafile=ca_file(settings)) if "SSL" in k.security_protocol else None
         if k.sasl_mechanism:
             kwargs["broker_credentials"] = faust.SASLCredentials(
                 username=k.sasl_username or "",
@@ -130,10 +144,19 @@ def wait_for_broker(
 ) -> bool:
     """Block until the broker answers (True), logging a clear message with backoff; never a crash loop.
     False when `stop` was set while waiting."""
+    from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient
 
     where = bootstrap(settings)
-    admin = AdminClient({**admin_config(settings), "log_level": 0})
+    # librdkafka reports why a connection failed (TLS, SASL) only through its error callback
+    causes: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        if err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            causes.append(err.str())
+
+    conf: dict[str, Any] = {**admin_config(settings), "log_level": 0, "error_cb": on_error}
+    admin = AdminClient(conf)
     delay, waited = 1.0, 0.0
     while True:
         try:
@@ -145,16 +168,22 @@ def wait_for_broker(
             reason = str(e)
         else:
             reason = "no broker in the metadata"
+        admin.poll(0)  # serve the error callback
+        if causes:
+            fix = (
+                "check pipeline.kafka.sasl_username / sasl_password (env PLANTSTREAM_PIPELINE__KAFKA__SASL_PASSWORD)"
+                if "uthentication" in causes[-1]
+                else "check pipeline.kafka.ssl_cafile and security_protocol"
+            )
+            message = f"Kafka at {where} refused the connection: {causes[-1]}. Fix: {fix}"
+        else:
+            message = (
+                f"Kafka at {where} is unreachable ({reason}). Fix: start it (`plantstream kafka start`) or set "
+                "KAFKA_BOOTSTRAP / pipeline.kafka.bootstrap to a running broker"
+            )
         if max_wait is not None and waited >= max_wait:
-            raise BrokerNotConfigured(f"Kafka at {where} did not answer within {max_wait:.0f}s ({reason})")
-        log.warning(
-            "%s: Kafka at %s is unreachable (%s); retrying in %.0fs. Fix: start it (`plantstream kafka "
-            "start`) or set KAFKA_BOOTSTRAP / pipeline.kafka.bootstrap to a running broker",
-            component,
-            where,
-            reason,
-            delay,
-        )
+            raise BrokerNotConfigured(f"{message} (gave up after {max_wait:.0f}s)")
+        log.warning("%s: %s; retrying in %.0fs", component, message, delay)
         if stop is not None:
             if stop.wait(delay):
                 return False

@@ -107,6 +107,13 @@ class Orchestrator:
             say(f"registry: ready on {url}")
         return bootstrap, url
 
+    def tls_env(self) -> dict[str, str]:
+        """Children get the bootstrap address explicitly, so they must also be told the local CA to trust."""
+        k = self.settings.pipeline.kafka
+        if self.settings.pipeline.kafka.bootstrap or "SSL" not in k.security_protocol or k.ssl_cafile:
+            return {}
+        return {"PLANTSTREAM_PIPELINE__KAFKA__SSL_CAFILE": str(local_kafka.local_ca(self.settings))}
+
     def spawn(self, name: str, *args: str, env: dict[str, str]) -> Child:
         log = Path(self.state_dir) / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +141,7 @@ class Orchestrator:
         runstats.clear(self.state_dir)
         bootstrap, url = self.start_stack()
         env = {
+            **self.tls_env(),
             "KAFKA_BOOTSTRAP": bootstrap,
             "SCHEMA_REGISTRY_URL": url,
             "PLANTSTREAM_PIPELINE__STATE_DIR": self.state_dir,

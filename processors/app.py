@@ -18,7 +18,7 @@ from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
-from processors import event_windows
+from processors import alert_rules, event_windows, oee
 
 log = logging.getLogger("plantstream.processor")
 
@@ -51,6 +51,38 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     k = settings.pipeline.kafka
     registry = kafka_clients.registry(settings)
     kpi_codec = registry.codec(topics.subject(settings, topics.KPI), schemas.KPI_WINDOW)
+    oee_codec = registry.codec(topics.subject(settings, topics.OEE), schemas.OEE_WINDOW)
+    alert_codec = registry.codec(topics.subject(settings, topics.ALERTS), schemas.ALERT)
+    # per asset, resolved once: its OEE profile (None: no machine_state tag) and matching alert rules
+    oee_profiles: dict[str, oee.AssetProfile | None] = {}
+    asset_rules: dict[str, list[Any]] = {}
+
+    def rules_of(asset: str) -> list[Any]:
+        if asset not in asset_rules:
+            oee_profiles[asset] = oee.profile_for(settings, asset)
+            asset_rules[asset] = alert_rules.rules_for(settings.pipeline.alerts, asset)
+        return asset_rules[asset]
+
+    def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+        # new keys in the asset's state dict, so the offset dedup above covers them too
+        rules, prof = rules_of(frame["asset"]), oee_profiles[frame["asset"]]
+        windows_out = (
+            oee.apply_frame(state.setdefault("oee", oee.new_state()), frame, prof, size_us, grace_us) if prof else []
+        )
+        alerts_out = (
+            alert_rules.apply_frame(
+                state.setdefault("alerts", alert_rules.new_state()),
+                rules,
+                frame,
+                time.time_ns() // 1000,
+                prof.state_tags if prof else frozenset(),
+                prof.codes if prof else None,
+            )
+            if rules
+            else []
+        )
+        return windows_out, alerts_out
+
     decoder = registry.decoder(schemas.READING_FRAME)
     size_us = settings.pipeline.windows.kpi_window_s * 1_000_000
     grace_us = int(settings.pipeline.windows.grace_s * 1_000_000)
@@ -80,6 +112,18 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     deadletter = app.topic(
         settings.topic(topics.DEADLETTER), key_serializer="raw", value_serializer="raw", partitions=k.partitions
     )
+    oee_out = app.topic(
+        settings.topic(topics.OEE), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
+    alerts_topic = app.topic(
+        settings.topic(topics.ALERTS), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
+
+    async def send_alerts(asset: str, records: list[dict]) -> None:
+        for record in records:
+            stats.add("alerts_raised" if record["state"] == "RAISED" else "alerts_cleared")
+            await alerts_topic.send(key=asset.encode(), value=alert_codec.encode(record))
+
     windows = app.Table("kpi-windows", default=None, partitions=k.partitions, key_type=str, value_type=Any)
 
     async def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
@@ -114,6 +158,11 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             state["offset"] = msg.offset
             for record in closed:
                 await kpi_out.send(key=asset.encode(), value=kpi_codec.encode(record))
+            oee_windows, alerts = oee_and_alerts(state, frame)
+            for record in oee_windows:
+                await oee_out.send(key=asset.encode(), value=oee_codec.encode(record))
+            stats.add("oee_windows", len(oee_windows))
+            await send_alerts(asset, alerts)
             windows[asset] = state
             stats.add("frames_in")
             stats.observe("frame_latency_ms", time.time() * 1000 - frame["scan_time"] / 1000)
@@ -121,6 +170,16 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             stats.add("kpi_windows", len(closed))
             if state["late"] > late_before:
                 stats.add("samples_late", state["late"] - late_before)
+
+    @app.timer(1.0)
+    async def stale_alerts() -> None:
+        # wall-clock staleness for assets whose frames stopped; the state dict is changed in place and
+        # reaches the changelog with the asset's next frame (a restart before that may repeat the
+        # RAISED with the same alert_id, which idempotent sinks absorb)
+        now = time.time_ns() // 1000
+        for asset, state in list(windows.items()):
+            if state and "alerts" in state and rules_of(asset):
+                await send_alerts(asset, alert_rules.tick(state["alerts"], asset_rules[asset], asset, now))
 
     @app.timer(1.0)
     async def write_stats() -> None:

@@ -114,7 +114,8 @@ class FrameSink:
         self._callbacks.join()
         if self._drainer is not None:
             self._drainer.join()
-        remaining = int(self._producer.flush(timeout))
+        # with the disk log nothing is lost by not waiting long: what is unacknowledged goes out next start
+        remaining = int(self._producer.flush(min(timeout, 10.0) if self._buffer is not None else timeout))
         if self._buffer is not None:
             self._producer.purge()
             self._producer.flush(0)

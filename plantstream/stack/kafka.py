@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from plantstream.stack.process import (
     terminate,
     write_info,
 )
+from plantstream.stack.tls import ensure_broker_tls
 
 HOST = "127.0.0.1"
 
@@ -42,6 +44,50 @@ def home(settings: Settings) -> Path:
     return p
 
 
+def secured(settings: Settings) -> bool:
+    """The local broker is started with TLS and SCRAM when the clients are configured for SASL_SSL."""
+    return settings.pipeline.kafka.security_protocol == "SASL_SSL"
+
+
+def _security_lines(settings: Settings, h: Path) -> list[str]:
+    k = settings.pipeline.kafka
+    if not secured(settings):
+        return [
+            f"listeners=PLAINTEXT://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{k.broker_port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+    if not (k.sasl_mechanism and k.sasl_mechanism.startswith("SCRAM") and k.sasl_username and k.sasl_password):
+        raise StackError(
+            "a secured local broker (security_protocol: SASL_SSL) needs pipeline.kafka.sasl_mechanism SCRAM-SHA-256 "
+            "or SCRAM-SHA-512, sasl_username and sasl_password (env PLANTSTREAM_PIPELINE__KAFKA__SASL_PASSWORD)"
+        )
+    tls = ensure_broker_tls(h / "tls")
+    mech = k.sasl_mechanism
+    password = k.sasl_password.get_secret_value().replace('"', '\\"')
+    return [
+        f"listeners=SASL_SSL://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
+        f"advertised.listeners=SASL_SSL://{HOST}:{k.broker_port}",
+        "inter.broker.listener.name=SASL_SSL",
+        # the controller listener stays on loopback inside the one process; clients only see SASL_SSL
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        f"sasl.enabled.mechanisms={mech}",
+        f"sasl.mechanism.inter.broker.protocol={mech}",
+        f"listener.name.sasl_ssl.{mech.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram."
+        f'ScramLoginModule required username="{k.sasl_username}" password="{password}";',
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={tls.keystore}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={tls.ca_cert}",
+    ]
+
+
+def local_ca(settings: Settings) -> Path:
+    """The CA certificate clients of the local secured broker trust."""
+    return home(settings) / "tls" / "ca.pem"
+
+
 def _properties(settings: Settings, data: Path) -> str:
     k = settings.pipeline.kafka
     return (
@@ -49,11 +95,8 @@ def _properties(settings: Settings, data: Path) -> str:
             [
                 "process.roles=broker,controller",
                 "node.id=1",
-                f"listeners=PLAINTEXT://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
-                f"advertised.listeners=PLAINTEXT://{HOST}:{k.broker_port}",
+                *_security_lines(settings, data.parent),
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"controller.quorum.voters=1@{HOST}:{k.controller_port}",
                 f"log.dirs={data}",
                 # one node: every internal topic has one replica
@@ -143,8 +186,6 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     classpath = f"{libs}/*"
     java = _java()
     if not (data / "meta.properties").exists():
-        import subprocess
-
         cluster = (h / "cluster.id").read_text().strip() if (h / "cluster.id").exists() else ""
         if not cluster:
             # a KRaft cluster id is 16 random bytes in url-safe base64 without padding
@@ -165,6 +206,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
                 "-c",
                 str(props),
                 "--ignore-formatted",
+                *_scram_users(settings),
             ],
             capture_output=True,
             text=True,
@@ -189,17 +231,29 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     endpoint = f"{HOST}:{k.broker_port}"
     info = ProcessInfo(pid=proc.pid, marker=marker, started_at=time.time(), endpoint=endpoint)
     write_info(h / "pid.json", info)
-    _wait_ready(endpoint, info, h, timeout)
+    _wait_ready(settings, endpoint, proc, h, timeout)
     return status(settings)
 
 
-def _wait_ready(endpoint: str, info: ProcessInfo, h: Path, timeout: float) -> None:
+def _scram_users(settings: Settings) -> list[str]:
+    if not secured(settings):
+        return []
+    k = settings.pipeline.kafka
+    assert k.sasl_password is not None
+    # KRaft stores SCRAM credentials in the metadata log, written when the storage is formatted
+    return ["--add-scram", f"{k.sasl_mechanism}=[name={k.sasl_username},password={k.sasl_password.get_secret_value()}]"]
+
+
+def _wait_ready(settings: Settings, endpoint: str, proc: subprocess.Popen[bytes], h: Path, timeout: float) -> None:
     from confluent_kafka.admin import AdminClient
 
+    from plantstream.kafka_clients import security_config
+
     deadline = time.monotonic() + timeout
-    admin = AdminClient({"bootstrap.servers": endpoint, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": endpoint, "log_level": 0, **security_config(settings)})
     while time.monotonic() < deadline:
-        if not alive(info):
+        # our own child: poll() is exact, while /proc may still show the forking Python before exec
+        if proc.poll() is not None:
             raise StackError(
                 f"the Kafka broker exited during start-up. Last log lines:\n{tail(h / 'stdout.log')}"
                 f"\n{tail(h / 'server.log')}"

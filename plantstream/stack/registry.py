@@ -83,7 +83,7 @@ def start(settings: Settings, timeout: float = 120.0) -> RegistryStatus:
     write_info(h / "pid.json", info)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not alive(info):
+        if proc.poll() is not None:  # exact for our own child, unlike /proc right after fork
             raise StackError(f"the schema registry exited during start-up:\n{tail(h / 'registry.log')}")
         if ready(url):
             return status(settings)

@@ -1,0 +1,218 @@
+"""Online anomaly detection: scale invariance, correlated and slow faults, warm-up, contributions,
+checkpoints, the univariate baseline, and a small labelled-fault benchmark."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from plantstream.config import AnomalySettings, Asset, Settings
+from processors.anomaly import (
+    AnomalyStage,
+    MultivariateModel,
+    RobustBaseline,
+    feature_tags,
+    model_for,
+)
+from processors.anomaly_bench import run_benchmark
+
+S = 1_000_000
+TAGS = ("a", "b", "c")
+CFG = AnomalySettings(model="multivariate", warmup_frames=300, window_frames=2000)
+
+
+def frame(i: int, values: dict[str, float], bad: tuple[str, ...] = ()) -> dict:
+    return {
+        "asset": "t.s.a.l.m",
+        "scan_time": i * S,
+        "samples": [
+            {"tag": k, "source_time": i * S, "value": None if k in bad else v, "quality": "BAD" if k in bad else "GOOD"}
+            for k, v in values.items()
+        ],
+    }
+
+
+def correlated(n: int, seed: int = 0) -> np.ndarray:
+    """a, b, c driven by one slowly varying load, each with its own small noise: strongly correlated."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    # stationary: the warm-up sees the whole operating range
+    load = np.sin(2 * np.pi * i / 97) + 0.7 * np.sin(2 * np.pi * i / 151 + rng.uniform(0, 6)) + rng.normal(0, 0.3, n)
+    load = (load - load.mean()) / (load.std() + 1e-12)
+    noise = rng.normal(0, 0.1, (n, 3))
+    return np.column_stack([10 + 2 * load, 5 + 1 * load, -3 + 0.5 * load]) + noise * [2, 1, 0.5]
+
+
+def run(model: MultivariateModel | RobustBaseline, rows: np.ndarray, tags: tuple[str, ...] = TAGS) -> list[dict]:
+    out = []
+    for i, row in enumerate(rows):
+        rec = model.update(frame(i, dict(zip(tags, map(float, row), strict=True))))
+        assert rec is not None
+        out.append(rec)
+    return out
+
+
+def first_alarm(recs: list[dict], start: int = 0) -> int | None:
+    return next((i for i, r in enumerate(recs) if i >= start and r["is_anomaly"]), None)
+
+
+def test_scaling_one_sensor_by_1000_gives_the_same_scores() -> None:
+    rows = correlated(800)
+    scaled = rows.copy()
+    scaled[:, 1] *= 1000.0
+    a = run(MultivariateModel("m", CFG, TAGS), rows)
+    b = run(MultivariateModel("m", CFG, TAGS), scaled)
+    sa, sb = np.array([r["score"] for r in a]), np.array([r["score"] for r in b])
+    assert np.allclose(sa, sb, rtol=1e-6, atol=1e-9)
+    assert [r["is_anomaly"] for r in a] == [r["is_anomaly"] for r in b]
+
+
+def test_broken_correlation_within_each_sensors_normal_range_is_detected() -> None:
+    rows = correlated(1600, seed=1)
+    lo, hi = rows[:1000].min(axis=0), rows[:1000].max(axis=0)
+    fault = rows.copy()
+    # from frame 1200, b moves against the load, staying inside its own normal range
+    centre_b = (lo[1] + hi[1]) / 2
+    fault[1200:, 1] = np.clip(centre_b - (rows[1200:, 1] - centre_b) * 0.9, lo[1], hi[1])
+    inside = np.all((fault[1200:, 1] >= lo[1]) & (fault[1200:, 1] <= hi[1]))
+    assert inside, "the test fault must stay within b's normal range, so no per-sensor threshold sees it"
+    recs = run(MultivariateModel("m", CFG, TAGS), fault)
+    assert first_alarm(recs) is not None and first_alarm(recs) >= 1200  # type: ignore[operator]
+    clean = run(MultivariateModel("m", CFG, TAGS), rows)
+    assert first_alarm(clean, 300) is None or first_alarm(clean, 300) >= 1200  # type: ignore[operator]
+
+
+def test_slow_drift_is_detected_and_blamed_on_the_drifting_tag() -> None:
+    rows = correlated(3000, seed=2)
+    drift = rows.copy()
+    ramp = np.clip((np.arange(3000) - 1500) / 1200.0, 0, None)  # 0 -> 1.25 over the last 1500 frames
+    drift[:, 2] += ramp * 2.0  # c drifts by ~8 noise sigmas, slowly
+    recs = run(MultivariateModel("m", CFG, TAGS), drift)
+    at = first_alarm(recs, 300)
+    assert at is not None and at > 1500
+    top = max(recs[at]["contributions"].items(), key=lambda kv: kv[1])[0]
+    assert top == "c"
+    assert sum(recs[at]["contributions"].values()) == pytest.approx(1.0)
+
+
+def test_warm_up_emits_warming_up_then_judges() -> None:
+    recs = run(MultivariateModel("m", CFG, TAGS), correlated(400))
+    assert all(r["warming_up"] and not r["is_anomaly"] for r in recs[:300])
+    assert not any(r["warming_up"] for r in recs[300:])
+    assert recs[350]["threshold"] > 0
+    assert set(recs[350]) == {
+        "asset",
+        "time",
+        "model",
+        "score",
+        "threshold",
+        "is_anomaly",
+        "warming_up",
+        "contributions",
+    }
+
+
+def test_stuck_sensor_is_flagged_and_named() -> None:
+    rows = correlated(1200, seed=3)
+    rows[900:, 0] = rows[900, 0]
+    recs = run(MultivariateModel("m", CFG.model_copy(update={"stuck_frames": 30}), TAGS), rows)
+    at = first_alarm(recs, 300)
+    assert at is not None and 900 <= at < 960
+    assert max(recs[at]["contributions"].items(), key=lambda kv: kv[1])[0] == "a"
+
+
+def test_checkpoint_round_trip_continues_identically() -> None:
+    rows = correlated(900, seed=4)
+    rows[700:, 1] += 3.0
+    m = MultivariateModel("m", CFG, TAGS)
+    run(m, rows[:500])
+    state = json.loads(json.dumps(m.to_state()))  # through JSON, as a Faust table would store it
+    stage = AnomalyStage()
+    stage.restore("m", state)
+    restored = stage.models["m"]
+    assert restored is not None
+    after_a = [m.update(frame(i, dict(zip(TAGS, map(float, r), strict=True)))) for i, r in enumerate(rows[500:])]
+    after_b = [restored.update(frame(i, dict(zip(TAGS, map(float, r), strict=True)))) for i, r in enumerate(rows[500:])]
+    assert after_a == after_b
+    assert any(r is not None and r["is_anomaly"] for r in after_a)
+
+
+def test_missing_and_bad_values_carry_the_last_value() -> None:
+    m = MultivariateModel("m", CFG, TAGS)
+    assert m.update(frame(0, {"a": 1.0, "b": 2.0})) is None  # c never seen: nothing to carry yet
+    assert m.update(frame(1, {"a": 1.0, "b": 2.0, "c": 3.0})) is not None
+    rec = m.update(frame(2, {"a": 1.1, "b": 2.1, "c": 0.0}, bad=("c",)))
+    assert rec is not None and m.features.last[2] == 3.0 and m.features.carried == 1
+
+
+def test_robust_baseline_flags_a_univariate_spike() -> None:
+    cfg = AnomalySettings(model="robust_baseline", warmup_frames=200, window_frames=300)
+    rng = np.random.default_rng(5)
+    x = 20 + rng.normal(0, 0.5, 600)
+    x[450:460] += 6.0
+    model = model_for("m", cfg, ["level"])
+    assert isinstance(model, RobustBaseline)
+    recs = run(model, x.reshape(-1, 1), ("level",))
+    alarms = [i for i, r in enumerate(recs) if r["is_anomaly"]]
+    assert alarms and 450 <= alarms[0] < 462
+    assert all(450 <= i < 480 for i in alarms)
+    clone = RobustBaseline.from_state(json.loads(json.dumps(model.to_state())))
+    nxt = frame(600, {"level": 20.3})
+    assert clone.update(nxt) == model.update(nxt)
+
+
+def test_model_choice_follows_config() -> None:
+    assert model_for("m", AnomalySettings(model="off"), ["a", "b"]) is None
+    assert isinstance(model_for("m", None, ["a", "b"]), MultivariateModel)
+    assert isinstance(model_for("m", None, ["a"]), RobustBaseline)
+    with pytest.raises(ValueError, match="robust_baseline"):
+        model_for("m", AnomalySettings(model="multivariate"), ["a"])
+    asset = Asset(path="a.b.c.d.e", anomaly={"model": "robust_baseline", "warmup_frames": 50})
+    assert asset.anomaly is not None and asset.anomaly.warmup_frames == 50
+
+
+def test_feature_tags_are_numeric_process_values() -> None:
+    s = Settings(
+        plant={"assets": [{"path": "a.b.c.d.e", "anomaly": {"model": "off"}}]},
+        devices=[
+            {
+                "name": "d",
+                "protocol": "modbus_tcp",
+                "asset": "a.b.c.d.e",
+                "tags": [
+                    {"name": "flow", "type": "float32", "address": 0},
+                    {"name": "total", "role": "counter_total", "type": "uint32", "address": 2},
+                    {"name": "run", "type": "bool", "table": "coil", "address": 0},
+                    {"name": "pressure", "type": "float32", "address": 4},
+                ],
+            }
+        ],
+    )
+    assert feature_tags(s, "a.b.c.d.e") == ["flow", "pressure"]
+    assert AnomalyStage(s).score("a.b.c.d.e", frame(0, {"flow": 1.0, "pressure": 2.0})) is None  # model off
+
+
+def _small_bench() -> dict:
+    # seed 21 was not used for tuning (tuned on seeds 1-3); 2 pumps x 3 simulated hours at 1 frame/s
+    return run_benchmark(seed=21, assets=2, hours=3)
+
+
+def test_small_benchmark_runs_fast_and_keeps_false_alarms_low() -> None:
+    t0 = time.perf_counter()
+    r = _small_bench()
+    assert time.perf_counter() - t0 < 20
+    assert r["faults"] >= 3
+    assert r["false_alarms_per_asset_hour"] <= 1.0, r
+    # regression guard at today's level (see the xfail below for the target)
+    assert r["f1"] >= 0.5, r
+    stuck = r["per_kind"].get("stuck", {"faults": 0, "detected": 0})
+    assert stuck["detected"] == stuck["faults"], r["per_kind"]
+
+
+@pytest.mark.xfail(strict=True, reason="target of issue 4 (event F1 >= 0.9) not reached yet: ~0.6-0.8 today")
+def test_small_benchmark_meets_the_quality_bar() -> None:
+    r = _small_bench()
+    assert r["f1"] >= 0.9 and r["false_alarms_per_asset_hour"] <= 1.0, r
