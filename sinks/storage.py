@@ -13,14 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 import schemas
 from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
-from sinks.sqlite_store import SqliteStore
+from sinks.stores import describe, open_with_retry, run_retention, write_with_backpressure
 
 log = logging.getLogger("plantstream.sink.storage")
 
@@ -50,34 +50,49 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
         settings.topic(topics.READINGS): registry.decoder(schemas.READING_FRAME),
         settings.topic(topics.KPI): registry.decoder(schemas.KPI_WINDOW),
     }
-    store = SqliteStore(store_path(settings))
+    store = open_with_retry(settings, stop)  # database down at start: wait for it, read nothing yet
+    if store is None:
+        return
     cfg = settings.pipeline.storage
     group = f"{settings.pipeline.group_id}-sink-storage"
     consumer = Consumer(kafka_clients.consumer_config(settings, group, "sink-storage"))
     consumer.subscribe(list(decoders))
-    log.info("storage sink writing to %s", store.path)
+    log.info("storage sink writing to %s", describe(settings))
+    frames: list[dict[str, Any]] = []
+    kpis: list[dict[str, Any]] = []
+
+    def take(m: Message) -> None:
+        err = m.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+            return
+        topic = m.topic() or ""
+        try:
+            record = decoders[topic].decode(m.value())
+        except DecodeError as e:
+            # the processor routes the same message to the dead-letter topic with its reason
+            stats.add("undecodable")
+            log.warning("skipping undecodable message %s[%s]@%s: %s", topic, m.partition(), m.offset(), e)
+            return
+        (frames if topic == settings.topic(topics.READINGS) else kpis).append(record)
+
+    next_retention = 0.0  # a pass at start, then every retention.interval_min
     try:
         while not stop.is_set():
+            if time.monotonic() >= next_retention:
+                run_retention(store, cfg.retention)
+                next_retention = time.monotonic() + cfg.retention.interval_min * 60
             msgs = consumer.consume(num_messages=cfg.batch_size, timeout=cfg.flush_interval_s)
-            frames: list[dict[str, Any]] = []
-            kpis: list[dict[str, Any]] = []
+            frames = []
+            kpis = []
             for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error: %s", err)
-                    continue
-                topic = m.topic() or ""
-                try:
-                    record = decoders[topic].decode(m.value())
-                except DecodeError as e:
-                    # the processor routes the same message to the dead-letter topic with its reason
-                    stats.add("undecodable")
-                    log.warning("skipping undecodable message %s[%s]@%s: %s", topic, m.partition(), m.offset(), e)
-                    continue
-                (frames if topic == settings.topic(topics.READINGS) else kpis).append(record)
+                take(m)
             if msgs:
-                written = store.write(frames, kpis)
+                # database down: partitions paused, this batch retried until it is stored (or we stop)
+                written = write_with_backpressure(consumer, store, frames, kpis, take, stop)
+                if written is None:
+                    break  # stopping mid-outage: nothing committed, so the batch is read again next run
                 commit(consumer)
                 now_us = time.time() * 1e6
                 for f in frames:

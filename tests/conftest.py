@@ -22,6 +22,7 @@ import yaml
 from plantstream.config import DEMO_CONFIG, Settings
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.pg"]  # the `pg` fixture: a real PostgreSQL server
 
 
 def free_port() -> int:

@@ -20,6 +20,8 @@ from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop,
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000_000
+# the frames are 2026-01 history: retention 0 keeps them through the restart's retention pass
+KEEP = {"samples_days": 0, "aggregates_days": 0}
 ASSETS = [f"demo.springfield.area{i}.line1.m{i}" for i in range(4)]
 
 
@@ -49,7 +51,7 @@ def count(db: Path, sql: str) -> int:
 
 def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, clean_env: None) -> None:
     metrics_base = free_port()
-    raw = plant_raw(tmp_path, stack, storage={"batch_size": 50}, metrics={"base_port": metrics_base})
+    raw = plant_raw(tmp_path, stack, storage={"batch_size": 50, "retention": KEEP}, metrics={"base_port": metrics_base})
     settings = Settings(**raw)
     config = write_config(tmp_path, raw)
     prepare_topics(settings)
