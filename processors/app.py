@@ -1,8 +1,10 @@
-"""The Faust worker: readings -> event-time per-tag KPI windows -> plant.kpi.v1; bad input -> dead letters.
+"""The Faust worker: readings -> event-time KPI windows (plant.kpi.v1), ISO 22400 OEE (plant.oee.v1),
+anomaly scores (plant.anomalies.v1) and alert state changes (plant.alerts.v1); bad input -> dead letters.
 
 Agents stay thin: decoding, state lookup and sending happen here, the math lives in pure modules.
-State is one changelog-backed table entry per asset, so a restart or rebalance resumes the open
-windows where they were.
+State is one changelog-backed table entry per asset, saved with every frame together with the offset it
+contains, so a restart or rebalance resumes the open windows where they were, without double counting;
+anomaly models are saved every MODEL_CHECKPOINT_FRAMES frames.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
 from processors import alert_rules, event_windows, oee
+from processors.anomaly import AnomalyStage
 
 log = logging.getLogger("plantstream.processor")
 
 REQUIRED_FRAME_FIELDS = ("asset", "scan_time", "samples")
+MODEL_CHECKPOINT_FRAMES = 100
 
 
 def contract_problem(frame: dict[str, Any], key: bytes | None) -> str | None:
@@ -135,6 +139,17 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             key=event.key, value=event.value, headers=dead_letter_headers(error, exc_class, event.message, "processor")
         )
 
+    anomaly_stage = AnomalyStage(settings)
+    anomaly_codec = registry.codec(topics.subject(settings, topics.ANOMALIES), schemas.ANOMALY_SCORE)
+    anomalies_out = app.topic(
+        settings.topic(topics.ANOMALIES), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
+    # Models are checkpointed every MODEL_CHECKPOINT_FRAMES frames in a table of their own: a model
+    # restored after a crash has missed a few frames of learning, which changes its scores negligibly,
+    # while saving it with every frame would multiply the changelog traffic.
+    models = app.Table("anomaly-models", default=None, partitions=k.partitions, key_type=str, value_type=Any)
+    since_model_save: dict[str, int] = {}
+
     @app.agent(readings)
     async def process_frames(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -153,23 +168,47 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             if msg.offset <= state["offset"]:
                 stats.add("frames_skipped_redelivered")
                 continue
+            key = asset.encode()
             late_before = state["late"]
             closed = event_windows.apply_frame(state, frame, size_us, grace_us)
             state["offset"] = msg.offset
             for record in closed:
-                await kpi_out.send(key=asset.encode(), value=kpi_codec.encode(record))
+                await kpi_out.send(key=key, value=kpi_codec.encode(record))
             oee_windows, alerts = oee_and_alerts(state, frame)
             for record in oee_windows:
-                await oee_out.send(key=asset.encode(), value=oee_codec.encode(record))
-            stats.add("oee_windows", len(oee_windows))
+                await oee_out.send(key=key, value=oee_codec.encode(record))
+            if asset not in since_model_save:  # first frame since start or rebalance: resume the model
+                anomaly_stage.restore(asset, models.get(asset))
+                since_model_save[asset] = 0
+            score = anomaly_stage.score(asset, frame)
+            if score is not None:
+                await anomalies_out.send(key=key, value=anomaly_codec.encode(score))
+                stats.add("anomaly_scores")
+                if rules_of(asset):
+                    alerts += alert_rules.apply_anomaly(
+                        state.setdefault("alerts", alert_rules.new_state()), asset_rules[asset], score
+                    )
             await send_alerts(asset, alerts)
             windows[asset] = state
+            since_model_save[asset] += 1
+            if since_model_save[asset] >= MODEL_CHECKPOINT_FRAMES:
+                models[asset] = anomaly_stage.checkpoint(asset)
+                since_model_save[asset] = 0
             stats.add("frames_in")
             stats.observe("frame_latency_ms", time.time() * 1000 - frame["scan_time"] / 1000)
             stats.add("samples_in", len(frame["samples"]))
             stats.add("kpi_windows", len(closed))
+            stats.add("oee_windows", len(oee_windows))
             if state["late"] > late_before:
                 stats.add("samples_late", state["late"] - late_before)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget_models(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        # the next owner resumes each model from the table; a stale copy here must not come back later
+        since_model_save.clear()
+        for asset in list(anomaly_stage.assets()):
+            anomaly_stage.restore(asset, None)
+        stats.add("rebalances")
 
     @app.timer(1.0)
     async def stale_alerts() -> None:
