@@ -450,8 +450,15 @@ class PostgresStore:
             self._known_partitions.clear()
             return list(self._run(go))
 
-    def write(self, frames: Iterable[dict[str, Any]], kpis: Iterable[dict[str, Any]]) -> dict[str, int]:
-        """Store a batch in one transaction; returns the rows actually inserted per table."""
+    def write(
+        self,
+        frames: Iterable[dict[str, Any]],
+        kpis: Iterable[dict[str, Any]],
+        records: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, int]:
+        """Store a batch in one transaction; returns the rows actually inserted per table.
+
+        `records`: other decoded results by kind (oee_window, anomaly_score, alert)."""
         frame_rows: list[tuple[Any, ...]] = []
         sample_rows: list[tuple[Any, ...]] = []
         frame_days: set[int] = set()
@@ -478,14 +485,23 @@ class PostgresStore:
                 num, text = _split_value(s["value"])
                 sample_rows.append((asset, s["tag"], ts, num, text, QUALITY[s["quality"]]))
         kpi_rows = [record_row(KPI_WINDOWS, k) for k in kpis]
-        n_frames, n_samples, n_kpi = self._write_tables(
+        extra = []
+        for kind, recs in (records or {}).items():
+            t = RECORD_KINDS[kind]
+            rows = [record_row(t, r) for r in recs]
+            i = t.column_names.index(t.time_column)
+            extra.append((t, rows, {period_of(r[i], t.period) for r in rows}))
+        n_frames, n_samples, n_kpi, *n_extra = self._write_tables(
             [
                 (FRAMES, frame_rows, {period_of(d * DAY_US, "day") for d in frame_days}),
                 (SAMPLES, sample_rows, {period_of(d * DAY_US, "day") for d in sample_days}),
                 (KPI_WINDOWS, kpi_rows, {period_of(k[2], "month") for k in kpi_rows}),
+                *extra,
             ]
         )
-        return {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
+        out = {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
+        out.update({kind: n for kind, n in zip(records or {}, n_extra, strict=True)})
+        return out
 
     def write_records(self, kind: str, records: Iterable[dict[str, Any]]) -> int:
         """Store decoded kpi_window, oee_window, anomaly_score or alert records; returns rows inserted."""

@@ -7,6 +7,7 @@ insert-or-ignore (a recomputed KPI window is the same row, so the first copy sta
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -50,6 +51,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX frames_by_scan_time ON frames (scan_time);
     CREATE INDEX kpi_windows_by_start ON kpi_windows (window_start);
     """,
+    # 3: the processors' other results, natural keys as documented in their schemas
+    """
+    CREATE TABLE oee_windows (
+        asset TEXT NOT NULL, window_start INTEGER NOT NULL, window_end INTEGER NOT NULL, shift TEXT,
+        planned_busy_time_s REAL, actual_production_time_s REAL, produced_quantity REAL, good_quantity REAL,
+        scrap_quantity REAL, availability REAL, effectiveness REAL, quality_ratio REAL, oee REAL, scrap_ratio REAL,
+        failures INTEGER, mtbf_s REAL, mttr_s REAL, downtime_by_reason_s TEXT,
+        PRIMARY KEY (asset, window_start, window_end)
+    ) WITHOUT ROWID;
+    CREATE TABLE anomaly_scores (
+        asset TEXT NOT NULL, time INTEGER NOT NULL, model TEXT NOT NULL, score REAL, threshold REAL,
+        is_anomaly INTEGER, warming_up INTEGER, contributions TEXT,
+        PRIMARY KEY (asset, time, model)
+    ) WITHOUT ROWID;
+    CREATE TABLE alerts (
+        alert_id TEXT NOT NULL, asset TEXT NOT NULL, rule TEXT, kind TEXT, state TEXT NOT NULL, severity TEXT,
+        time INTEGER NOT NULL, message TEXT, tags TEXT, value REAL,
+        PRIMARY KEY (alert_id, state, time)
+    ) WITHOUT ROWID;
+    CREATE INDEX oee_windows_start ON oee_windows (window_start);
+    CREATE INDEX anomaly_scores_time ON anomaly_scores (time);
+    CREATE INDEX alerts_time ON alerts (time);
+    """,
 ]
 
 # table -> (time column, RetentionSettings field); frames follow samples unless set
@@ -59,6 +83,43 @@ RETENTION = {
     "kpi_windows": ("window_start", "aggregates_days"),
 }
 RETENTION_BATCH = 5000  # rows per delete transaction, so the sink's writes never wait long
+
+# columns of the other result tables, in table order; maps and lists are stored as JSON text
+RECORD_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "oee_window": (
+        "oee_windows",
+        (
+            "asset",
+            "window_start",
+            "window_end",
+            "shift",
+            "planned_busy_time_s",
+            "actual_production_time_s",
+            "produced_quantity",
+            "good_quantity",
+            "scrap_quantity",
+            "availability",
+            "effectiveness",
+            "quality_ratio",
+            "oee",
+            "scrap_ratio",
+            "failures",
+            "mtbf_s",
+            "mttr_s",
+            "downtime_by_reason_s",
+        ),
+    ),
+    "anomaly_score": (
+        "anomaly_scores",
+        ("asset", "time", "model", "score", "threshold", "is_anomaly", "warming_up", "contributions"),
+    ),
+    "alert": ("alerts", ("alert_id", "asset", "rule", "kind", "state", "severity", "time", "message", "tags", "value")),
+}
+
+
+def _cell(v: Any) -> Any:
+    return json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+
 
 KPI_COLUMNS = (
     "asset",
@@ -113,7 +174,12 @@ class SqliteStore:
             self.db.execute("COMMIT")
         return len(MIGRATIONS)
 
-    def write(self, frames: Iterable[dict[str, Any]], kpis: Iterable[dict[str, Any]]) -> dict[str, int]:
+    def write(
+        self,
+        frames: Iterable[dict[str, Any]],
+        kpis: Iterable[dict[str, Any]],
+        records: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, int]:
         """Store a batch in one transaction; returns the rows actually inserted per table."""
         frame_rows = []
         sample_rows = []
@@ -146,11 +212,20 @@ class SqliteStore:
             before = self.db.total_changes
             cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})", kpi_rows)
             n_kpi = self.db.total_changes - before
+            extra: dict[str, int] = {}
+            for kind, recs in (records or {}).items():
+                table, columns = RECORD_COLUMNS[kind]
+                before = self.db.total_changes
+                cur.executemany(
+                    f"INSERT OR IGNORE INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
+                    [tuple(_cell(r.get(c)) for c in columns) for r in recs],
+                )
+                extra[kind] = self.db.total_changes - before
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
+        return {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi, **extra}
 
     def apply_retention(self, retention: RetentionSettings, now_us: int | None = None) -> dict[str, int]:
         """Delete rows older than each table's retention in bounded batches; returns rows deleted per table."""
@@ -191,7 +266,7 @@ class SqliteStore:
                 return total
 
     def count(self, table: str) -> int:
-        if table not in ("frames", "samples", "kpi_windows"):
+        if table not in ("frames", "samples", "kpi_windows", "oee_windows", "anomaly_scores", "alerts"):
             raise ValueError(table)
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 

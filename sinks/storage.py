@@ -49,6 +49,14 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
     decoders = {
         settings.topic(topics.READINGS): registry.decoder(schemas.READING_FRAME),
         settings.topic(topics.KPI): registry.decoder(schemas.KPI_WINDOW),
+        settings.topic(topics.OEE): registry.decoder(schemas.OEE_WINDOW),
+        settings.topic(topics.ANOMALIES): registry.decoder(schemas.ANOMALY_SCORE),
+        settings.topic(topics.ALERTS): registry.decoder(schemas.ALERT),
+    }
+    kind_of = {
+        settings.topic(topics.OEE): "oee_window",
+        settings.topic(topics.ANOMALIES): "anomaly_score",
+        settings.topic(topics.ALERTS): "alert",
     }
     store = open_with_retry(settings, stop)  # database down at start: wait for it, read nothing yet
     if store is None:
@@ -60,6 +68,7 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
     log.info("storage sink writing to %s", describe(settings))
     frames: list[dict[str, Any]] = []
     kpis: list[dict[str, Any]] = []
+    records: dict[str, list[dict[str, Any]]] = {}
 
     def take(m: Message) -> None:
         err = m.error()
@@ -75,7 +84,10 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
             stats.add("undecodable")
             log.warning("skipping undecodable message %s[%s]@%s: %s", topic, m.partition(), m.offset(), e)
             return
-        (frames if topic == settings.topic(topics.READINGS) else kpis).append(record)
+        if topic in kind_of:
+            records.setdefault(kind_of[topic], []).append(record)
+        else:
+            (frames if topic == settings.topic(topics.READINGS) else kpis).append(record)
 
     next_retention = 0.0  # a pass at start, then every retention.interval_min
     try:
@@ -86,11 +98,12 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
             msgs = consumer.consume(num_messages=cfg.batch_size, timeout=cfg.flush_interval_s)
             frames = []
             kpis = []
+            records = {}
             for m in msgs:
                 take(m)
             if msgs:
                 # database down: partitions paused, this batch retried until it is stored (or we stop)
-                written = write_with_backpressure(consumer, store, frames, kpis, take, stop)
+                written = write_with_backpressure(consumer, store, frames, kpis, records, take, stop)
                 if written is None:
                     break  # stopping mid-outage: nothing committed, so the batch is read again next run
                 commit(consumer)
@@ -101,7 +114,9 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
                 stats.add("frames_stored", written["frames"])
                 stats.add("samples_stored", written["samples"])
                 stats.add("kpi_windows_stored", written["kpi_windows"])
-                stats.add("rows_stored", written["samples"] + written["kpi_windows"])
+                for kind in kind_of.values():
+                    stats.add(f"{kind}s_stored", written.get(kind, 0))
+                stats.add("rows_stored", sum(v for k, v in written.items() if k != "frames"))
                 stats.add("messages_in", len(msgs))
             stats.flush()
     finally:

@@ -21,7 +21,12 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
-    def write(self, frames: Iterable[dict[str, Any]], kpis: Iterable[dict[str, Any]]) -> dict[str, int]: ...
+    def write(
+        self,
+        frames: Iterable[dict[str, Any]],
+        kpis: Iterable[dict[str, Any]],
+        records: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, int]: ...
 
     def apply_retention(self, retention: RetentionSettings, now_us: int | None = None) -> dict[str, int]: ...
 
@@ -84,6 +89,7 @@ def write_with_backpressure(
     store: Store,
     frames: list[dict[str, Any]],
     kpis: list[dict[str, Any]],
+    records: dict[str, list[dict[str, Any]]],
     take: Callable[[Message], None],
     stop: threading.Event,
     max_backoff_s: float = 30.0,
@@ -100,7 +106,7 @@ def write_with_backpressure(
     try:
         while True:
             try:
-                written = store.write(frames, kpis)
+                written = store.write(frames, kpis, records)
                 if paused_at is not None:
                     log.warning(
                         "database reachable again after %.1f s; batch stored, consuming resumed",

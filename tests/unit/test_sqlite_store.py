@@ -69,3 +69,63 @@ def test_migrations_run_once(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")  # reopening must not re-run migration 1
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_other_results_are_stored_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    oee = {
+        "asset": "a.b.c.d.e",
+        "window_start": 0,
+        "window_end": 60,
+        "shift": "early",
+        "planned_busy_time_s": 60.0,
+        "actual_production_time_s": 45.0,
+        "produced_quantity": 19.0,
+        "good_quantity": 18.0,
+        "scrap_quantity": 1.0,
+        "availability": 0.75,
+        "effectiveness": 0.84,
+        "quality_ratio": 0.947,
+        "oee": 0.6,
+        "scrap_ratio": 0.05,
+        "failures": 1,
+        "mtbf_s": 45.0,
+        "mttr_s": 10.0,
+        "downtime_by_reason_s": {"jam": 10.0},
+    }
+    score = {
+        "asset": "a.b.c.d.e",
+        "time": 5,
+        "model": "pca-t2-spe/1",
+        "score": 3.2,
+        "threshold": 2.0,
+        "is_anomaly": True,
+        "warming_up": False,
+        "contributions": {"flow": 0.7, "pressure": 0.3},
+    }
+    alert = {
+        "alert_id": "x1",
+        "asset": "a.b.c.d.e",
+        "rule": "hot",
+        "kind": "threshold",
+        "state": "RAISED",
+        "severity": "CRITICAL",
+        "time": 7,
+        "message": "too hot",
+        "tags": ["temp"],
+        "value": 80.0,
+    }
+    records = {"oee_window": [oee], "anomaly_score": [score], "alert": [alert]}
+    assert store.write([], [], records) == {
+        "frames": 0,
+        "samples": 0,
+        "kpi_windows": 0,
+        "oee_window": 1,
+        "anomaly_score": 1,
+        "alert": 1,
+    }
+    assert store.write([], [], records)["alert"] == 0  # a redelivery changes nothing
+    assert [store.count(t) for t in ("oee_windows", "anomaly_scores", "alerts")] == [1, 1, 1]
+    row = store.db.execute("SELECT oee, downtime_by_reason_s FROM oee_windows").fetchone()
+    assert row == (0.6, '{"jam": 10.0}')
+    assert store.db.execute("SELECT tags, state FROM alerts").fetchone() == ('["temp"]', "RAISED")
