@@ -65,6 +65,9 @@ def summary(state_dir: str, duration: float) -> dict[str, Any]:
         "frames_stored": c.get("sink-storage.frames_stored", 0),
         "samples_stored": c.get("sink-storage.samples_stored", 0),
         "dead_letters": c.get("processor.dead_letters", 0),
+        "oee_windows": c.get("processor.oee_windows", 0),
+        "anomaly_scores": c.get("processor.anomaly_scores", 0),
+        "alerts_raised": c.get("processor.alerts_raised", 0),
         "duration_s": round(duration, 1),
     }
 
@@ -156,6 +159,9 @@ class Orchestrator:
         topics.register_schemas(self.settings, kafka_clients.registry(self.settings))
         sink = self.spawn("sink-storage", "sink", "storage", env=env)
         processor = self.spawn("processor", "process", env=env)
+        alert_sink = (
+            self.spawn("sink-alerts", "sink", "alerts", env=env) if self.settings.pipeline.alerting.channels else None
+        )
         simulator = self.spawn("simulator", "simulate", env=env)
         time.sleep(1.0)  # let the simulator bind before the first poll, so the log is not full of BAD reads
         producer = self.spawn("producer-modbus", "produce", "modbus", env=env)
@@ -201,6 +207,8 @@ class Orchestrator:
             self.drain(timeout=30)
             processor.stop(30)
             sink.stop(30)
+            if alert_sink is not None:
+                alert_sink.stop(30)
             if self.started_registry:
                 local_registry.stop(self.settings)
                 say("registry: stopped")
