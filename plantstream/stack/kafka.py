@@ -231,7 +231,12 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     endpoint = f"{HOST}:{k.broker_port}"
     info = ProcessInfo(pid=proc.pid, marker=marker, started_at=time.time(), endpoint=endpoint)
     write_info(h / "pid.json", info)
-    _wait_ready(settings, endpoint, proc, h, timeout)
+    try:
+        _wait_ready(settings, endpoint, proc, h, timeout)
+    except BaseException:
+        proc.kill()  # a failed start must not leave a half-started broker behind
+        proc.wait()
+        raise
     return status(settings)
 
 

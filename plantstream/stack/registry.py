@@ -81,14 +81,20 @@ def start(settings: Settings, timeout: float = 120.0) -> RegistryStatus:
     url = f"http://{HOST}:{r.port}{CCOMPAT}"
     info = ProcessInfo(pid=proc.pid, marker=marker, started_at=time.time(), endpoint=url)
     write_info(h / "pid.json", info)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:  # exact for our own child, unlike /proc right after fork
-            raise StackError(f"the schema registry exited during start-up:\n{tail(h / 'registry.log')}")
-        if ready(url):
-            return status(settings)
-        time.sleep(0.3)
-    raise StackError(f"the schema registry did not answer on {url} within {timeout:.0f}s; see {h / 'registry.log'}")
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:  # exact for our own child, unlike /proc right after fork
+                raise StackError(f"the schema registry exited during start-up:\n{tail(h / 'registry.log')}")
+            if ready(url):
+                return status(settings)
+            time.sleep(0.3)
+        raise StackError(f"the schema registry did not answer on {url} within {timeout:.0f}s; see {h / 'registry.log'}")
+    except BaseException:
+        # a failed start must not leave a half-started JVM behind (nobody would stop it)
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def ready(url: str) -> bool:
