@@ -128,7 +128,9 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             stats.add("alerts_raised" if record["state"] == "RAISED" else "alerts_cleared")
             await alerts_topic.send(key=asset.encode(), value=alert_codec.encode(record))
 
-    windows = app.Table("kpi-windows", default=None, partitions=k.partitions, key_type=str, value_type=Any)
+    # no key_type/value_type: plain JSON; value_type=Any made Faust call `Any.from_data` in recovery,
+    # so a restarted worker lost its state
+    windows = app.Table("kpi-windows", default=None, partitions=k.partitions)
 
     async def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
         stats.add("dead_letters")
@@ -147,7 +149,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     # Models are checkpointed every MODEL_CHECKPOINT_FRAMES frames in a table of their own: a model
     # restored after a crash has missed a few frames of learning, which changes its scores negligibly,
     # while saving it with every frame would multiply the changelog traffic.
-    models = app.Table("anomaly-models", default=None, partitions=k.partitions, key_type=str, value_type=Any)
+    models = app.Table("anomaly-models", default=None, partitions=k.partitions)
     since_model_save: dict[str, int] = {}
 
     @app.agent(readings)
