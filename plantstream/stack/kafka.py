@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import time
@@ -22,6 +23,8 @@ from plantstream.stack.process import (
     write_info,
 )
 from plantstream.stack.tls import ensure_broker_tls
+
+log = logging.getLogger("plantstream.stack")
 
 HOST = "127.0.0.1"
 
@@ -193,25 +196,28 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
 
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             (h / "cluster.id").write_text(cluster)
-        fmt = subprocess.run(
-            [
-                java,
-                "-cp",
-                classpath,
-                f"-Dlog4j2.configurationFile={log4j}",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster,
-                "-c",
-                str(props),
-                "--ignore-formatted",
-                *_scram_users(settings),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if fmt.returncode != 0:
+        fmt_cmd = [
+            java,
+            "-cp",
+            classpath,
+            f"-Dlog4j2.configurationFile={log4j}",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster,
+            "-c",
+            str(props),
+            "--ignore-formatted",
+            *_scram_users(settings),
+        ]
+        for attempt in (1, 2):
+            fmt = subprocess.run(fmt_cmd, capture_output=True, text=True, timeout=120)
+            if fmt.returncode == 0:
+                break
+            # seen once under heavy load; the tool is idempotent (--ignore-formatted), so try again
+            log.warning("formatting KRaft storage failed (attempt %d): %s%s", attempt, fmt.stdout, fmt.stderr)
+            time.sleep(2)
+        else:
             raise StackError(f"formatting KRaft storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
     marker = str(props)
     cmd = [
