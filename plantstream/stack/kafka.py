@@ -24,7 +24,7 @@ from plantstream.stack.process import (
 )
 from plantstream.stack.tls import ensure_broker_tls
 
-log = logging.getLogger("plantstream.stack")
+_log = logging.getLogger("plantstream.stack")
 
 HOST = "127.0.0.1"
 
@@ -215,7 +215,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
             if fmt.returncode == 0:
                 break
             # seen once under heavy load; the tool is idempotent (--ignore-formatted), so try again
-            log.warning("formatting KRaft storage failed (attempt %d): %s%s", attempt, fmt.stdout, fmt.stderr)
+            _log.warning("formatting KRaft storage failed (attempt %d): %s%s", attempt, fmt.stdout, fmt.stderr)
             time.sleep(2)
         else:
             raise StackError(f"formatting KRaft storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
