@@ -192,7 +192,7 @@ def status_cmd(
 def simulate(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
 ) -> None:
-    """Serve the configured plant's devices (Modbus TCP) with simulated machine signals."""
+    """Serve the configured plant's devices (Modbus TCP, OPC UA) with simulated machine signals."""
     from producers.cli_glue import run_simulator
 
     run_simulator(ctx_state.settings(), duration)
@@ -206,6 +206,31 @@ def produce_modbus(
     from producers.cli_glue import run_modbus
 
     raise typer.Exit(run_modbus(ctx_state.settings(), duration))
+
+
+@produce_app.command("opcua")
+def produce_opcua(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    browse: Annotated[
+        str | None, typer.Option("--browse", help="list the variables of this endpoint as config tags (YAML) and exit")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="--browse: user name (password from $OPCUA_PASSWORD)")] = None,
+) -> None:
+    """Subscribe to (or poll) the configured OPC UA devices and produce ReadingFrames to Kafka."""
+    if browse is not None:
+        import asyncio
+
+        from producers.opcua import browse_tags, browse_yaml
+
+        try:
+            tags = asyncio.run(browse_tags(browse, username=username, password=os.environ.get("OPCUA_PASSWORD")))
+        except Exception as e:  # any failure to browse is the user's to fix: say which and why
+            raise _fail(f"cannot browse {browse}: {type(e).__name__}: {e}", 1) from e
+        typer.echo(browse_yaml(tags), nl=False)
+        return
+    from producers.cli_glue import run_opcua
+
+    raise typer.Exit(run_opcua(ctx_state.settings(), duration))
 
 
 @produce_app.command("replay")
@@ -290,6 +315,28 @@ def bench_modbus(
     from producers.modbus_bench import run_modbus_bench
 
     result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("opcua")
+def bench_opcua(
+    nodes: Annotated[int, typer.Option(help="variables changing on the simulated server")] = 2000,
+    rate: Annotated[float, typer.Option(help="updates per second of every variable")] = 5.0,
+    seconds: Annotated[float, typer.Option(help="measured seconds per run")] = 10.0,
+    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
+    servers: Annotated[int, typer.Option(help="server processes sharing the nodes (one device each)")] = 2,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """OPC UA data changes/s through one producer process into Kafka (servers in their own processes)."""
+    from plantstream.bench import write_result
+    from producers.opcua_bench import run_opcua_bench
+
+    if nodes < servers or rate <= 0 or seconds <= 0 or repeats < 1 or servers < 1:
+        raise _fail("need --nodes >= --servers >= 1, --rate > 0, --seconds > 0, --repeats >= 1", 2)
+    result = run_opcua_bench(
+        ctx_state.settings(), nodes=nodes, rate_hz=rate, seconds=seconds, repeats=repeats, servers=servers
+    )
     write_result(result, json_out)
     typer.echo(json.dumps(result))
 

@@ -160,7 +160,8 @@ class ModbusTcpDevice(Strict):
         return self
 
 
-Device = Annotated[ModbusTcpDevice, Field(discriminator="protocol")]
+# a string: OpcUaDevice is declared further down, with the other OPC UA settings
+Device = Annotated["ModbusTcpDevice | OpcUaDevice", Field(discriminator="protocol")]
 
 
 class Plant(Strict):
@@ -512,12 +513,123 @@ class AnomalySettings(Strict):
     relearn_after_frames: int = Field(default=3600, ge=0, description="accept a lasting change as normal; 0 = never")
 
 
+class OpcUaSecurityPolicy(StrEnum):
+    NONE = "None"
+    BASIC256SHA256 = "Basic256Sha256"
+    AES256_SHA256_RSAPSS = "Aes256_Sha256_RsaPss"
+
+
+class OpcUaSecurityMode(StrEnum):
+    NONE = "None"
+    SIGN = "Sign"
+    SIGN_AND_ENCRYPT = "SignAndEncrypt"
+
+
+class OpcUaTag(Strict):
+    """One OPC UA variable read by node id (`plantstream produce opcua --browse URL` lists them)."""
+
+    name: str
+    node_id: str = Field(description="e.g. ns=2;s=press1.oil_temperature or ns=3;i=1001")
+    unit: str = ""
+    role: TagRole = TagRole.PROCESS_VALUE
+    description: str = ""
+    type: TagType | None = Field(default=None, description="the server's data type; the simulator serves it")
+    scale: float = Field(default=1.0, description="numeric values are sent as value * scale + offset")
+    offset: float = 0.0
+    deadband_abs: float | None = Field(default=None, ge=0, description="subscription: absolute DataChangeFilter")
+    deadband_pct: float | None = Field(default=None, ge=0, le=100, description="subscription: percent of EURange")
+    sampling_interval_ms: float | None = Field(default=None, ge=0, description="null = the device's")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("a tag name uses letters, digits, '_', '.' or '-' and starts with a letter/digit")
+        return v
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, v: str) -> str:
+        if not re.match(r"^(ns=\d+;)?[isgb]=.+$", v):
+            raise ValueError("a node id reads ns=<index>;<i|s|g|b>=<identifier>, e.g. ns=2;s=press1.temperature")
+        return v
+
+    @model_validator(mode="after")
+    def _one_deadband(self) -> OpcUaTag:
+        if self.deadband_abs is not None and self.deadband_pct is not None:
+            raise ValueError("set deadband_abs or deadband_pct, not both (one DataChangeFilter per item)")
+        return self
+
+
+class OpcUaDevice(Strict):
+    """An OPC UA server (or one part of it) whose variables belong to one asset."""
+
+    name: str
+    protocol: Literal["opcua"] = "opcua"
+    asset: str
+    endpoint: str = Field(description="opc.tcp://host:port[/path]")
+    mode: Literal["subscription", "polling"] = "subscription"
+    publishing_interval_ms: float = Field(default=1000.0, gt=0, description="subscription; polling: the read period")
+    sampling_interval_ms: float = Field(default=500.0, ge=0, description="server-side sampling of each item")
+    queue_size: int = Field(default=10, ge=1, le=10000, description="values the server queues per item per publish")
+    security_policy: OpcUaSecurityPolicy = OpcUaSecurityPolicy.NONE
+    security_mode: OpcUaSecurityMode = OpcUaSecurityMode.NONE
+    client_cert: str | None = Field(default=None, description="DER/PEM; null = state_dir/opcua/client-cert.der")
+    client_key: str | None = Field(default=None, description="PEM; generated with the certificate when missing")
+    server_trust_dir: str | None = Field(default=None, description="trusted server certificates; null = any")
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = Field(default=4.0, gt=0, description="per request")
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    tags: list[OpcUaTag] = Field(min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^opc\.tcp://[^/:]+:\d+(/.*)?$", v):
+            raise ValueError("an OPC UA endpoint reads opc.tcp://host:port[/path], e.g. opc.tcp://127.0.0.1:4840")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcUaDevice:
+        no_policy = self.security_policy is OpcUaSecurityPolicy.NONE
+        if no_policy != (self.security_mode is OpcUaSecurityMode.NONE):
+            raise ValueError(
+                "security_policy and security_mode go together: both None, or a policy "
+                "(Basic256Sha256, Aes256_Sha256_RsaPss) with Sign or SignAndEncrypt"
+            )
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set username and password together (or neither, for anonymous access)")
+        seen: set[str] = set()
+        for t in self.tags:
+            if t.name in seen:
+                raise ValueError(f"tag name {t.name!r} appears twice: tag names must be unique per device")
+            seen.add(t.name)
+        return self
+
+
+class OpcUaServerSettings(Strict):
+    """The OPC UA simulator of `plantstream simulate` (producers/opcua_server.py)."""
+
+    update_interval_s: float | None = Field(default=None, gt=0, description="null = simulator.update_interval_s")
+    security_policies: list[OpcUaSecurityPolicy] = Field(
+        default=list(OpcUaSecurityPolicy),
+        min_length=1,
+        description="endpoints offered; a policy other than None gets Sign and SignAndEncrypt endpoints",
+    )
+    users: dict[str, SecretStr] = Field(default_factory=dict, description="username: password; empty = anonymous")
+    trust_dir: str | None = Field(default=None, description="trusted client certificates; null = accept any")
+    cert_dir: str = Field(default="opcua-server", description="server certificate and key; relative = under state_dir")
+
+
 class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     windows: WindowSettings = WindowSettings()
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    opcua_server: OpcUaServerSettings = OpcUaServerSettings()
     alerting: AlertingSettings = AlertingSettings()
     metrics: MetricsSettings = MetricsSettings()
     store_forward: StoreForwardSettings = StoreForwardSettings()
@@ -643,7 +755,7 @@ def format_validation_error(source: str, raw: Any, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # discriminated unions add the tag value to the path; it is noise to a reader
-        loc = tuple(p for p in loc if p not in ("modbus_tcp", "webhook", "email", "mqtt"))
+        loc = tuple(p for p in loc if p not in ("modbus_tcp", "opcua", "webhook", "email", "mqtt"))
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "")
         got = "" if err["type"] == "missing" else f" (got {_redact(loc, err.get('input'))})"

@@ -85,7 +85,7 @@ def profile_for(settings: Settings, asset: str) -> AssetProfile | None:
             if t.role is TagRole.MACHINE_STATE:
                 state_tags.add(t.name)
             elif t.role in _ROLE_KEY:
-                bits = _BITS.get(t.type)
+                bits = _BITS.get(t.type) if t.type else None  # an OPC UA tag may leave its type unset
                 modulus = (2**bits if t.scale == 1 else 2**bits * abs(t.scale)) if bits else None
                 counters[t.name] = (_ROLE_KEY[t.role], modulus)
     if not state_tags:

@@ -30,11 +30,18 @@ def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration
 
 
 def run_simulator(settings: Settings, duration: float | None) -> None:
+    from producers.opcua_server import OpcUaSimulator, opcua_devices
     from producers.simulator import PlantSimulator
 
     sim = PlantSimulator(settings)
-    log.info("simulating %d device(s) on %s", len(settings.devices), ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
-    _run_until_signal(sim.run, duration)
+    n_modbus = sum(d.protocol == "modbus_tcp" for d in settings.devices)
+    log.info("simulating %d Modbus device(s) on %s", n_modbus, ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
+    bodies = [sim.run] + ([OpcUaSimulator(settings).run] if opcua_devices(settings) else [])
+
+    async def run_all(stop: asyncio.Event) -> None:
+        await asyncio.gather(*(body(stop) for body in bodies))
+
+    _run_until_signal(run_all, duration)
 
 
 def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
@@ -61,6 +68,26 @@ def run_modbus(settings: Settings, duration: float | None) -> int:
     sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-modbus"))
     try:
         _run_until_signal(lambda stop: run_modbus_producer(settings, sink.emit, stop, stats), duration)
+    finally:
+        undelivered = sink.close(timeout=60)
+        stats.flush()
+    if undelivered:
+        log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
+        return 1
+    return 0
+
+
+def run_opcua(settings: Settings, duration: float | None) -> int:
+    """Read the configured OPC UA devices until a signal or the duration; exit 1 if a frame was not delivered."""
+    from producers.kafka_out import FrameSink
+    from producers.opcua import run_opcua_producer
+
+    stats = RunStats("producer-opcua", settings.pipeline.state_dir)
+    metrics.serve(settings, stats)  # a no-op until metrics.PORT_OFFSETS names producer-opcua
+    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
+    sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-opcua"))
+    try:
+        _run_until_signal(lambda stop: run_opcua_producer(settings, sink.emit, stop, stats), duration)
     finally:
         undelivered = sink.close(timeout=60)
         stats.flush()

@@ -359,7 +359,8 @@ async def run_modbus_producer(
     requests) and polls_skipped (ticks missed because a scan overran its interval).
     """
     pid = producer_id or default_producer_id()
-    pollers = [ModbusPoller(d, emit, producer_id=pid, stats=stats) for d in settings.devices]
+    modbus = [d for d in settings.devices if d.protocol == "modbus_tcp"]
+    pollers = [ModbusPoller(d, emit, producer_id=pid, stats=stats) for d in modbus]
     if not pollers:
         log.warning("no Modbus devices configured: nothing to poll")
     for p in pollers:

@@ -204,19 +204,20 @@ class PlantSimulator:
     def __init__(self, settings: Settings) -> None:
         sim = settings.pipeline.simulator
         self._interval = sim.update_interval_s
-        self._endpoints = _group_endpoints(settings.devices, sim.bind_host)
+        devices = [d for d in settings.devices if d.protocol == "modbus_tcp"]  # OPC UA: producers/opcua_server.py
+        self._endpoints = _group_endpoints(devices, sim.bind_host)
         # independent streams: adding a tag does not change the state sequence of any machine
-        seeds = np.random.SeedSequence(sim.seed).spawn(len(settings.devices) + 2)
+        seeds = np.random.SeedSequence(sim.seed).spawn(len(devices) + 2)
         *machine_seeds, noise_seed, phase_seed = seeds
         self._noise_rng = np.random.default_rng(noise_seed)
         self._machines = {
             d.name: Machine(np.random.default_rng(s), settings.asset(d.asset).ideal_cycle_time_s)
-            for d, s in zip(settings.devices, machine_seeds, strict=True)
+            for d, s in zip(devices, machine_seeds, strict=True)
         }
         phase_rng = np.random.default_rng(phase_seed)
         self._tags = [
             _SimTag(d, t, profile_for(t), float(phase_rng.uniform(0.0, 2 * math.pi)))
-            for d in settings.devices
+            for d in devices
             for t in d.tags
         ]
         self._tick = 0
