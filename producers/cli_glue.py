@@ -6,14 +6,20 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import schemas
 from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 
+if TYPE_CHECKING:
+    from producers.kafka_out import FrameSink
+
 log = logging.getLogger("plantstream.producer")
+
+# run_modbus_producer / run_opcua_producer: (settings, emit, stop, stats) -> None
+DeviceProducer = Callable[..., Awaitable[None]]
 
 
 def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None) -> None:
@@ -55,19 +61,22 @@ def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
     return {"buffer": DiskBuffer(path, int(sf.max_mb * 2**20)), "component": component, "alarm_fill": sf.alarm_fill}
 
 
-def run_modbus(settings: Settings, duration: float | None) -> int:
-    """Poll until a signal or the duration; flush every frame; exit 1 if any frame was not delivered."""
+def frame_sink(settings: Settings, component: str, stats: RunStats) -> FrameSink:
+    """The producer's Kafka side: codec registered (waiting for the registry with backoff), disk buffer."""
     from producers.kafka_out import FrameSink
-    from producers.modbus import run_modbus_producer
 
-    stats = RunStats("producer-modbus", settings.pipeline.state_dir)
-    metrics.serve(settings, stats)
-    # no wait for the broker here: librdkafka queues frames until it answers, so polling starts at once
-    # waits (with backoff and a clear message) while the registry is still coming up
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-modbus"))
+    return FrameSink(settings, codec, stats, **store_forward_kwargs(settings, component))
+
+
+def _run_device_producer(settings: Settings, component: str, run: DeviceProducer, duration: float | None) -> int:
+    """Read devices until a signal or the duration; exit 1 if a frame was neither acked nor kept on disk."""
+    stats = RunStats(component, settings.pipeline.state_dir)
+    metrics.serve(settings, stats)
+    # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
+    sink = frame_sink(settings, component, stats)
     try:
-        _run_until_signal(lambda stop: run_modbus_producer(settings, sink.emit, stop, stats), duration)
+        _run_until_signal(lambda stop: run(settings, sink.emit, stop, stats), duration)
     finally:
         undelivered = sink.close(timeout=60)
         stats.flush()
@@ -75,33 +84,24 @@ def run_modbus(settings: Settings, duration: float | None) -> int:
         log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
         return 1
     return 0
+
+
+def run_modbus(settings: Settings, duration: float | None) -> int:
+    from producers.modbus import run_modbus_producer
+
+    return _run_device_producer(settings, "producer-modbus", run_modbus_producer, duration)
 
 
 def run_opcua(settings: Settings, duration: float | None) -> int:
-    """Read the configured OPC UA devices until a signal or the duration; exit 1 if a frame was not delivered."""
-    from producers.kafka_out import FrameSink
     from producers.opcua import run_opcua_producer
 
-    stats = RunStats("producer-opcua", settings.pipeline.state_dir)
-    metrics.serve(settings, stats)  # a no-op until metrics.PORT_OFFSETS names producer-opcua
-    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-opcua"))
-    try:
-        _run_until_signal(lambda stop: run_opcua_producer(settings, sink.emit, stop, stats), duration)
-    finally:
-        undelivered = sink.close(timeout=60)
-        stats.flush()
-    if undelivered:
-        log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
-        return 1
-    return 0
+    return _run_device_producer(settings, "producer-opcua", run_opcua_producer, duration)
 
 
 def run_replay(settings: Settings, source: str | None, speed: float | None) -> int:
     """Replay one configured source (or all) into plant.readings.v1; JSON summary on stdout."""
     import json
 
-    from producers.kafka_out import FrameSink
     from producers.replay import ReplayError, replay
 
     sources = [s for s in settings.replay if source in (None, s.name)]
@@ -114,8 +114,7 @@ def run_replay(settings: Settings, source: str | None, speed: float | None) -> i
         )
         return 2
     stats = RunStats("producer-replay", settings.pipeline.state_dir)
-    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    sink = FrameSink(settings, codec, stats, **store_forward_kwargs(settings, "producer-replay"))
+    sink = frame_sink(settings, "producer-replay", stats)
     stopping = False
 
     def on_signal(*_: Any) -> None:
