@@ -19,7 +19,6 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlparse
 
@@ -36,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plantstream.config import OpcUaDevice, OpcUaSecurityPolicy, OpcUaTag, Settings, TagRole, TagType
 from producers.opcua import VARIANT_TYPES, ensure_certificate, int_range
+from producers.served import ServedSimulator
 from producers.simulator import Machine, MachineState, Profile, profile_for
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def opcua_devices(settings: Settings) -> list[OpcUaDevice]:
     return [d for d in settings.devices if isinstance(d, OpcUaDevice)]
 
 
-class OpcUaSimulator:
+class OpcUaSimulator(ServedSimulator):
     """Serves every configured OPC UA device; `start()`/`close()` (or `async with`) in tests, `run(stop)` else.
 
     `pause()` freezes the values; `set_value()` serves a chosen value (tests of types and deadbands).
@@ -199,35 +199,6 @@ class OpcUaSimulator:
         log.info(
             "OPC UA simulator serving %d device(s) on %s", len(self._devices), ", ".join(e.url for e in self._endpoints)
         )
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        try:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        finally:
-            await self._stop_servers()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
-        assert self._task is not None
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({stopper, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            await self.close()
-
-    async def __aenter__(self) -> OpcUaSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # --- internals -------------------------------------------------------------------------------
 

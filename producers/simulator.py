@@ -12,7 +12,6 @@ made, not of wall-clock time: two runs with the same seed serve the same sequenc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import socket
@@ -20,7 +19,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from types import TracebackType
 
 import numpy as np
 from pymodbus.server import ModbusTcpServer
@@ -29,6 +27,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from plantstream.config import ModbusTag, ModbusTcpDevice, RegisterTable, Settings, TagRole, TagType
 from producers import modbus_codec
 from producers.modbus_codec import Value
+from producers.served import ServedSimulator
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +193,7 @@ class _Endpoint:
         return f"{self.host}:{self.port}"
 
 
-class PlantSimulator:
+class PlantSimulator(ServedSimulator):
     """Serves every configured Modbus TCP device with simulated values.
 
     Use `run(stop)` in a service, or `start()`/`close()` (or `async with`) in a test. `pause()`
@@ -216,9 +215,7 @@ class PlantSimulator:
         }
         phase_rng = np.random.default_rng(phase_seed)
         self._tags = [
-            _SimTag(d, t, profile_for(t), float(phase_rng.uniform(0.0, 2 * math.pi)))
-            for d in devices
-            for t in d.tags
+            _SimTag(d, t, profile_for(t), float(phase_rng.uniform(0.0, 2 * math.pi))) for d in devices for t in d.tags
         ]
         self._tick = 0
         self._paused = False
@@ -279,40 +276,6 @@ class PlantSimulator:
             sum(len(e.devices) for e in self._endpoints),
             ", ".join(e.label for e in self._endpoints),
         )
-
-    async def close(self) -> None:
-        """Stop updating and shut every server down (open client connections are closed).
-
-        Re-raises the error that stopped the update loop, if one did.
-        """
-        task, self._task = self._task, None
-        try:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        finally:
-            await self._stop_servers()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set (or the update loop fails, which then raises here)."""
-        await self.start()
-        assert self._task is not None
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({stopper, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            await self.close()
-
-    async def __aenter__(self) -> PlantSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     # --- internals -------------------------------------------------------------------------------
 
