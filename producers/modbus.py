@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -25,19 +23,17 @@ from pymodbus.pdu import ModbusPDU
 from plantstream.config import ModbusTag, ModbusTcpDevice, RegisterTable, Settings
 from plantstream.runstats import RunStats
 from producers import modbus_codec
+from producers.device_run import Emit, Frame, default_producer_id, now_us, run_devices, wait_stop
 from producers.modbus_codec import ReadBlock, Value
 from producers.report_by_exception import ExceptionFilter
 
 log = logging.getLogger(__name__)
 
-Frame = dict[str, Any]
-Emit = Callable[[Frame], None]
 T = TypeVar("T")
 
 ERROR_LOG_INTERVAL_S = 30.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 30.0
-STATS_FLUSH_INTERVAL_S = 1.0
 
 # Avro `long` is signed 64-bit; a uint64 above it can only travel as a double.
 _AVRO_LONG_MIN, _AVRO_LONG_MAX = -(2**63), 2**63 - 1
@@ -64,15 +60,6 @@ class ReadFailed(Exception):
         self.cause = cause
         # the device did not answer at all: the scan's remaining requests would only wait as long
         self.device_silent = device_silent
-
-
-def now_us() -> int:
-    """Wall-clock time, UTC microseconds since the epoch (the frame contract's timestamp unit)."""
-    return time.time_ns() // 1000
-
-
-def default_producer_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{now_us()}"
 
 
 class ModbusPoller:
@@ -133,7 +120,7 @@ class ModbusPoller:
                 else:
                     self._add_stat("frames_suppressed")
                 next_at = self._next_tick(next_at, interval)
-                if await _wait_stop(stop, next_at - time.monotonic()):
+                if await wait_stop(stop, next_at - time.monotonic()):
                     return
         finally:
             self.close()
@@ -336,14 +323,6 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
     return None if task.cancelled() else task.result()
 
 
-async def _wait_stop(stop: asyncio.Event, delay: float) -> bool:
-    """Sleep up to `delay` seconds; True when `stop` was set meanwhile."""
-    if delay > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-    return stop.is_set()
-
-
 async def run_modbus_producer(
     settings: Settings,
     emit: Emit,
@@ -372,20 +351,7 @@ async def run_modbus_producer(
             ", ".join(b.describe() for b in p.blocks),
         )
     try:
-        async with asyncio.TaskGroup() as tg:
-            for p in pollers:
-                tg.create_task(p.run(stop), name=f"modbus-poll-{p.device.name}")
-            if stats is not None:
-                tg.create_task(_flush_stats(stats, stop), name="modbus-stats")
-            await stop.wait()
+        await run_devices(((f"modbus-poll-{p.device.name}", p.run(stop)) for p in pollers), stop, stats)
     finally:
         for p in pollers:
             p.close()
-        if stats is not None:
-            stats.flush()
-
-
-async def _flush_stats(stats: RunStats, stop: asyncio.Event) -> None:
-    # `plantstream up` shows these files as live progress
-    while not await _wait_stop(stop, STATS_FLUSH_INTERVAL_S):
-        stats.flush()

@@ -37,7 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plantstream.config import OpcUaDevice, OpcUaSecurityMode, OpcUaSecurityPolicy, OpcUaTag, Settings, TagType
 from plantstream.runstats import RunStats
-from producers.modbus import STATS_FLUSH_INTERVAL_S, Emit, Frame, _wait_stop, default_producer_id, now_us
+from producers.device_run import Emit, Frame, default_producer_id, now_us, run_devices, wait_stop
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ class OpcUaDeviceReader:
             except Exception as e:  # every connect failure: report, mark the gap, retry later
                 self._report(describe_error(e, d, self._cert if self._secure else None))
                 self._mark_gap()
-                if await _wait_stop(stop, backoff):
+                if await wait_stop(stop, backoff):
                     return
                 backoff = min(2 * backoff, d.reconnect_max_s)
                 continue
@@ -410,7 +410,7 @@ class OpcUaDeviceReader:
             if not stop.is_set():
                 self._report(cause[0] if cause else "connection lost")
                 self._mark_gap()
-                if await _wait_stop(stop, backoff):
+                if await wait_stop(stop, backoff):
                     return
 
     # --- connecting ------------------------------------------------------------------------------
@@ -564,7 +564,7 @@ class OpcUaDeviceReader:
             if changes:
                 self._on_batch(changes)
             next_at += interval
-            if await _wait_stop(stop, max(0.0, next_at - time.monotonic())):
+            if await wait_stop(stop, max(0.0, next_at - time.monotonic())):
                 return
             next_at = max(next_at, time.monotonic() - interval)  # skip missed ticks, do not catch up
 
@@ -636,21 +636,7 @@ async def run_opcua_producer(
             d.security_policy.value,
             d.security_mode.value,
         )
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for r in readers:
-                tg.create_task(r.run(stop), name=f"opcua-{r.device.name}")
-            if stats is not None:
-                tg.create_task(_flush_stats(stats, stop), name="opcua-stats")
-            await stop.wait()
-    finally:
-        if stats is not None:
-            stats.flush()
-
-
-async def _flush_stats(stats: RunStats, stop: asyncio.Event) -> None:
-    while not await _wait_stop(stop, STATS_FLUSH_INTERVAL_S):
-        stats.flush()
+    await run_devices(((f"opcua-{r.device.name}", r.run(stop)) for r in readers), stop, stats)
 
 
 # --- browse ---------------------------------------------------------------------------------------

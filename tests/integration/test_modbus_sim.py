@@ -25,8 +25,9 @@ from plantstream.config import ByteOrder, ModbusTag, Settings, TagType
 from plantstream.runstats import RunStats
 from plantstream.serde import Codec
 from producers import modbus_codec
+from producers.device_run import now_us
 from producers.kafka_out import FrameSink
-from producers.modbus import now_us, run_modbus_producer
+from producers.modbus import run_modbus_producer
 from producers.simulator import MachineState, PlantSimulator, SimulatorError
 from tests.conftest import free_port, plant_raw
 

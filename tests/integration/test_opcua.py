@@ -22,8 +22,8 @@ import schemas
 from plantstream import topics
 from plantstream.config import OpcUaDevice, OpcUaTag, Settings
 from plantstream.runstats import RunStats
+from producers.device_run import now_us
 from producers.kafka_out import FrameSink
-from producers.modbus import now_us
 from producers.opcua import CLIENT_APP_URI, browse_tags, browse_yaml, ensure_certificate, run_opcua_producer
 from producers.opcua_server import OpcUaSimulator
 from tests.conftest import Stack, free_port, plant_raw
