@@ -104,22 +104,17 @@ class Asset(Strict):
         return v
 
 
-class ModbusTag(Strict):
+class TagBase(Strict):
+    """What every tag has, whatever the protocol: its name in the asset, meaning, unit and scaling."""
+
     name: str
     unit: str = ""
     role: TagRole = TagRole.PROCESS_VALUE
     description: str = ""
-    table: RegisterTable = RegisterTable.HOLDING
-    address: int = Field(ge=0, le=65535)
-    type: TagType = TagType.UINT16
-    byte_order: ByteOrder = ByteOrder.ABCD
-    length: int = Field(default=0, ge=0, le=125, description="registers, for type string only")
-    scale: float = 1.0
+    scale: float = Field(default=1.0, description="numeric values are sent as value * scale + offset")
     offset: float = 0.0
-    # report by exception: resend only on a change beyond the deadband, or when the heartbeat is due
     deadband_abs: float | None = Field(default=None, ge=0, description="engineering units")
-    deadband_pct: float | None = Field(default=None, ge=0, le=100, description="percent of the last sent value")
-    heartbeat_s: float | None = Field(default=None, gt=0, description="resend an unchanged value this often")
+    deadband_pct: float | None = Field(default=None, ge=0, le=100, description="percent")
 
     @field_validator("name")
     @classmethod
@@ -127,6 +122,16 @@ class ModbusTag(Strict):
         if not NAME_RE.match(v):
             raise ValueError("a tag name uses letters, digits, '_', '.' or '-' and starts with a letter/digit")
         return v
+
+
+class ModbusTag(TagBase):
+    table: RegisterTable = RegisterTable.HOLDING
+    address: int = Field(ge=0, le=65535)
+    type: TagType = TagType.UINT16
+    byte_order: ByteOrder = ByteOrder.ABCD
+    length: int = Field(default=0, ge=0, le=125, description="registers, for type string only")
+    # report by exception (with the deadbands): resend an unchanged value only when the heartbeat is due
+    heartbeat_s: float | None = Field(default=None, gt=0, description="resend an unchanged value this often")
 
     @model_validator(mode="after")
     def _type_fits_table(self) -> ModbusTag:
@@ -525,27 +530,14 @@ class OpcUaSecurityMode(StrEnum):
     SIGN_AND_ENCRYPT = "SignAndEncrypt"
 
 
-class OpcUaTag(Strict):
-    """One OPC UA variable read by node id (`plantstream produce opcua --browse URL` lists them)."""
+class OpcUaTag(TagBase):
+    """One OPC UA variable read by node id (`plantstream produce opcua --browse URL` lists them).
 
-    name: str
+    Its deadbands go to the server as a DataChangeFilter (deadband_pct: percent of the EURange)."""
+
     node_id: str = Field(description="e.g. ns=2;s=press1.oil_temperature or ns=3;i=1001")
-    unit: str = ""
-    role: TagRole = TagRole.PROCESS_VALUE
-    description: str = ""
     type: TagType | None = Field(default=None, description="the server's data type; the simulator serves it")
-    scale: float = Field(default=1.0, description="numeric values are sent as value * scale + offset")
-    offset: float = 0.0
-    deadband_abs: float | None = Field(default=None, ge=0, description="subscription: absolute DataChangeFilter")
-    deadband_pct: float | None = Field(default=None, ge=0, le=100, description="subscription: percent of EURange")
     sampling_interval_ms: float | None = Field(default=None, ge=0, description="null = the device's")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("a tag name uses letters, digits, '_', '.' or '-' and starts with a letter/digit")
-        return v
 
     @field_validator("node_id")
     @classmethod
