@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from plantstream.config import RetentionSettings
 from sinks.postgres_store import DAY_US, MIGRATIONS, PostgresStore, period_bounds, period_of
-from tests.unit.test_sqlite_store import frames, kpi
+from tests.unit.test_sqlite_store import frames, kpi, result_records
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
@@ -194,39 +194,8 @@ def test_password_from_env_never_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_other_results_in_the_same_batch(pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
-    oee = {
-        "asset": "a.b.c.d.e",
-        "window_start": T0,
-        "window_end": T0 + 60_000_000,
-        "shift": "early",
-        "planned_busy_time_s": 60.0,
-        "actual_production_time_s": 45.0,
-        "produced_quantity": 19.0,
-        "good_quantity": 18.0,
-        "scrap_quantity": 1.0,
-        "availability": 0.75,
-        "effectiveness": 0.84,
-        "quality_ratio": 0.947,
-        "oee": 0.6,
-        "scrap_ratio": 0.05,
-        "failures": 1,
-        "mtbf_s": 45.0,
-        "mttr_s": 10.0,
-        "downtime_by_reason_s": {"jam": 10.0},
-    }
-    alert = {
-        "alert_id": "x1",
-        "asset": "a.b.c.d.e",
-        "rule": "hot",
-        "kind": "threshold",
-        "state": "RAISED",
-        "severity": "CRITICAL",
-        "time": T0 + 7,
-        "message": "too hot",
-        "tags": ["temp"],
-        "value": 80.0,
-    }
-    records = {"oee_window": [oee], "alert": [alert]}
+    both = result_records(T0)
+    records = {"oee_window": both["oee_window"], "alert": both["alert"]}
     written = store.write(shifted(frames(2), T0), [], records)
     assert (written["frames"], written["oee_window"], written["alert"]) == (2, 1, 1)
     assert store.write([], [], records) == {"frames": 0, "samples": 0, "kpi_windows": 0, "oee_window": 0, "alert": 0}

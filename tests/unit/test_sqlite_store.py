@@ -71,12 +71,12 @@ def test_migrations_run_once(tmp_path: Path) -> None:
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_other_results_are_stored_once(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "s.db")
+def result_records(t0: int = 0) -> dict[str, list[dict]]:
+    """One OEE window, anomaly score and alert, as the processors emit them (times offset by t0 µs)."""
     oee = {
         "asset": "a.b.c.d.e",
-        "window_start": 0,
-        "window_end": 60,
+        "window_start": t0,
+        "window_end": t0 + 60_000_000,
         "shift": "early",
         "planned_busy_time_s": 60.0,
         "actual_production_time_s": 45.0,
@@ -95,7 +95,7 @@ def test_other_results_are_stored_once(tmp_path: Path) -> None:
     }
     score = {
         "asset": "a.b.c.d.e",
-        "time": 5,
+        "time": t0 + 5,
         "model": "pca-t2-spe/1",
         "score": 3.2,
         "threshold": 2.0,
@@ -110,12 +110,17 @@ def test_other_results_are_stored_once(tmp_path: Path) -> None:
         "kind": "threshold",
         "state": "RAISED",
         "severity": "CRITICAL",
-        "time": 7,
+        "time": t0 + 7,
         "message": "too hot",
         "tags": ["temp"],
         "value": 80.0,
     }
-    records = {"oee_window": [oee], "anomaly_score": [score], "alert": [alert]}
+    return {"oee_window": [oee], "anomaly_score": [score], "alert": [alert]}
+
+
+def test_other_results_are_stored_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    records = result_records()
     assert store.write([], [], records) == {
         "frames": 0,
         "samples": 0,
