@@ -303,6 +303,26 @@ def bench_pipeline(
     typer.echo(json.dumps(result))
 
 
+@bench_app.command("worker")
+def bench_worker(
+    assets: Annotated[int, typer.Option(help="synthetic assets")] = 100,
+    tags: Annotated[int, typer.Option(help="tags per asset (samples per frame)")] = 25,
+    frames: Annotated[int, typer.Option(help="frames in the backlog the worker drains")] = 60_000,
+    rate: Annotated[float, typer.Option(help="scans per asset per second, in event time")] = 10.0,
+    profile: Annotated[bool, typer.Option("--profile", help="record a py-spy profile of the worker")] = False,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """One Faust worker draining a backlog with KPIs, OEE, alert rules and anomaly scoring on: samples/s."""
+    from plantstream.bench import write_result
+    from plantstream.bench_worker import render, run_worker_bench
+
+    result = run_worker_bench(ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate,
+                              profile=profile)
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
 @bench_app.command("modbus")
 def bench_modbus(
     devices: Annotated[int, typer.Option(help="simulated devices behind one gateway")] = 20,

@@ -1,0 +1,188 @@
+"""`plantstream bench worker`: how many samples/s one Faust worker processes, with everything on.
+
+The readings topic is filled first (a backlog of synthetic frames, see plantstream/synthetic.py),
+then one worker is started and drains it: statistics windows, OEE, alert rules and anomaly scoring
+all run, and every output record is produced to Kafka. The drain rate is the most the worker can
+keep up with; measuring it on a backlog keeps the load generator and the storage sink from
+competing for the same two cores while the worker is measured. The broker runs on the same box.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+import schemas
+from plantstream import kafka_clients, runstats, topics
+from plantstream.bench import machine, proc_usage
+from plantstream.config import Settings
+from plantstream.stack import kafka as local_kafka
+from plantstream.stack import registry as local_registry
+from plantstream.synthetic import SyntheticPlant
+from plantstream.up import Orchestrator, say
+
+
+def fill_backlog(settings: Settings, plant: SyntheticPlant, frames: int, t0_us: int) -> int:
+    """Produce `frames` frames (round robin over the assets, at the plant's scan rate in event time)."""
+    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
+    producer = Producer(kafka_clients.producer_config(settings, "bench-backlog", **{"linger.ms": 50}))
+    topic = settings.topic(topics.READINGS)
+    step_us = int(1e6 / plant.rate_hz)
+    n_assets = len(plant.assets)
+    for i in range(frames):
+        a, scan = i % n_assets, i // n_assets
+        frame = plant.frame(a, t0_us + scan * step_us)
+        while True:
+            try:
+                producer.produce(topic, key=frame["asset"].encode(), value=codec.encode(frame))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 500 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left:
+        raise RuntimeError(f"{left} backlog frames were not acknowledged by Kafka within 120 s")
+    return frames
+
+
+def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy")
+    if not spy:
+        say("bench: --profile needs py-spy on PATH (pip install py-spy); running without it")
+        return None
+    return subprocess.Popen(
+        [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "speedscope", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_worker_bench(
+    settings: Settings, *, assets: int, tags: int, frames: int, rate_hz: float, profile: bool, timeout_s: float = 600
+) -> dict[str, Any]:
+    orch = Orchestrator(settings, None)
+    bootstrap, url = orch.start_stack()
+    run_dir = Path(orch.state_dir) / f"bench-worker-{int(time.time())}"
+    run_dir.mkdir(parents=True)
+    plant = SyntheticPlant(assets, tags, rate_hz)
+    stamp = int(time.time())
+    raw: dict[str, Any] = {
+        **plant.config(),
+        "pipeline": {
+            "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchw{stamp}.", "partitions": 6},
+            "registry": {"url": url},
+            "windows": {"kpi_window_s": 10, "grace_s": 2},
+            "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
+            "state_dir": str(run_dir),
+            "group_id": f"benchw{stamp}",
+            "alerts": plant.alert_rules(),
+        },
+    }
+    config = run_dir / "bench.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    bench_settings = Settings(**raw)
+    topics.apply(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
+    topics.register_schemas(bench_settings, kafka_clients.registry(bench_settings))
+    total_samples = frames * tags
+    say(f"bench worker: filling a backlog of {frames:,} frames = {total_samples:,} samples ({assets} assets)")
+    t_fill = time.monotonic()
+    fill_backlog(bench_settings, plant, frames, t0_us=1_767_225_600_000_000)
+    say(f"bench worker: backlog written in {time.monotonic() - t_fill:.1f}s; starting the worker")
+    orch.state_dir, orch.config_path = str(run_dir), str(config)
+    worker = orch.spawn("processor", "process", env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)})
+    pid = worker.proc.pid if worker.proc else 0
+    series: list[tuple[float, int]] = []
+    flushes: list[tuple[float, int]] = []  # (worker's flush time, samples so far)
+    spy: subprocess.Popen[bytes] | None = None
+    t0 = time.monotonic()
+    cpu_first = cpu_last = 0.0
+    rss_max = 0
+    t_first: float | None = None
+    try:
+        while time.monotonic() - t0 < timeout_s:
+            time.sleep(0.5)
+            snap = runstats.read_all(run_dir).get("processor", {})
+            done = snap.get("counts", {}).get("samples_in", 0)
+            now = time.monotonic()
+            if done and snap.get("updated") and (not flushes or flushes[-1][0] != snap["updated"]):
+                flushes.append((snap["updated"], done))
+            cpu, rss = proc_usage(pid)
+            rss_max = max(rss_max, rss)
+            if done and t_first is None:
+                t_first, cpu_first = now, cpu
+                if profile:
+                    spy = _profile(pid, 20, run_dir / "worker-profile.speedscope.json")
+            if t_first is not None:
+                series.append((round(now - t_first, 2), done))
+                cpu_last = cpu
+            if done >= total_samples:
+                break
+            if worker.proc and worker.proc.poll() is not None:
+                raise RuntimeError(f"the worker exited early with code {worker.proc.returncode}; see {worker.log}")
+    finally:
+        if spy:
+            spy.wait(60)
+        counts = runstats.read_all(run_dir).get("processor", {}).get("counts", {})
+        worker.stop(30)
+        if orch.started_registry:
+            local_registry.stop(settings)
+        if orch.started_kafka:
+            local_kafka.stop(settings)
+    if not series or series[-1][1] < total_samples:
+        raise RuntimeError(
+            f"the worker processed {series[-1][1] if series else 0:,} of {total_samples:,} samples "
+            f"within {timeout_s:.0f}s; see {worker.log}"
+        )
+    # the first and last second include start-up and the tail of a partition drained late
+    span = series[-1][0]
+    rates = [
+        (b[1] - a[1]) / (b[0] - a[0])
+        for a, b in itertools.pairwise(flushes)
+        if b[0] > a[0] and b[1] < total_samples
+    ]
+    return {
+        "bench": "worker",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "load": {
+            "assets": assets,
+            "tags_per_asset": tags,
+            "frames": frames,
+            "samples": total_samples,
+            "scan_rate_hz_event_time": rate_hz,
+            "stages": ["kpi windows", "oee", "alert rules", "anomaly"],
+        },
+        "samples_per_s": {
+            "overall": round(total_samples / span, 1) if span else 0.0,
+            "median_per_second": round(statistics.median(rates), 1) if rates else 0.0,
+        },
+        "drain_s": span,
+        "worker_cpu_percent": round(100 * (cpu_last - cpu_first) / span, 1) if span else 0.0,
+        "worker_rss_mb_max": round(rss_max / 2**20, 1),
+        "outputs": {
+            k: counts.get(k, 0)
+            for k in ("kpi_windows", "oee_windows", "anomaly_scores", "alerts_raised", "dead_letters", "samples_late")
+        },
+        "profile": str(run_dir / "worker-profile.speedscope.json") if profile and spy else None,
+        "pid_note": f"worker pid {pid}; cpus {os.cpu_count()}",
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    r = result["samples_per_s"]
+    return (
+        f"worker drained {result['load']['samples']:,} samples in {result['drain_s']:.1f}s: "
+        f"{r['overall']:,.0f} samples/s overall, median {r['median_per_second']:,.0f}; "
+        f"cpu {result['worker_cpu_percent']}%, rss max {result['worker_rss_mb_max']} MB; outputs {result['outputs']}"
+    )
