@@ -22,6 +22,7 @@ from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
 from processors import alert_rules, event_windows, oee
 from processors.anomaly import AnomalyStage
+from processors.outputs import Outputs
 
 log = logging.getLogger("plantstream.processor")
 
@@ -41,7 +42,7 @@ def contract_problem(frame: dict[str, Any], key: bytes | None) -> str | None:
     return None
 
 
-def dead_letter_headers(error: str, exc_class: str, msg: Any, stage: str) -> dict[str, bytes]:
+def dead_letter_headers(error: str, exc_class: str, msg: Any, stage: str) -> dict[str, str | bytes | None]:
     return {
         "ps-error": error.encode()[:4000],
         "ps-error-class": exc_class.encode(),
@@ -115,42 +116,31 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     readings = app.topic(
         settings.topic(topics.READINGS), key_serializer="raw", value_serializer="raw", partitions=k.partitions
     )
-    kpi_out = app.topic(
-        settings.topic(topics.KPI), key_serializer="raw", value_serializer="raw", partitions=k.partitions
-    )
-    deadletter = app.topic(
-        settings.topic(topics.DEADLETTER), key_serializer="raw", value_serializer="raw", partitions=k.partitions
-    )
-    oee_out = app.topic(
-        settings.topic(topics.OEE), key_serializer="raw", value_serializer="raw", partitions=k.partitions
-    )
-    alerts_topic = app.topic(
-        settings.topic(topics.ALERTS), key_serializer="raw", value_serializer="raw", partitions=k.partitions
-    )
+    outputs = Outputs(settings)
+    kpi_topic, oee_topic = settings.topic(topics.KPI), settings.topic(topics.OEE)
+    alerts_topic, anomalies_topic = settings.topic(topics.ALERTS), settings.topic(topics.ANOMALIES)
+    deadletter_topic = settings.topic(topics.DEADLETTER)
 
-    async def send_alerts(asset: str, records: list[dict]) -> None:
+    def send_alerts(asset: str, records: list[dict]) -> None:
         for record in records:
             stats.add("alerts_raised" if record["state"] == "RAISED" else "alerts_cleared")
-            await alerts_topic.send(key=asset.encode(), value=alert_codec.encode(record))
+            outputs.send(alerts_topic, asset.encode(), alert_codec.encode(record))
 
     # no key_type/value_type: plain JSON; value_type=Any made Faust call `Any.from_data` in recovery,
     # so a restarted worker lost its state
     windows = app.Table("kpi-windows", default=None, partitions=k.partitions)
 
-    async def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
+    def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
         stats.add("dead_letters")
         log.warning(
             "dead letter from %s[%d]@%d: %s", event.message.topic, event.message.partition, event.message.offset, error
         )
-        await deadletter.send(
-            key=event.key, value=event.value, headers=dead_letter_headers(error, exc_class, event.message, "processor")
+        outputs.send(
+            deadletter_topic, event.key, event.value, dead_letter_headers(error, exc_class, event.message, "processor")
         )
 
     anomaly_stage = AnomalyStage(settings)
     anomaly_codec = registry.codec(topics.subject(settings, topics.ANOMALIES), schemas.ANOMALY_SCORE)
-    anomalies_out = app.topic(
-        settings.topic(topics.ANOMALIES), key_serializer="raw", value_serializer="raw", partitions=k.partitions
-    )
     # Models are checkpointed every MODEL_CHECKPOINT_FRAMES frames in a table of their own: a model
     # restored after a crash has missed a few frames of learning, which changes its scores negligibly,
     # while saving it with every frame would multiply the changelog traffic.
@@ -164,16 +154,16 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         table.data[key] = value
         table.send_changelog(partition, key, value)
 
-    async def process_frame(event: faust.types.EventT, dirty: dict[str, tuple[int, dict[str, Any]]]) -> None:
+    def process_frame(event: faust.types.EventT, dirty: dict[str, tuple[int, dict[str, Any]]]) -> None:
         msg = event.message
         try:
             frame = decoder.decode(event.value)
         except DecodeError as e:
-            await to_deadletter(event, str(e), type(e).__name__)
+            to_deadletter(event, str(e), type(e).__name__)
             return
         problem = contract_problem(frame, event.key)
         if problem:
-            await to_deadletter(event, problem, "ContractError")
+            to_deadletter(event, problem, "ContractError")
             return
         asset = frame["asset"]
         state = windows.get(asset)
@@ -189,22 +179,22 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         closed = event_windows.apply_frame(state, frame, size_us, grace_us)
         state["offset"] = msg.offset
         for record in closed:
-            await kpi_out.send(key=key, value=kpi_codec.encode(record))
+            outputs.send(kpi_topic, key, kpi_codec.encode(record))
         oee_windows, alerts = oee_and_alerts(state, frame)
         for record in oee_windows:
-            await oee_out.send(key=key, value=oee_codec.encode(record))
+            outputs.send(oee_topic, key, oee_codec.encode(record))
         if asset not in since_model_save:  # first frame since start or rebalance: resume the model
             anomaly_stage.restore(asset, models.get(asset))
             since_model_save[asset] = 0
         score = anomaly_stage.score(asset, frame)
         if score is not None:
-            await anomalies_out.send(key=key, value=anomaly_codec.encode(score))
+            outputs.send(anomalies_topic, key, anomaly_codec.encode(score))
             stats.add("anomaly_scores")
             if rules_of(asset):
                 alerts += alert_rules.apply_anomaly(
                     state.setdefault("alerts", alert_rules.new_state()), asset_rules[asset], score
                 )
-        await send_alerts(asset, alerts)
+        send_alerts(asset, alerts)
         dirty[asset] = (msg.partition, state)
         since_model_save[asset] += 1
         if since_model_save[asset] >= MODEL_CHECKPOINT_FRAMES:
@@ -223,13 +213,15 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         # Frames come in batches: an asset's state is written to the changelog once per batch, not
         # once per frame (the biggest cost after the models, see `plantstream bench worker`). Faust
         # acks a batch's offsets only after this body has handled it, so the commit never passes
-        # state that was not written.
+        # state or outputs that were not written.
         async for events in stream.take_events(BATCH_FRAMES, within=BATCH_WAIT_S):  # type: ignore[attr-defined]
             dirty: dict[str, tuple[int, dict[str, Any]]] = {}
             for event in events:
-                await process_frame(event, dirty)
+                process_frame(event, dirty)
             for asset, (partition, state) in dirty.items():
                 save(windows, asset, state, partition)
+            # the batch's outputs are in Kafka before Faust may commit its input offsets
+            await outputs.flush()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget_models(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
@@ -247,11 +239,17 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         now = time.time_ns() // 1000
         for asset, state in list(windows.items()):
             if state and "alerts" in state and rules_of(asset):
-                await send_alerts(asset, alert_rules.tick(state["alerts"], asset_rules[asset], asset, now))
+                send_alerts(asset, alert_rules.tick(state["alerts"], asset_rules[asset], asset, now))
+        outputs.poll()
 
     @app.timer(1.0)
     async def write_stats() -> None:
         stats.flush()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _flush_outputs(sender: Any, **kwargs: Any) -> None:
+        # records the stale-alert timer sent after the last batch
+        await outputs.flush(timeout_s=30)
 
     return app
 

@@ -1,0 +1,69 @@
+"""The worker's output records (KPI, OEE, anomaly, alert, dead-letter) go out through librdkafka.
+
+Faust's own producer costs tens of microseconds of Python per record; with an anomaly score per
+frame that was the largest cost after the models (`plantstream bench worker --profile`). librdkafka
+does the same work in C. The guarantee stays: a batch of input frames is acknowledged to Faust
+(and so committed) only after `flush` has confirmed every record produced for it, and a record
+Kafka refuses stops the worker instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from plantstream import kafka_clients
+from plantstream.config import Settings
+
+log = logging.getLogger("plantstream.processor")
+
+
+class DeliveryFailed(RuntimeError):
+    """Kafka did not take an output record; the batch it belongs to must not be committed."""
+
+
+class Outputs:
+    def __init__(self, settings: Settings) -> None:
+        self._producer = Producer(kafka_clients.producer_config(settings, "processor"))
+        self._failure: str | None = None  # set by librdkafka's delivery callback
+        self._sent = 0
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None and self._failure is None:
+            self._failure = f"{msg.topic()}: {err}"
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str | bytes | None] | None = None
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=self._delivered)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain a little
+                self._producer.poll(0.05)
+        self._sent += 1
+        if self._sent % 1000 == 0:
+            self._producer.poll(0)  # serve delivery callbacks
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    async def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait (off the event loop) until Kafka has every record sent so far; raise if any failed."""
+        left = await asyncio.to_thread(self._producer.flush, timeout_s) if len(self._producer) else 0
+        self._check(left, timeout_s)
+
+    def flush_sync(self, timeout_s: float = 30.0) -> None:
+        self._check(self._producer.flush(timeout_s), timeout_s)
+
+    def _check(self, left: int, timeout_s: float) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise DeliveryFailed(f"Kafka refused an output record ({failure}); the input batch is not committed")
+        if left:
+            raise DeliveryFailed(
+                f"{left} output records were not acknowledged within {timeout_s:.0f}s; is the broker reachable? "
+                "the input batch is not committed and will be processed again"
+            )
