@@ -166,7 +166,7 @@ class ModbusTcpDevice(Strict):
 
 
 # a string: OpcUaDevice is declared further down, with the other OPC UA settings
-Device = Annotated["ModbusTcpDevice | OpcUaDevice", Field(discriminator="protocol")]
+Device = Annotated["ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice", Field(discriminator="protocol")]
 
 
 class Plant(Strict):
@@ -205,7 +205,23 @@ class RegistrySettings(Strict):
 
 class WindowSettings(Strict):
     kpi_window_s: int = Field(default=60, ge=1)
+    hop_s: int | None = Field(default=None, ge=1, description="hopping windows advance this often; null = tumbling")
     grace_s: float = Field(default=5.0, ge=0)
+    idle_close: bool = Field(
+        default=True, description="close the open windows of an asset that went silent (wall clock)"
+    )
+    idle_after_s: float = Field(
+        default=10.0, ge=0, description="silence (and at least grace_s) after which idle_close applies"
+    )
+
+    @model_validator(mode="after")
+    def _hop_divides_size(self) -> WindowSettings:
+        if self.hop_s is not None and (self.hop_s > self.kpi_window_s or self.kpi_window_s % self.hop_s):
+            raise ValueError(
+                f"hop_s ({self.hop_s}) must divide kpi_window_s ({self.kpi_window_s}), e.g. kpi_window_s: 300 "
+                "with hop_s: 60; leave hop_s out for tumbling windows"
+            )
+        return self
 
 
 class PostgresSettings(Strict):
@@ -246,6 +262,8 @@ class SimulatorSettings(Strict):
     )
     seed: int = 7
     update_interval_s: float = Field(default=0.2, gt=0)
+    speed: float = Field(default=1.0, gt=0, le=100_000, description="simulated seconds per real second")
+    faults: SimulatorFaults = Field(default_factory=lambda: SimulatorFaults())
 
 
 class StoreForwardSettings(Strict):
@@ -591,7 +609,7 @@ class OpcUaDevice(Strict):
                 "security_policy and security_mode go together: both None, or a policy "
                 "(Basic256Sha256, Aes256_Sha256_RsaPss) with Sign or SignAndEncrypt"
             )
-        if (self.username is None) != (self.password is None):
+        if self.username is None and self.password is not None:
             raise ValueError("set username and password together (or neither, for anonymous access)")
         seen: set[str] = set()
         for t in self.tags:
@@ -613,6 +631,74 @@ class OpcUaServerSettings(Strict):
     users: dict[str, SecretStr] = Field(default_factory=dict, description="username: password; empty = anonymous")
     trust_dir: str | None = Field(default=None, description="trusted client certificates; null = accept any")
     cert_dir: str = Field(default="opcua-server", description="server certificate and key; relative = under state_dir")
+    security_modes: list[OpcUaSecurityMode] = Field(
+        default=[OpcUaSecurityMode.SIGN, OpcUaSecurityMode.SIGN_AND_ENCRYPT],
+        min_length=1,
+        description="modes offered with each secure policy (policy None always has mode None)",
+    )
+
+
+class ModbusRtuDevice(Strict):
+    """A Modbus RTU device on a serial line; devices sharing `serial_port` share the bus (unit ids differ)."""
+
+    name: str
+    protocol: Literal["modbus_rtu"] = "modbus_rtu"
+    asset: str
+    serial_port: str = Field(min_length=1, description="e.g. /dev/ttyUSB0")
+    baudrate: int = Field(default=19200, ge=300, le=4_000_000)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    unit_id: int = Field(default=1, ge=0, le=247)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
+    tags: list[ModbusTag] = Field(min_length=1)
+    simulator_port: str | None = Field(
+        default=None, description="serial port `plantstream simulate` serves this device on; null = serial_port"
+    )
+
+    @model_validator(mode="after")
+    def _unique_tags(self) -> ModbusRtuDevice:
+        names = [t.name for t in self.tags]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"tag name(s) {dupes} appear twice: tag names must be unique per device")
+        return self
+
+
+class SimulatorFaults(Strict):
+    """Labelled faults `plantstream simulate` injects into process values (producers/faults.py)."""
+
+    enabled: bool = False
+    seed: int | None = Field(default=None, description="null = pipeline.simulator.seed")
+    max_faults: int | None = Field(default=None, ge=1, description="keep only the first N faults; null = all")
+    hours: float = Field(default=24.0, gt=0, description="simulated hours the schedule covers")
+    first_s: float = Field(default=1800.0, ge=0, description="no fault before this many simulated seconds")
+    gap_s: tuple[float, float] = Field(default=(900.0, 2400.0), description="normal time between faults, min/max")
+    kinds: list[str] = Field(default_factory=list, description="empty = every kind faults.py knows")
+    ground_truth: str | None = Field(
+        default="simulator-faults.jsonl", description="JSON lines file; relative = under state_dir; null = none"
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> SimulatorFaults:
+        from producers.faults import FAULT_KINDS  # the fault catalogue lives with the fault shapes
+
+        if bad := [k for k in self.kinds if k not in FAULT_KINDS]:
+            raise ValueError(f"unknown fault kind(s) {bad}; use some of {list(FAULT_KINDS)}")
+        if not 0 <= self.gap_s[0] <= self.gap_s[1]:
+            raise ValueError("gap_s is [min, max] with 0 <= min <= max")
+        return self
+
+
+class OpcUaClientSettings(Strict):
+    """Secrets of the OPC UA producer: passwords by username, so they come from env or secret files."""
+
+    passwords: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="username: password for devices with a username and no password "
+        "(env PLANTSTREAM_PIPELINE__OPCUA_CLIENT__PASSWORDS__<USERNAME>)",
+    )
 
 
 class Pipeline(Strict):
@@ -622,6 +708,7 @@ class Pipeline(Strict):
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     opcua_server: OpcUaServerSettings = OpcUaServerSettings()
+    opcua_client: OpcUaClientSettings = OpcUaClientSettings()
     alerting: AlertingSettings = AlertingSettings()
     metrics: MetricsSettings = MetricsSettings()
     store_forward: StoreForwardSettings = StoreForwardSettings()
@@ -685,6 +772,27 @@ class Settings(BaseSettings):
                 raise ValueError(f"alert rule {r.name!r}: asset {r.asset!r} matches no asset in plant.assets {paths}")
         return self
 
+    @model_validator(mode="after")
+    def _opcua_passwords(self) -> Settings:
+        known = {u.lower() for u in self.pipeline.opcua_client.passwords}  # env names arrive lower-cased
+        for d in self.devices:
+            if isinstance(d, OpcUaDevice) and d.username is not None and d.password is None:
+                if d.username.lower() not in known:
+                    raise ValueError(
+                        f"device {d.name!r}: set username and password together: username {d.username!r} has no "
+                        f"password. Fix: set pipeline.opcua_client.passwords.{d.username} (env "
+                        f"PLANTSTREAM_PIPELINE__OPCUA_CLIENT__PASSWORDS__{d.username.upper()} or a secret file of "
+                        "that name), or the device's password"
+                    )
+        return self
+
+    def opcua_password(self, device: OpcUaDevice) -> SecretStr | None:
+        """The password the producer presents for this device (its own, else pipeline.opcua_client.passwords)."""
+        if device.password is not None or device.username is None:
+            return device.password
+        by_lower = {u.lower(): p for u, p in self.pipeline.opcua_client.passwords.items()}
+        return by_lower.get(device.username.lower())
+
     def asset(self, path: str) -> Asset:
         for a in self.plant.assets:
             if a.path == path:
@@ -747,7 +855,7 @@ def format_validation_error(source: str, raw: Any, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # discriminated unions add the tag value to the path; it is noise to a reader
-        loc = tuple(p for p in loc if p not in ("modbus_tcp", "opcua", "webhook", "email", "mqtt"))
+        loc = tuple(p for p in loc if p not in ("modbus_tcp", "modbus_rtu", "opcua", "webhook", "email", "mqtt"))
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "")
         got = "" if err["type"] == "missing" else f" (got {_redact(loc, err.get('input'))})"

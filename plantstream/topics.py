@@ -25,6 +25,7 @@ OEE = "plant.oee.v1"
 ANOMALIES = "plant.anomalies.v1"
 ALERTS = "plant.alerts.v1"
 DEADLETTER = "plant.deadletter.v1"
+LATE = "plant.readings.late.v1"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ANOMALIES, schemas.ANOMALY_SCORE, 30, doc="anomaly scores per frame; key = asset path"),
     TopicSpec(ALERTS, schemas.ALERT, 365, doc="alert state changes RAISED/CLEARED; key = asset path"),
     TopicSpec(DEADLETTER, None, 30, doc="undecodable or contract-breaking input, raw, reason in headers"),
+    TopicSpec(LATE, schemas.READING_FRAME, 30, doc="samples that arrived after their KPI window closed; key = asset"),
 )
 
 

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import faust
+from faust.types import TP
 
 import schemas
 from plantstream import kafka_clients, metrics, topics
@@ -92,7 +93,10 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
 
     decoder = registry.decoder(schemas.READING_FRAME)
     size_us = settings.pipeline.windows.kpi_window_s * 1_000_000
+    hop_us = (settings.pipeline.windows.hop_s or settings.pipeline.windows.kpi_window_s) * 1_000_000
     grace_us = int(settings.pipeline.windows.grace_s * 1_000_000)
+    idle_after_us = max(grace_us, int(settings.pipeline.windows.idle_after_s * 1_000_000))
+    late_codec = registry.codec(topics.subject(settings, topics.LATE), schemas.READING_FRAME)
 
     app = faust.App(
         f"{settings.pipeline.group_id}-processor",
@@ -120,6 +124,9 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     kpi_topic, oee_topic = settings.topic(topics.KPI), settings.topic(topics.OEE)
     alerts_topic, anomalies_topic = settings.topic(topics.ALERTS), settings.topic(topics.ANOMALIES)
     deadletter_topic = settings.topic(topics.DEADLETTER)
+    late_topic = settings.topic(topics.LATE)
+    last_seen: dict[str, float] = {}  # asset -> monotonic time of its last frame (since this start)
+    last_offset: dict[int, int] = {}  # readings partition -> last offset processed
 
     def send_alerts(asset: str, records: list[dict]) -> None:
         for record in records:
@@ -175,9 +182,16 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             stats.add("frames_skipped_redelivered")
             return
         key = asset.encode()
-        late_before = state["late"]
-        closed = event_windows.apply_frame(state, frame, size_us, grace_us)
+        late: list[dict[str, Any]] = []
+        closed = event_windows.apply_frame(state, frame, size_us, grace_us, hop_us, late)
         state["offset"] = msg.offset
+        state["partition"] = msg.partition  # lets the idle timer write this state back to its partition
+        last_seen[asset] = time.monotonic()
+        last_offset[msg.partition] = msg.offset
+        if late:
+            # beyond grace: no window takes them; they stay visible (and stored, from the readings topic)
+            outputs.send(late_topic, key, late_codec.encode({**frame, "samples": late}))
+            stats.add("samples_late", len(late))
         for record in closed:
             outputs.send(kpi_topic, key, kpi_codec.encode(record))
         oee_windows, alerts = oee_and_alerts(state, frame)
@@ -205,8 +219,6 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         stats.add("samples_in", len(frame["samples"]))
         stats.add("kpi_windows", len(closed))
         stats.add("oee_windows", len(oee_windows))
-        if state["late"] > late_before:
-            stats.add("samples_late", state["late"] - late_before)
 
     @app.agent(readings)
     async def process_frames(stream: faust.StreamT[bytes]) -> None:
@@ -237,10 +249,61 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         # reaches the changelog with the asset's next frame (a restart before that may repeat the
         # RAISED with the same alert_id, which idempotent sinks absorb)
         now = time.time_ns() // 1000
+        mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == readings.get_topic_name()}
         for asset, state in list(windows.items()):
-            if state and "alerts" in state and rules_of(asset):
+            # the table also holds standby copies of other workers' assets: those are theirs to judge
+            if state and "alerts" in state and state.get("partition", -1) in mine and rules_of(asset):
                 send_alerts(asset, alert_rules.tick(state["alerts"], asset_rules[asset], asset, now))
         outputs.poll()
+
+    async def caught_up(partition: int) -> bool:
+        """Has this worker processed everything Kafka holds for the readings partition?"""
+        tp = TP(readings.get_topic_name(), partition)
+        if tp not in app.consumer.assignment():
+            return False
+        highwater = app.consumer.highwater(tp)
+        if highwater is None:
+            return False
+        if partition in last_offset:
+            return last_offset[partition] + 1 >= highwater
+        position = await app.consumer.position(tp)
+        return position is not None and position >= highwater
+
+    @app.timer(1.0)
+    async def close_idle_windows() -> None:
+        # An asset that went silent (device down, line stopped, replay finished) would keep its last
+        # windows open forever: after grace_s of wall-clock silence its event time moves on with the
+        # wall clock. Only for partitions read to the end, so a backlog is never mistaken for silence.
+        if not settings.pipeline.windows.idle_close:
+            return
+        now = time.monotonic()
+        checked: dict[int, bool] = {}
+        changed: list[tuple[str, int, dict[str, Any]]] = []
+        for asset, state in list(windows.items()):
+            if not state or not state.get("open") or "partition" not in state:
+                continue
+            seen = last_seen.setdefault(asset, now)  # restored state: the silence counts from this start
+            idle_us = int((now - seen) * 1e6)
+            if idle_us <= idle_after_us:
+                continue
+            p = state["partition"]
+            if p not in checked:
+                checked[p] = await caught_up(p)
+            if not checked[p]:
+                continue
+            closed = event_windows.advance_idle(state, asset, size_us, grace_us, idle_us, hop_us)
+            if closed:
+                for record in closed:
+                    outputs.send(kpi_topic, asset.encode(), kpi_codec.encode(record))
+                stats.add("kpi_windows", len(closed))
+                stats.add("kpi_windows_idle_closed", len(closed))
+                changed.append((asset, p, state))
+        if changed:
+            # windows first, then the state that says they were emitted: a crash in between emits
+            # them again (same natural key, deduplicated by the sinks) rather than never
+            await outputs.flush()
+            for asset, p, state in changed:
+                save(windows, asset, state, p)
 
     @app.timer(1.0)
     async def write_stats() -> None:

@@ -1,9 +1,20 @@
-"""Event-time tumbling windows per asset with a watermark and a grace period.
+"""Event-time tumbling and hopping windows per asset and tag, with a watermark and a grace period.
 
 Faust's windowed tables close windows on a wall-clock timer, so replayed history closes (or
-loses) windows at once. Here the watermark is the newest scan time seen for the asset minus the
-grace period; a window closes, exactly once, when its end is at or before the watermark. The whole
-per-asset state is one JSON-able dict so it can live in a changelog-backed Faust table.
+loses) windows at once. Here the watermark is the newest event time seen for the asset minus the
+grace period; a window closes, exactly once, when its end is at or before the watermark. The
+watermark is per asset (each asset's frames are in order within its partition), so one slow
+machine never holds back the windows of the others on the same partition.
+
+Samples are accumulated in panes of `hop` µs; a window of `size` is the merge of its size/hop
+panes (tumbling: hop == size, one pane, no merge). A sample is late when the first window that
+contains it has already been emitted: it then enters no window at all (so every emitted window is
+consistent), is counted, and is handed back to the caller to be routed, never silently dropped.
+
+When an asset goes silent its watermark would stop, and its last windows would never close;
+`advance_idle` moves the watermark on with the wall clock once the asset has been idle for longer
+than the grace period (the worker calls it only for partitions it has read to the end).
+The whole per-asset state is one JSON-able dict so it can live in a changelog-backed Faust table.
 """
 
 from __future__ import annotations
@@ -16,25 +27,51 @@ AssetState = dict[str, Any]
 
 
 def new_state() -> AssetState:
-    # offset: the last input offset applied, so a redelivered frame after a crash is not counted twice
-    return {"wm": None, "max_t": None, "open": {}, "offset": -1, "late": 0}
+    # offset: the last input offset applied, so a redelivered frame after a crash is not counted twice;
+    # done: windows ending at or before this event time have been emitted ("open" keys are pane starts)
+    return {"wm": None, "max_t": None, "open": {}, "offset": -1, "late": 0, "done": None}
 
 
 def window_start(t: int, size: int) -> int:
     return t - (t % size)
 
 
-def apply_frame(state: AssetState, frame: dict[str, Any], size: int, grace: int) -> list[dict[str, Any]]:
-    """Add a frame's samples to their windows; return the KpiWindow records of windows that closed."""
+def check_sizes(size: int, hop: int) -> None:
+    if hop <= 0 or hop > size or size % hop:
+        raise ValueError(f"window hop {hop} µs must divide the window size {size} µs (hop <= size)")
+
+
+def _emitted_until(state: AssetState) -> int | None:
+    # states written before "done" existed closed windows up to their watermark at every frame
+    return state["done"] if state.get("done") is not None else state["wm"]
+
+
+def apply_frame(
+    state: AssetState,
+    frame: dict[str, Any],
+    size: int,
+    grace: int,
+    hop: int | None = None,
+    late: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Add a frame's samples to their panes; return the KpiWindow records of windows that closed.
+
+    Late samples are appended to `late` when it is given."""
+    hop = hop or size
     asset = frame["asset"]
-    wm = state["wm"]
+    done = _emitted_until(state)
+    panes = state["open"]
     for s in frame["samples"]:
         t = s["source_time"]
-        start = window_start(t, size)
-        if wm is not None and start + size <= wm:
-            state["late"] += 1  # its window already closed and was emitted
+        pane = t - (t % hop)
+        if done is not None and pane + hop <= done:
+            state["late"] += 1  # the first window holding it was already emitted
+            if late is not None:
+                late.append(s)
             continue
-        tags = state["open"].setdefault(str(start), {})
+        tags = panes.get(str(pane))
+        if tags is None:
+            tags = panes[str(pane)] = {}
         acc = tags.get(s["tag"])
         if acc is None:
             acc = tags[s["tag"]] = tag_stats.new_acc(s.get("unit", ""))
@@ -42,18 +79,56 @@ def apply_frame(state: AssetState, frame: dict[str, Any], size: int, grace: int)
     newest = max([frame["scan_time"], *(s["source_time"] for s in frame["samples"])])
     if state["max_t"] is None or newest > state["max_t"]:
         state["max_t"] = newest
-    state["wm"] = state["max_t"] - grace
-    return close_until(state, asset, size, state["wm"])
+    wm = state["max_t"] - grace
+    if state["wm"] is None or wm > state["wm"]:
+        state["wm"] = wm  # never backwards (advance_idle may have moved it further)
+    return close_until(state, asset, size, state["wm"], hop)
 
 
-def close_until(state: AssetState, asset: str, size: int, watermark: int) -> list[dict[str, Any]]:
+def advance_idle(
+    state: AssetState, asset: str, size: int, grace: int, idle_us: int, hop: int | None = None
+) -> list[dict[str, Any]]:
+    """Close windows of an asset silent for `idle_us` of wall time: event time is taken to have moved on
+    as much. Nothing happens until the silence is longer than the grace period."""
+    if state["max_t"] is None or idle_us <= grace:
+        return []
+    wm = state["max_t"] + idle_us - grace
+    if state["wm"] is not None and wm <= state["wm"]:
+        return []
+    state["wm"] = wm
+    return close_until(state, asset, size, wm, hop or size)
+
+
+def close_until(
+    state: AssetState, asset: str, size: int, watermark: int, hop: int | None = None
+) -> list[dict[str, Any]]:
+    hop = hop or size
+    done = _emitted_until(state)
+    panes = state["open"]
     closed: list[dict[str, Any]] = []
-    for key in sorted(state["open"], key=int):
-        start = int(key)
-        if start + size > watermark:
-            break
-        for tag, acc in sorted(state["open"].pop(key).items()):
+    if not panes:
+        state["done"] = watermark if done is None else max(done, watermark)
+        return closed
+    starts = sorted(int(k) for k in panes)
+    # windows that end in (done, watermark] and hold at least one open pane
+    due: set[int] = set()
+    for p in starts:
+        for w in range(p - size + hop, p + 1, hop):
+            if w + size <= watermark and (done is None or w + size > done):
+                due.add(w)
+    for w in sorted(due):
+        parts = [panes[str(p)] for p in range(w, w + size, hop) if str(p) in panes]
+        merged: dict[str, tag_stats.Acc] = {}
+        for part in parts:
+            for tag, acc in part.items():
+                merged[tag] = tag_stats.merge(merged[tag], acc) if tag in merged else acc
+        for tag, acc in sorted(merged.items()):
             closed.append(
-                {"asset": asset, "tag": tag, "window_start": start, "window_end": start + size, **tag_stats.result(acc)}
+                {"asset": asset, "tag": tag, "window_start": w, "window_end": w + size, **tag_stats.result(acc)}
             )
+    # a pane is needed until the last window holding it (the one starting at the pane) is emitted
+    for p in starts:
+        if p + size <= watermark:
+            del panes[str(p)]
+    state["done"] = watermark if done is None else max(done, watermark)
     return closed

@@ -62,6 +62,35 @@ def add(acc: Acc, t: int, value: Any, good: bool) -> None:
         acc["last"], acc["last_t"] = x, t
 
 
+def merge(a: Acc, b: Acc) -> Acc:
+    """The accumulator of a's samples followed by b's (b's all later in time, as consecutive panes are).
+
+    Mean and variance combine with Chan's formula; the time-weighted area gains the stretch from a's
+    last sample to b's first, during which a's last value held. Tumbling windows never merge, so
+    their figures stay bit-for-bit those of the sequential update.
+    """
+    if a["n"] == 0 or b["n"] == 0:
+        keep = b if a["n"] == 0 else a
+        return {**keep, "bad": a["bad"] + b["bad"], "unit": a["unit"] or b["unit"]}
+    n = a["n"] + b["n"]
+    delta = b["mean"] - a["mean"]
+    gap = a["last"] * (b["first_t"] - a["last_t"]) if b["first_t"] >= a["last_t"] else 0.0
+    return {
+        "n": n,
+        "bad": a["bad"] + b["bad"],
+        "unit": a["unit"] or b["unit"],
+        "min": min(a["min"], b["min"]),
+        "max": max(a["max"], b["max"]),
+        "mean": a["mean"] + delta * b["n"] / n,
+        "m2": a["m2"] + b["m2"] + delta * delta * a["n"] * b["n"] / n,
+        "first": a["first"] if a["first_t"] <= b["first_t"] else b["first"],
+        "first_t": min(a["first_t"], b["first_t"]),
+        "last": b["last"] if b["last_t"] >= a["last_t"] else a["last"],
+        "last_t": max(a["last_t"], b["last_t"]),
+        "integ": a["integ"] + b["integ"] + gap,
+    }
+
+
 def result(acc: Acc) -> dict[str, Any]:
     """The statistics fields of a KpiWindow record."""
     n = acc["n"]

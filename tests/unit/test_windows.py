@@ -129,3 +129,84 @@ def test_replay_in_other_batches_gives_the_same_windows() -> None:
     first = run(frames)
     assert len(first) == 2 * 13  # 200 s of data: 13 closed 15-s windows x 2 tags
     assert run(frames) == first
+
+
+def test_hopping_windows_equal_a_direct_computation_over_each_window() -> None:
+    rng = random.Random(7)
+    points = [(i * S // 4 + rng.randrange(S // 8), rng.gauss(50, 5)) for i in range(480)]  # 120 s, 4 Hz
+    size, hop = 30 * S, 10 * S
+    st = event_windows.new_state()
+    out: list[dict] = []
+    for t, v in points:
+        out += event_windows.apply_frame(st, frame("a", t, x=v), size, 2 * S, hop)
+    out += event_windows.advance_idle(st, "a", size, 2 * S, idle_us=10**9, hop=hop)  # flush the tail
+    starts = [r["window_start"] for r in out]
+    assert starts == sorted(set(starts)), "each window exactly once, in order"
+    # every window that overlaps the data: starts from -20 s to 110 s in steps of 10 s
+    assert starts == list(range(-20 * S, 120 * S, 10 * S))
+    for r in out:
+        inside = [(t, v) for t, v in points if r["window_start"] <= t < r["window_end"]]
+        direct = stats_of(inside)
+        assert r["count"] == direct["count"] == len(inside)
+        for k in ("min", "max", "first", "last", "first_time", "last_time"):
+            assert r[k] == direct[k], k
+        for k in ("mean", "stddev", "time_weighted_avg", "rate_of_change"):
+            assert r[k] == pytest.approx(direct[k], rel=1e-9), k
+
+
+def test_hopping_equals_tumbling_when_hop_is_the_size() -> None:
+    rng = random.Random(2)
+    frames = [frame("a", i * S // 2, x=rng.random()) for i in range(300)]
+    a, b = event_windows.new_state(), event_windows.new_state()
+    ra = [r for f in frames for r in event_windows.apply_frame(a, f, 10 * S, S)]
+    rb = [r for f in frames for r in event_windows.apply_frame(b, f, 10 * S, S, 10 * S)]
+    assert ra == rb and len(ra) == 14
+
+
+def test_late_samples_are_handed_back_and_enter_no_window() -> None:
+    st = event_windows.new_state()
+    size, grace, hop = 20 * S, 0, 10 * S
+    late: list[dict] = []
+    for t in range(0, 50 * S, S):
+        event_windows.apply_frame(st, frame("a", t, x=1.0), size, grace, hop, late)
+    assert late == []
+    # 25 s: its first window [10, 30) was emitted when the watermark passed 30 s
+    straggler = {
+        "asset": "a",
+        "scan_time": 49 * S,
+        "samples": [{"tag": "x", "source_time": 25 * S, "value": 99.0, "quality": "GOOD", "unit": ""}],
+    }
+    out = event_windows.apply_frame(st, straggler, size, grace, hop, late)
+    assert [s["source_time"] for s in late] == [25 * S] and st["late"] == 1
+    out += event_windows.advance_idle(st, "a", size, grace, idle_us=100 * S, hop=hop)
+    assert all(r["max"] == 1.0 for r in out), "a late sample must not reach a later window either"
+
+
+def test_idle_asset_closes_its_last_window_only_after_the_grace() -> None:
+    st = event_windows.new_state()
+    size, grace = 10 * S, 2 * S
+    for t in range(0, 15 * S, S):
+        event_windows.apply_frame(st, frame("a", t, x=2.0), size, grace)
+    assert event_windows.advance_idle(st, "a", size, grace, idle_us=grace) == []  # not idle long enough
+    assert event_windows.advance_idle(st, "a", size, grace, idle_us=5 * S) == []  # wm 17 s < 20 s
+    closed = event_windows.advance_idle(st, "a", size, grace, idle_us=8 * S)  # wm 20 s: [10, 20) closes
+    assert [(r["window_start"], r["count"]) for r in closed] == [(10 * S, 5)]
+    assert event_windows.advance_idle(st, "a", size, grace, idle_us=60 * S) == []  # never twice
+    # the asset comes back with an old timestamp: that window is gone, the sample is late
+    late: list[dict] = []
+    event_windows.apply_frame(st, frame("a", 19 * S, x=3.0), size, grace, late=late)
+    assert len(late) == 1
+
+
+def test_merge_of_panes_equals_sequential_accumulation() -> None:
+    rng = random.Random(5)
+    points = [(i * S, rng.gauss(1e6, 3.0)) for i in range(200)]
+    whole = tag_stats.new_acc()
+    a, b = tag_stats.new_acc(), tag_stats.new_acc()
+    for t, v in points:
+        tag_stats.add(whole, t, v, True)
+        tag_stats.add(a if t < 120 * S else b, t, v, True)
+    merged, direct = tag_stats.result(tag_stats.merge(a, b)), tag_stats.result(whole)
+    for k, v in direct.items():
+        assert merged[k] == (pytest.approx(v, rel=1e-9) if isinstance(v, float) else v), k
+    assert tag_stats.merge(tag_stats.new_acc(), a) == {**a, "bad": 0}
