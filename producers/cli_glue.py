@@ -8,6 +8,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 import schemas
 from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
@@ -35,12 +37,47 @@ def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration
     asyncio.run(main())
 
 
+def simulator_overrides(
+    settings: Settings,
+    *,
+    faults: int | None = None,
+    seed: int | None = None,
+    speed: float | None = None,
+    ground_truth: str | None = None,
+    hours: float | None = None,
+) -> Settings:
+    """`settings` with the `plantstream simulate` options applied (validated like the config file)."""
+    from plantstream.config import SimulatorSettings
+
+    sim = settings.pipeline.simulator.model_dump()
+    if seed is not None:
+        sim["seed"] = seed
+    if speed is not None:
+        sim["speed"] = speed
+    f = sim["faults"]
+    if faults is not None:
+        if faults < 0:
+            raise ValueError(f"--faults {faults}: give the number of faults to inject (0 = none)")
+        f.update(enabled=faults > 0, max_faults=faults or None)
+    if ground_truth is not None:
+        f["ground_truth"] = ground_truth
+    if hours is not None:
+        f["hours"] = hours
+    try:
+        new = SimulatorSettings.model_validate(sim)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ValueError(f"bad simulate option(s): {problems}") from e
+    pipeline = settings.pipeline.model_copy(update={"simulator": new})
+    return settings.model_copy(update={"pipeline": pipeline})
+
+
 def run_simulator(settings: Settings, duration: float | None) -> None:
     from producers.opcua_server import OpcUaSimulator, opcua_devices
     from producers.simulator import PlantSimulator
 
     sim = PlantSimulator(settings)
-    n_modbus = sum(d.protocol == "modbus_tcp" for d in settings.devices)
+    n_modbus = sum(d.protocol in ("modbus_tcp", "modbus_rtu") for d in settings.devices)
     log.info("simulating %d Modbus device(s) on %s", n_modbus, ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
     bodies = [sim.run] + ([OpcUaSimulator(settings).run] if opcua_devices(settings) else [])
 
@@ -69,16 +106,27 @@ def frame_sink(settings: Settings, component: str, stats: RunStats) -> FrameSink
     return FrameSink(settings, codec, stats, **store_forward_kwargs(settings, component))
 
 
-def _run_device_producer(settings: Settings, component: str, run: DeviceProducer, duration: float | None) -> int:
-    """Read devices until a signal or the duration; exit 1 if a frame was neither acked nor kept on disk."""
+def _run_device_producer(
+    settings: Settings, component: str, run: DeviceProducer, duration: float | None, *, device_events: bool = False
+) -> int:
+    """Read devices until a signal or the duration; exit 1 if a frame was neither acked nor kept on disk.
+
+    `device_events`: `run` takes `on_event=` and gets device-down/up Alert records for plant.alerts.v1.
+    """
+    from producers.device_events import AlertSink
+
     stats = RunStats(component, settings.pipeline.state_dir)
     metrics.serve(settings, stats)
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
     sink = frame_sink(settings, component, stats)
+    alerts = AlertSink.for_settings(settings) if device_events else None
+    extra = {"on_event": alerts.emit} if alerts is not None else {}
     try:
-        _run_until_signal(lambda stop: run(settings, sink.emit, stop, stats), duration)
+        _run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration)
     finally:
         undelivered = sink.close(timeout=60)
+        if alerts is not None:
+            alerts.close(timeout=10)
         stats.flush()
     if undelivered:
         log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
@@ -89,13 +137,13 @@ def _run_device_producer(settings: Settings, component: str, run: DeviceProducer
 def run_modbus(settings: Settings, duration: float | None) -> int:
     from producers.modbus import run_modbus_producer
 
-    return _run_device_producer(settings, "producer-modbus", run_modbus_producer, duration)
+    return _run_device_producer(settings, "producer-modbus", run_modbus_producer, duration, device_events=True)
 
 
 def run_opcua(settings: Settings, duration: float | None) -> int:
     from producers.opcua import run_opcua_producer
 
-    return _run_device_producer(settings, "producer-opcua", run_opcua_producer, duration)
+    return _run_device_producer(settings, "producer-opcua", run_opcua_producer, duration, device_events=True)
 
 
 def run_replay(settings: Settings, source: str | None, speed: float | None) -> int:

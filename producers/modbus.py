@@ -1,9 +1,12 @@
-"""The Modbus TCP producer: polls each configured device at its fixed rate and emits ReadingFrames.
+"""The Modbus producer (TCP, and RTU over a serial line): polls each device at its rate, emits ReadingFrames.
 
-Each device gets its own poller and its own TCP connection, so a dead or slow device only delays
-itself. A scan reads the device's tags in as few requests as `plan_reads` allows; a request that
+Each TCP device gets its own poller and its own connection, so a dead or slow device only delays
+itself. RTU devices on one serial port share the bus: one client, one request on the wire at a time.
+A scan reads the device's tags in as few requests as `plan_reads` allows; a request that
 fails turns its tags BAD for that scan (value null) instead of dropping the frame, so consumers see
-the outage in the data. Failures are logged once per device per 30 s while they persist.
+the outage in the data. Failures are logged once per device per 30 s while they persist; a device
+that stops answering also gets one device-down event (RAISED, then CLEARED on recovery; see
+producers/device_events.py) when the caller passes `on_event`.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from plantstream.config import ModbusTag, ModbusTcpDevice, RegisterTable, Settings
+from plantstream.config import ModbusRtuDevice, ModbusTag, ModbusTcpDevice, RegisterTable, Settings
 from plantstream.runstats import RunStats
 from producers import modbus_codec
+from producers.device_events import EventEmit, OutageTracker
 from producers.device_run import Emit, Frame, default_producer_id, now_us, run_devices, wait_stop
 from producers.modbus_codec import ReadBlock, Value
 from producers.report_by_exception import ExceptionFilter
@@ -30,6 +34,8 @@ from producers.report_by_exception import ExceptionFilter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ModbusDevice = ModbusTcpDevice | ModbusRtuDevice
+ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 ERROR_LOG_INTERVAL_S = 30.0
 RECONNECT_MIN_S = 0.5
@@ -67,23 +73,26 @@ class ModbusPoller:
 
     def __init__(
         self,
-        device: ModbusTcpDevice,
+        device: ModbusDevice,
         emit: Emit,
         *,
         producer_id: str,
         stats: RunStats | None = None,
+        client: ModbusClient | None = None,
+        bus_lock: asyncio.Lock | None = None,
+        on_event: EventEmit | None = None,
     ) -> None:
+        """`client`/`bus_lock`: shared by the RTU devices of one serial port (default: a client of its own)."""
         self.device = device
         self._emit = emit
         self._producer_id = producer_id
         self._stats = stats
         self._blocks = modbus_codec.plan_reads(device.tags)
         self._exceptions = ExceptionFilter.for_tags(device.tags)
-        # pymodbus' own reconnect loop is off (reconnect_delay=0): this class paces reconnects, so a
-        # dead device costs one connect attempt per backoff step and never a burst.
-        self._client = AsyncModbusTcpClient(
-            device.host, port=device.port, timeout=device.timeout_s, retries=device.retries, reconnect_delay=0
-        )
+        self._client = client or make_client(device)
+        self._bus_lock = bus_lock
+        self._on_event = on_event
+        self._outage = OutageTracker(device.name, device.asset, [t.name for t in device.tags])
         self.seq = 0
         self._backoff_s = RECONNECT_MIN_S
         self._next_connect_at = 0.0
@@ -97,9 +106,13 @@ class ModbusPoller:
         return list(self._blocks)
 
     @property
-    def label(self) -> str:
+    def endpoint(self) -> str:
         d = self.device
-        return f"{d.name!r} ({d.host}:{d.port} unit {d.unit_id})"
+        return d.serial_port if isinstance(d, ModbusRtuDevice) else f"{d.host}:{d.port}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.device.name!r} ({self.endpoint} unit {self.device.unit_id})"
 
     async def run(self, stop: asyncio.Event) -> None:
         """Scan at the device's poll rate until `stop` is set; missed ticks are skipped, not caught up."""
@@ -138,7 +151,7 @@ class ModbusPoller:
             try:
                 if silent_cause is not None:
                     raise ReadFailed(silent_cause)
-                data = await self._read(block)
+                data = await self._read_on_bus(block)
             except ReadFailed as e:
                 if e.device_silent:
                     silent_cause = e.cause
@@ -150,6 +163,7 @@ class ModbusPoller:
             for tag in block.tags:
                 samples[tag.name] = self._decoded_sample(tag, block, data, scan_time, failures)
         self._report(failures)
+        self._track_outage(silent_cause, scan_time)
         frame = {
             "asset": self.device.asset,
             "device": self.device.name,
@@ -164,6 +178,12 @@ class ModbusPoller:
         return frame
 
     # --- reading ---------------------------------------------------------------------------------
+
+    async def _read_on_bus(self, block: ReadBlock) -> Sequence[int]:
+        if self._bus_lock is None:
+            return await self._read(block)
+        async with self._bus_lock:  # RTU: one request on the serial line at a time
+            return await self._read(block)
 
     async def _read(self, block: ReadBlock) -> Sequence[int]:
         await self._ensure_connected()
@@ -216,7 +236,7 @@ class ModbusPoller:
         # pymodbus reports only success; a fast failure is a refusal, a slow one a silent host
         slow = time.monotonic() - started >= 0.9 * self.device.timeout_s
         reason = f"no answer within {self.device.timeout_s:g} s" if slow else "refused or unreachable"
-        self._connect_cause = f"cannot connect to {self.device.host}:{self.device.port} ({reason})"
+        self._connect_cause = f"cannot connect to {self.endpoint} ({reason})"
         self._next_connect_at = time.monotonic() + self._backoff_s
         self._backoff_s = min(2 * self._backoff_s, RECONNECT_MAX_S)
         raise ReadFailed(self._connect_cause, device_silent=True)
@@ -275,6 +295,11 @@ class ModbusPoller:
         self._reported_failing = True
         self._unreported_failed_scans = 0
 
+    def _track_outage(self, silent_cause: str | None, scan_time: int) -> None:
+        event = self._outage.observe(silent_cause is None, scan_time, silent_cause or "")
+        if event is not None and self._on_event is not None:
+            self._on_event(event)
+
     def _count_frame(self, frame: Frame) -> None:
         samples = frame["samples"]
         self._add_stat("frames_produced")
@@ -323,23 +348,77 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
     return None if task.cancelled() else task.result()
 
 
+def make_client(device: ModbusDevice) -> ModbusClient:
+    # pymodbus' own reconnect loop is off (reconnect_delay=0): the poller paces reconnects, so a
+    # dead device costs one connect attempt per backoff step and never a burst.
+    if isinstance(device, ModbusRtuDevice):
+        return AsyncModbusSerialClient(
+            device.serial_port,
+            baudrate=device.baudrate,
+            parity=device.parity,
+            stopbits=device.stopbits,
+            bytesize=device.bytesize,
+            timeout=device.timeout_s,
+            retries=device.retries,
+            reconnect_delay=0,
+        )
+    return AsyncModbusTcpClient(
+        device.host, port=device.port, timeout=device.timeout_s, retries=device.retries, reconnect_delay=0
+    )
+
+
+def modbus_devices(settings: Settings) -> list[ModbusDevice]:
+    return [d for d in settings.devices if isinstance(d, ModbusTcpDevice | ModbusRtuDevice)]
+
+
+def make_pollers(
+    devices: Sequence[ModbusDevice],
+    emit: Emit,
+    *,
+    producer_id: str,
+    stats: RunStats | None = None,
+    on_event: EventEmit | None = None,
+) -> list[ModbusPoller]:
+    """One poller per device; RTU devices on one serial port share its client and a bus lock."""
+    buses: dict[str, tuple[ModbusRtuDevice, ModbusClient, asyncio.Lock]] = {}
+    pollers = []
+    for d in devices:
+        client: ModbusClient | None = None
+        lock: asyncio.Lock | None = None
+        if isinstance(d, ModbusRtuDevice):
+            if d.serial_port not in buses:
+                buses[d.serial_port] = (d, make_client(d), asyncio.Lock())
+            first, client, lock = buses[d.serial_port]
+            line = ("baudrate", "parity", "stopbits", "bytesize")
+            if any(getattr(first, k) != getattr(d, k) for k in line):
+                raise ValueError(
+                    f"Modbus RTU devices {first.name!r} and {d.name!r} share serial port {d.serial_port} but not "
+                    f"its line settings ({', '.join(line)}). Fix: give every device on one port the same settings"
+                )
+        pollers.append(
+            ModbusPoller(d, emit, producer_id=producer_id, stats=stats, client=client, bus_lock=lock, on_event=on_event)
+        )
+    return pollers
+
+
 async def run_modbus_producer(
     settings: Settings,
     emit: Emit,
     stop: asyncio.Event,
     stats: RunStats | None = None,
     producer_id: str | None = None,
+    on_event: EventEmit | None = None,
 ) -> None:
-    """Poll every configured Modbus TCP device until `stop` is set.
+    """Poll every configured Modbus device (TCP and RTU) until `stop` is set.
 
     `emit` is called with each frame from the event loop thread; it must not block for long (a
     FrameSink blocks only while librdkafka's local queue is full). Counters go to `stats`:
     frames_produced, samples_read (all samples, GOOD or BAD), samples_bad, read_errors (failed
-    requests) and polls_skipped (ticks missed because a scan overran its interval).
+    requests) and polls_skipped (ticks missed because a scan overran its interval). `on_event` gets
+    one device-down Alert record (RAISED) per outage and one CLEARED on recovery.
     """
     pid = producer_id or default_producer_id()
-    modbus = [d for d in settings.devices if d.protocol == "modbus_tcp"]
-    pollers = [ModbusPoller(d, emit, producer_id=pid, stats=stats) for d in modbus]
+    pollers = make_pollers(modbus_devices(settings), emit, producer_id=pid, stats=stats, on_event=on_event)
     if not pollers:
         log.warning("no Modbus devices configured: nothing to poll")
     for p in pollers:

@@ -1,31 +1,48 @@
-"""The demo plant: a Modbus TCP server per configured endpoint, serving plausible machine signals.
+"""The demo plant: a Modbus server per configured endpoint, serving plausible machine signals.
 
-Every device of the config becomes one unit id on the server of its (host, port), with register
-tables just large enough for its tags. A small machine model per device (state, load, counters)
+Every device of the config becomes one unit id on the server of its TCP (host, port) or of its serial
+port (RTU: `simulator_port`, the far end of a null-modem or pseudo-terminal pair, else `serial_port`),
+with register tables just large enough for its tags. A small machine model per device (state, load, counters)
 drives the values; they are written through `modbus_codec.encode`, the same code the producer
 decodes with, so a client reads back exactly `current_values()`.
 
 The signals are a deterministic function of `pipeline.simulator.seed` and the number of updates
-made, not of wall-clock time: two runs with the same seed serve the same sequence.
+made, not of wall-clock time: two runs with the same seed serve the same sequence. Each update
+advances simulated time by `update_interval_s * speed` (accelerated time moves the state machine,
+the counters and the faults alike). With `pipeline.simulator.faults.enabled`, labelled faults from
+producers/faults.py change the process values (see producers/sim_faults.py and its ground truth).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
+import os
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from pathlib import Path
 
 import numpy as np
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from plantstream.config import ModbusTag, ModbusTcpDevice, RegisterTable, Settings, TagRole, TagType
-from producers import modbus_codec
+from plantstream.config import (
+    ModbusRtuDevice,
+    ModbusTag,
+    ModbusTcpDevice,
+    RegisterTable,
+    Settings,
+    TagRole,
+    TagType,
+)
+from producers import modbus_codec, sim_faults
+from producers.device_run import now_us
+from producers.faults import Fault, FaultInjector
 from producers.modbus_codec import Value
 from producers.served import ServedSimulator
 
@@ -173,9 +190,12 @@ class Machine:
         self.scrap += scrap
 
 
+ModbusDevice = ModbusTcpDevice | ModbusRtuDevice
+
+
 @dataclass
 class _SimTag:
-    device: ModbusTcpDevice
+    device: ModbusDevice
     tag: ModbusTag
     profile: Profile
     phase: float
@@ -183,14 +203,15 @@ class _SimTag:
 
 @dataclass
 class _Endpoint:
-    host: str
-    port: int
-    devices: list[ModbusTcpDevice] = field(default_factory=list)
-    server: ModbusTcpServer | None = None
+    host: str  # TCP host, or the serial port for RTU
+    port: int  # 0 for RTU
+    devices: list[ModbusDevice] = field(default_factory=list)
+    server: ModbusTcpServer | ModbusSerialServer | None = None
+    line: ModbusRtuDevice | None = None  # RTU: the device whose line settings (baudrate, ...) the port uses
 
     @property
     def label(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.host if self.line is not None else f"{self.host}:{self.port}"
 
 
 class PlantSimulator(ServedSimulator):
@@ -203,7 +224,10 @@ class PlantSimulator(ServedSimulator):
     def __init__(self, settings: Settings) -> None:
         sim = settings.pipeline.simulator
         self._interval = sim.update_interval_s
-        devices = [d for d in settings.devices if d.protocol == "modbus_tcp"]  # OPC UA: producers/opcua_server.py
+        self._speed = sim.speed
+        self._dt_sim = sim.update_interval_s * sim.speed
+        # OPC UA devices: producers/opcua_server.py
+        devices: list[ModbusDevice] = [d for d in settings.devices if isinstance(d, ModbusTcpDevice | ModbusRtuDevice)]
         self._endpoints = _group_endpoints(devices, sim.bind_host)
         # independent streams: adding a tag does not change the state sequence of any machine
         seeds = np.random.SeedSequence(sim.seed).spawn(len(devices) + 2)
@@ -220,6 +244,27 @@ class PlantSimulator(ServedSimulator):
         self._tick = 0
         self._paused = False
         self._task: asyncio.Task[None] | None = None
+        self.sim_epoch_us = now_us()  # simulated time 0, on the wall clock
+        self._faults: list[Fault] = []
+        self._injector: FaultInjector | None = None
+        fconf = sim.faults
+        if fconf.enabled:
+            seed = sim.seed if fconf.seed is None else fconf.seed
+            asset_tags: dict[str, list[str]] = {}
+            self._devices_of: dict[str, list[str]] = {}
+            for st in self._tags:
+                if sim_faults.is_faultable(st.tag):
+                    names = asset_tags.setdefault(st.device.asset, [])
+                    names += [] if st.tag.name in names else [st.tag.name]
+            for d in devices:
+                self._devices_of.setdefault(d.asset, []).append(d.name)
+            self._faults = sim_faults.make_plant_schedule(fconf, seed, asset_tags)
+            self._injector = FaultInjector(self._faults, seed)
+            if fconf.ground_truth is not None:
+                path = Path(fconf.ground_truth).expanduser()
+                self.ground_truth_path: Path | None = path if path.is_absolute() else settings.state_path(str(path))
+                sim_faults.write_ground_truth(self.ground_truth_path, self._faults, self._devices_of)
+                log.info("%d fault(s) scheduled; ground truth in %s", len(self._faults), self.ground_truth_path)
         self._values = self._evaluate()
 
     # --- control ---------------------------------------------------------------------------------
@@ -246,11 +291,33 @@ class PlantSimulator(ServedSimulator):
     def machine(self, device: str) -> Machine:
         return self._machines[device]
 
+    @property
+    def faults(self) -> list[Fault]:
+        """The labelled faults scheduled (empty unless pipeline.simulator.faults.enabled)."""
+        return list(self._faults)
+
+    @property
+    def tick(self) -> int:
+        """Updates made so far; the values served now are those of this tick."""
+        return self._tick
+
+    @property
+    def sim_time_s(self) -> float:
+        """Simulated seconds since the start: the time base of the ground truth."""
+        return self._tick * self._dt_sim
+
+    def sim_now_us(self) -> int:
+        """The simulated clock as a timestamp (UTC microseconds): `sim_epoch_us` plus the simulated time.
+
+        It runs `speed` times faster than the wall clock, so at speed 1 it is the wall time of the update.
+        """
+        return self.sim_epoch_us + round(self.sim_time_s * 1e6)
+
     async def step(self) -> None:
-        """Advance the plant by one update interval and serve the new values."""
+        """Advance the plant by one update interval (times the speed) and serve the new values."""
         self._tick += 1
         for machine in self._machines.values():
-            machine.step(self._interval)
+            machine.step(self._dt_sim)
         values = self._evaluate()
         # no awaits between the writes actually suspend, so a client sees one update or the other
         for endpoint in self._endpoints:
@@ -271,23 +338,53 @@ class PlantSimulator(ServedSimulator):
             await self._stop_servers()
             raise
         self._task = asyncio.create_task(self._update_loop(), name="plant-simulator-updates")
+        if self._tick == 0:
+            self.sim_epoch_us = now_us()  # simulated time 0 is the first start; it stands still while paused
         log.info(
-            "simulator serving %d device(s) on %s",
+            "simulator serving %d device(s) on %s; simulated time %g s runs %gx real time from %s",
             sum(len(e.devices) for e in self._endpoints),
             ", ".join(e.label for e in self._endpoints),
+            self.sim_time_s,
+            self._speed,
+            dt.datetime.fromtimestamp(self.sim_epoch_us / 1e6, dt.UTC).isoformat(timespec="milliseconds"),
         )
 
     # --- internals -------------------------------------------------------------------------------
 
     async def _serve(self, endpoint: _Endpoint) -> None:
         devices = [_sim_device(d.unit_id, d.tags) for d in endpoint.devices]
-        server = ModbusTcpServer(devices, address=(endpoint.host, endpoint.port))
+        server: ModbusTcpServer | ModbusSerialServer
+        if (line := endpoint.line) is not None:
+            if not os.path.exists(endpoint.host):
+                raise SimulatorError(
+                    f"serial port {endpoint.host} for device(s) {', '.join(d.name for d in endpoint.devices)} "
+                    "does not exist. Fix: connect the serial adapter, or create a pair (socat pty,link=A pty,link=B) "
+                    "and set simulator_port to one end"
+                )
+            server = ModbusSerialServer(
+                devices,
+                port=endpoint.host,
+                baudrate=line.baudrate,
+                parity=line.parity,
+                stopbits=line.stopbits,
+                bytesize=line.bytesize,
+            )
+        else:
+            server = ModbusTcpServer(devices, address=(endpoint.host, endpoint.port))
         # values go in before listening, so the very first read already sees a real plant
         await _write_values(server, self._endpoint_tags(endpoint), self._values)
         try:
             await server.serve_forever(background=True)
-        except RuntimeError as e:
+        except Exception as e:  # pyserial raises termios.error or SerialException for a refused line setting
             names = ", ".join(d.name for d in endpoint.devices)
+            if (line := endpoint.line) is not None:
+                raise SimulatorError(
+                    f"cannot open serial port {endpoint.label} for device(s) {names} at {line.baudrate} baud, "
+                    f"{line.bytesize}{line.parity}{line.stopbits}: {type(e).__name__}: {e}. Fix: check the port "
+                    "and that it supports these line settings (pseudo-terminals refuse parity E/O)"
+                ) from e
+            if not isinstance(e, RuntimeError):
+                raise
             raise SimulatorError(
                 f"cannot listen on {endpoint.label} for device(s) {names}: {_bind_problem(endpoint)}. "
                 "Fix: stop the program using that port, or change the devices' port "
@@ -320,13 +417,32 @@ class PlantSimulator(ServedSimulator):
             next_at += self._interval * max(1, math.ceil((now - next_at) / self._interval))
 
     def _evaluate(self) -> dict[tuple[str, str], Value]:
-        t = self._tick * self._interval
+        t = self.sim_time_s
+        raw = {
+            (st.device.name, st.tag.name): self._tag_value(st, self._machines[st.device.name], t) for st in self._tags
+        }
+        if self._injector is not None:
+            self._inject_faults(raw, t)
         out: dict[tuple[str, str], Value] = {}
         for st in self._tags:
-            raw = self._tag_value(st, self._machines[st.device.name], t)
             # round-trip through the codec: this is the value a reader decodes, float32 rounding included
-            out[(st.device.name, st.tag.name)] = modbus_codec.decode(modbus_codec.encode(raw, st.tag), st.tag)
+            key = (st.device.name, st.tag.name)
+            out[key] = modbus_codec.decode(modbus_codec.encode(raw[key], st.tag), st.tag)
         return out
+
+    def _inject_faults(self, raw: dict[tuple[str, str], Value], t: float) -> None:
+        assert self._injector is not None
+        by_asset: dict[str, dict[str, float]] = {}
+        keys: dict[str, list[tuple[_SimTag, tuple[str, str]]]] = {}
+        for st in self._tags:
+            if sim_faults.is_faultable(st.tag):
+                key = (st.device.name, st.tag.name)
+                by_asset.setdefault(st.device.asset, {})[st.tag.name] = float(raw[key])
+                keys.setdefault(st.device.asset, []).append((st, key))
+        for asset, values in by_asset.items():
+            faulty = self._injector.apply(asset, t, values)
+            for st, key in keys[asset]:
+                raw[key] = _clamp(faulty[st.tag.name], st.tag)  # the codec rounds it for integer registers
 
     def _tag_value(self, st: _SimTag, machine: Machine, t: float) -> Value:
         tag = st.tag
@@ -388,11 +504,15 @@ def _clamp(value: float, tag: ModbusTag) -> float:
     return min(max(value, lo), hi)
 
 
-def _group_endpoints(devices: Sequence[ModbusTcpDevice], bind_host: str | None) -> list[_Endpoint]:
+def _group_endpoints(devices: Sequence[ModbusDevice], bind_host: str | None) -> list[_Endpoint]:
     endpoints: dict[tuple[str, int], _Endpoint] = {}
     for d in devices:
-        host = bind_host or d.host
-        ep = endpoints.setdefault((host, d.port), _Endpoint(host, d.port))
+        if isinstance(d, ModbusRtuDevice):
+            path = d.simulator_port or d.serial_port
+            ep = endpoints.setdefault((path, 0), _Endpoint(path, 0, line=d))
+        else:
+            host = bind_host or d.host
+            ep = endpoints.setdefault((host, d.port), _Endpoint(host, d.port))
         clash = next((o for o in ep.devices if o.unit_id == d.unit_id), None)
         if clash is not None:
             raise SimulatorError(
@@ -438,7 +558,9 @@ def _bit_block(tags: Sequence[ModbusTag]) -> list[SimData]:
     return [SimData(start, count=count, values=False, datatype=DataType.BITS)]
 
 
-async def _write_values(server: ModbusTcpServer, tags: Sequence[_SimTag], values: dict[tuple[str, str], Value]) -> None:
+async def _write_values(
+    server: ModbusTcpServer | ModbusSerialServer, tags: Sequence[_SimTag], values: dict[tuple[str, str], Value]
+) -> None:
     for st in tags:
         words = modbus_codec.encode(values[(st.device.name, st.tag.name)], st.tag)
         bits = modbus_codec.is_bit_table(st.tag.table)

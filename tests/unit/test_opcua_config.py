@@ -92,4 +92,4 @@ def test_unknown_protocol_is_named(tmp_path: Path) -> None:
     raw["devices"] = [opcua_device(protocol="profinet")]
     with pytest.raises(ValidationError) as e:
         Settings(**raw)
-    assert "'modbus_tcp', 'opcua'" in str(e.value)
+    assert "'modbus_tcp', 'modbus_rtu', 'opcua'" in str(e.value)
