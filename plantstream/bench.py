@@ -24,6 +24,7 @@ from plantstream import kafka_clients, runstats, topics
 from plantstream.config import Settings
 from plantstream.stack import kafka as local_kafka
 from plantstream.stack import registry as local_registry
+from plantstream.synthetic import SyntheticPlant
 from plantstream.up import Orchestrator, say
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -62,15 +63,14 @@ def machine() -> dict[str, Any]:
 
 
 class LoadGenerator:
-    """Produces frames for `assets` assets x `tags` tags at `rate_hz` scans per asset per second."""
+    """Produces the synthetic plant's frames in real time: every asset scanned `rate_hz` times a second."""
 
-    def __init__(self, settings: Settings, assets: int, tags: int, rate_hz: float) -> None:
-        codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-        self.codec = codec
+    def __init__(self, settings: Settings, plant: SyntheticPlant) -> None:
+        self.codec = kafka_clients.registry(settings).codec(
+            topics.subject(settings, topics.READINGS), schemas.READING_FRAME
+        )
         self.topic = settings.topic(topics.READINGS)
-        self.assets = [f"bench.site{a % 4}.area{a % 8}.line{a % 16}.m{a:05d}" for a in range(assets)]
-        self.tags = [f"t{t:02d}" for t in range(tags)]
-        self.rate_hz = rate_hz
+        self.plant = plant
         self.producer = Producer(kafka_clients.producer_config(settings, "bench", **{"linger.ms": 50}))
         self.sent_frames = 0
         self.acked_frames = 0
@@ -82,32 +82,12 @@ class LoadGenerator:
             self.acked_frames += 1
 
     def _run(self) -> None:
-        seq = [0] * len(self.assets)
-        interval = 1.0 / self.rate_hz
+        interval = 1.0 / self.plant.rate_hz
         next_tick = time.monotonic()
         while not self.stop.is_set():
             now_us = int(time.time() * 1e6)
-            for i, asset in enumerate(self.assets):
-                frame = {
-                    "asset": asset,
-                    "device": "bench",
-                    "seq": seq[i],
-                    "producer_id": "bench",
-                    "scan_time": now_us,
-                    "historical": False,
-                    "buffered": False,
-                    "samples": [
-                        {
-                            "tag": t,
-                            "source_time": now_us,
-                            "value": float((seq[i] + k) % 97),
-                            "quality": "GOOD",
-                            "unit": "",
-                        }
-                        for k, t in enumerate(self.tags)
-                    ],
-                }
-                seq[i] += 1
+            for i, asset in enumerate(self.plant.assets):
+                frame = self.plant.frame(i, now_us)
                 while True:
                     try:
                         self.producer.produce(
@@ -129,12 +109,12 @@ class LoadGenerator:
         self.producer.flush(60)
 
 
-def _bench_config(settings: Settings, bootstrap: str, url: str, assets: list[str], run_dir: Path) -> dict[str, Any]:
+def _bench_config(settings: Settings, bootstrap: str, url: str, plant: SyntheticPlant, run_dir: Path) -> dict[str, Any]:
     stamp = int(time.time())
     return {
-        "plant": {"name": "bench", "assets": [{"path": a} for a in assets]},
-        "devices": [],
+        **plant.config(),
         "pipeline": {
+            "alerts": plant.alert_rules(),
             "kafka": {
                 "bootstrap": bootstrap,
                 "topic_prefix": f"bench{stamp}.",
@@ -156,8 +136,8 @@ def run_pipeline_bench(
     bootstrap, url = orch.start_stack()
     run_dir = Path(orch.state_dir) / f"bench-{int(time.time())}"
     run_dir.mkdir(parents=True)
-    gen_assets = [f"bench.site{a % 4}.area{a % 8}.line{a % 16}.m{a:05d}" for a in range(assets)]
-    raw = _bench_config(settings, bootstrap, url, gen_assets, run_dir)
+    plant = SyntheticPlant(assets, tags, rate_hz)
+    raw = _bench_config(settings, bootstrap, url, plant, run_dir)
     config = run_dir / "bench.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     bench_settings = Settings(**raw)
@@ -170,7 +150,7 @@ def run_pipeline_bench(
     env = {"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)}
     processor = orch.spawn("processor", "process", env=env)
     sink = orch.spawn("sink-storage", "sink", "storage", env=env)
-    gen = LoadGenerator(bench_settings, assets, tags, rate_hz)
+    gen = LoadGenerator(bench_settings, plant)
     time.sleep(3)  # let both consumers join their groups before the load starts
     pids = {
         "processor": processor.proc.pid if processor.proc else 0,

@@ -194,6 +194,11 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             stats.add("samples_late", len(late))
         for record in closed:
             outputs.send(kpi_topic, key, kpi_codec.encode(record))
+        if closed and not frame.get("historical"):
+            # how long after the earliest possible moment (window end + grace) the window went out
+            now_ms = time.time() * 1000
+            for record in closed:
+                stats.observe("window_close_latency_ms", now_ms - (record["window_end"] + grace_us) / 1000)
         oee_windows, alerts = oee_and_alerts(state, frame)
         for record in oee_windows:
             outputs.send(oee_topic, key, oee_codec.encode(record))
@@ -307,6 +312,13 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
 
     @app.timer(1.0)
     async def write_stats() -> None:
+        lag = 0
+        for tp in app.consumer.assignment():
+            if tp.topic == readings.get_topic_name() and tp.partition in last_offset:
+                highwater = app.consumer.highwater(tp)
+                if highwater is not None:
+                    lag += max(0, highwater - last_offset[tp.partition] - 1)
+        stats.put("consumer_lag_frames", lag)
         stats.flush()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
