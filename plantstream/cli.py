@@ -191,11 +191,26 @@ def status_cmd(
 @app.command("simulate")
 def simulate(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    faults: Annotated[
+        int | None, typer.Option(help="inject labelled faults, at most N (0 = none); default: the config")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the signals and the fault schedule")] = None,
+    speed: Annotated[float | None, typer.Option(help="simulated seconds per real second (accelerated time)")] = None,
+    ground_truth: Annotated[
+        str | None, typer.Option("--ground-truth", help="write the faults (JSON lines) here")
+    ] = None,
+    fault_hours: Annotated[float | None, typer.Option(help="simulated hours the fault schedule covers")] = None,
 ) -> None:
-    """Serve the configured plant's devices (Modbus TCP, OPC UA) with simulated machine signals."""
-    from producers.cli_glue import run_simulator
+    """Serve the configured plant's devices (Modbus TCP/RTU, OPC UA) with simulated machine signals."""
+    from producers.cli_glue import run_simulator, simulator_overrides
 
-    run_simulator(ctx_state.settings(), duration)
+    try:
+        settings = simulator_overrides(
+            ctx_state.settings(), faults=faults, seed=seed, speed=speed, ground_truth=ground_truth, hours=fault_hours
+        )
+    except ValueError as e:
+        raise _fail(str(e), 2) from e
+    run_simulator(settings, duration)
 
 
 @produce_app.command("modbus")
@@ -274,11 +289,23 @@ def sink_alerts() -> None:
     run(ctx_state.settings())
 
 
+@app.command("dashboard")
+def dashboard_cmd(
+    host: Annotated[str | None, typer.Option(help="listen address (default: pipeline.dashboard.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: pipeline.dashboard.port)")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="--no-live: the store's history only")] = True,
+) -> None:
+    """The plant's live web page: asset tree, OEE, trends, alerts with acknowledge, pipeline health."""
+    from plantstream.dashboard.server import main as run
+
+    run(ctx_state.settings(), host=host, port=port, live=live)
+
+
 @app.command("up")
 def up_cmd(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
 ) -> None:
-    """Run the whole pipeline locally: stack, simulator, producer, processor, sink."""
+    """Run the whole pipeline locally: stack, simulator, producer, processor, sinks, dashboard."""
     from plantstream.up import up
 
     raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
@@ -318,6 +345,53 @@ def bench_worker(
 
     result = run_worker_bench(ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate,
                               profile=profile)
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("alerts")
+def bench_alerts(
+    assets: Annotated[int, typer.Option(help="synthetic assets")] = 100,
+    tags: Annotated[int, typer.Option(help="tags per asset (samples per frame)")] = 20,
+    rate: Annotated[float, typer.Option(help="scans per asset per second (live)")] = 5.0,
+    duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
+    warmup: Annotated[float, typer.Option(help="first seconds not counted")] = 10.0,
+    trip_every: Annotated[float, typer.Option(help="seconds between two trips of one asset")] = 20.0,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """p50/p95/p99 from a sample's timestamp to its alert on plant.alerts.v1, one worker under live load."""
+    from plantstream.bench import write_result
+    from plantstream.bench_alerts import render, run_alert_latency_bench
+
+    if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
+        raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
+    result = run_alert_latency_bench(
+        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup,
+        trip_every_s=trip_every,
+    )
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("memory")
+def bench_memory(
+    assets: Annotated[int, typer.Option(help="synthetic assets")] = 1000,
+    tags: Annotated[int, typer.Option(help="tags per asset")] = 20,
+    frames: Annotated[int, typer.Option(help="frames per asset (1 scan/s of event time)")] = 90,
+    warmup_frames: Annotated[int, typer.Option(help="anomaly model warm-up (frames)")] = 20,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """RSS of one real worker holding windows, OEE, alert and anomaly-model state of ASSETS x TAGS."""
+    from plantstream.bench import write_result
+    from plantstream.bench_memory import render, run_memory_bench
+
+    if assets < 1 or tags < 4 or warmup_frames < 20 or frames <= warmup_frames:
+        raise _fail("need --assets >= 1, --tags >= 4, --warmup-frames >= 20 and --frames > --warmup-frames", 2)
+    result = run_memory_bench(
+        ctx_state.settings(), assets=assets, tags=tags, frames_per_asset=frames, warmup_frames=warmup_frames
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -399,6 +473,25 @@ def bench_storage(
     if runs < 1 or batches < 1 or frames < 1:
         raise _fail("--runs, --batches and --frames must be >= 1", 2)
     storage_bench_main(json_out, runs=runs, n_batches=batches, frames_per_batch=frames, dsn=dsn)
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    hours: Annotated[float, typer.Option(help="hours of history for one asset")] = 24.0,
+    tags: Annotated[int, typer.Option(help="process-value tags of the asset")] = 10,
+    scan: Annotated[float, typer.Option(help="seconds between two samples of a tag")] = 1.0,
+    loads: Annotated[int, typer.Option(help="page loads; medians are reported")] = 7,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
+    from plantstream.bench import write_result
+    from plantstream.dashboard.bench import run_dashboard_bench
+
+    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
+        raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)
+    result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
 
 
 def main() -> None:

@@ -210,8 +210,9 @@ class WindowSettings(Strict):
     idle_close: bool = Field(
         default=True, description="close the open windows of an asset that went silent (wall clock)"
     )
+    # long enough for a producer cut off from Kafka to deliver its buffer before the windows close
     idle_after_s: float = Field(
-        default=10.0, ge=0, description="silence (and at least grace_s) after which idle_close applies"
+        default=60.0, ge=0, description="silence (and at least grace_s) after which idle_close applies"
     )
 
     @model_validator(mode="after")
@@ -701,6 +702,20 @@ class OpcUaClientSettings(Strict):
     )
 
 
+class DashboardSettings(Strict):
+    """`plantstream dashboard`: the plant's live web page (plantstream/dashboard/)."""
+
+    host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 serves other machines (set a token)")
+    port: int = Field(default=8050, ge=1, le=65535)
+    token: SecretStr | None = Field(
+        default=None, description="when set, every page, API and stream request needs it (?token=, cookie or Bearer)"
+    )
+    offline_after_s: float = Field(default=10.0, gt=0, description="an asset silent this long is offline (at least)")
+    offline_after_scans: float = Field(default=5.0, gt=0, description="... or this many of its scan intervals")
+    history_hours: float = Field(default=24.0, gt=0, le=24 * 31, description="trend history a fresh page shows")
+    history_points: int = Field(default=600, ge=10, le=20_000, description="buckets (min/max/avg) per trend")
+
+
 class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
@@ -712,6 +727,7 @@ class Pipeline(Strict):
     alerting: AlertingSettings = AlertingSettings()
     metrics: MetricsSettings = MetricsSettings()
     store_forward: StoreForwardSettings = StoreForwardSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     group_id: str = "plantstream"
     alerts: list[AlertRule] = Field(default_factory=list)
@@ -776,14 +792,14 @@ class Settings(BaseSettings):
     def _opcua_passwords(self) -> Settings:
         known = {u.lower() for u in self.pipeline.opcua_client.passwords}  # env names arrive lower-cased
         for d in self.devices:
-            if isinstance(d, OpcUaDevice) and d.username is not None and d.password is None:
-                if d.username.lower() not in known:
-                    raise ValueError(
-                        f"device {d.name!r}: set username and password together: username {d.username!r} has no "
-                        f"password. Fix: set pipeline.opcua_client.passwords.{d.username} (env "
-                        f"PLANTSTREAM_PIPELINE__OPCUA_CLIENT__PASSWORDS__{d.username.upper()} or a secret file of "
-                        "that name), or the device's password"
-                    )
+            user = d.username if isinstance(d, OpcUaDevice) and d.password is None else None
+            if user is not None and user.lower() not in known:
+                raise ValueError(
+                    f"device {d.name!r}: set username and password together: username {user!r} has no "
+                    f"password. Fix: set pipeline.opcua_client.passwords.{user} (env "
+                    f"PLANTSTREAM_PIPELINE__OPCUA_CLIENT__PASSWORDS__{user.upper()} or a secret file of "
+                    "that name), or the device's password"
+                )
         return self
 
     def opcua_password(self, device: OpcUaDevice) -> SecretStr | None:

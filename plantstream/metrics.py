@@ -2,6 +2,11 @@
 
 One source of truth: the counters a component keeps for `plantstream up` are exported as
 `plantstream_<name>_total{component=...}`, its measurements as `plantstream_<name>{quantile=...}`.
+
+The naming rule for gauges: whatever a component sets with `RunStats.put` (a level that also goes
+down: consumer lag, buffer fill, "store paused") is exported as the gauge `plantstream_<name>`, with
+the labels it was put with (e.g. `plantstream_consumer_lag_records{component=..., topic=...}`).
+Everything counted with `RunStats.add` stays a counter with its `_total` name.
 """
 
 from __future__ import annotations
@@ -38,7 +43,18 @@ class RunStatsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self.stats.snapshot()
         component = snap["component"]
+        levels = snap.get("levels", {})
+        for name, series in sorted(levels.items()):
+            label_names = sorted(series[0]["labels"]) if series else []
+            g = GaugeMetricFamily(
+                f"plantstream_{name}", f"{name}, a level set by {component}", labels=["component", *label_names]
+            )
+            for s in series:
+                g.add_metric([component, *(s["labels"][k] for k in label_names)], float(s["value"]))
+            yield g
         for name, value in sorted(snap["counts"].items()):
+            if name in levels:
+                continue
             c = CounterMetricFamily(f"plantstream_{name}", f"{name} counted by {component}", labels=["component"])
             c.add_metric([component], float(value))
             yield c

@@ -21,6 +21,8 @@ class RunStats:
         self.started = time.time()
         self._counts: Counter[str] = Counter()
         self._samples: dict[str, deque[float]] = {}
+        # levels (set with put) by label set; Prometheus exports them as gauges, counts as counters
+        self._levels: dict[str, dict[tuple[tuple[str, str], ...], int]] = {}
         self._lock = threading.Lock()
         self._path: Path | None = None
         if state_dir is not None:
@@ -31,10 +33,22 @@ class RunStats:
         with self._lock:
             self._counts[name] += n
 
-    def put(self, name: str, value: int) -> None:
-        """Set a level (e.g. frames waiting in a buffer) rather than count events."""
+    def put(self, name: str, value: int, **labels: str) -> None:
+        """Set a level (e.g. frames waiting in a buffer) rather than count events.
+
+        Labels split a level into series (e.g. consumer lag per topic); `counts[name]` holds their sum,
+        so readers of the JSON file see one figure. Every series of a name must use the same label names.
+        """
+        key = tuple(sorted(labels.items()))
         with self._lock:
-            self._counts[name] = value
+            series = self._levels.setdefault(name, {})
+            if series and {k for k, _ in next(iter(series))} != {k for k, _ in key}:
+                raise ValueError(
+                    f"level {name!r} was set with labels {sorted(k for k, _ in next(iter(series)))}, now with "
+                    f"{sorted(labels)}; use the same label names for every series of a level"
+                )
+            series[key] = value
+            self._counts[name] = sum(series.values())
 
     def observe(self, name: str, value: float) -> None:
         """Record a measurement (e.g. a latency); snapshots report quantiles of the most recent ones."""
@@ -51,6 +65,10 @@ class RunStats:
         with self._lock:
             counts = dict(self._counts)
             quantiles = {name: _quantiles(list(w)) for name, w in self._samples.items() if w}
+            levels = {
+                name: [{"labels": dict(key), "value": v} for key, v in sorted(series.items())]
+                for name, series in self._levels.items()
+            }
         return {
             "component": self.component,
             "pid": os.getpid(),
@@ -58,6 +76,7 @@ class RunStats:
             "updated": time.time(),
             "counts": counts,
             "quantiles": quantiles,
+            "levels": levels,
         }
 
     def flush(self) -> None:

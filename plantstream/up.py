@@ -54,12 +54,20 @@ def _counts(state_dir: str) -> dict[str, int]:
     return merged
 
 
+PRODUCERS = ("producer-modbus", "producer-opcua")
+
+
+def _produced(c: dict[str, int], what: str) -> int:
+    return sum(c.get(f"{p}.{what}", 0) for p in PRODUCERS)
+
+
 def summary(state_dir: str, duration: float) -> dict[str, Any]:
     c = _counts(state_dir)
     return {
-        "frames_produced": c.get("producer-modbus.frames_produced", 0),
-        "frames_acked": c.get("producer-modbus.frames_acked", 0),
-        "frames_failed": c.get("producer-modbus.frames_failed", 0),
+        "frames_produced": _produced(c, "frames_produced"),
+        "frames_acked": _produced(c, "frames_acked"),
+        "frames_failed": _produced(c, "frames_failed"),
+        **{f"{p.removeprefix('producer-')}_frames_acked": c.get(f"{p}.frames_acked", 0) for p in PRODUCERS},
         "kpi_windows": c.get("processor.kpi_windows", 0),
         "rows_stored": c.get("sink-storage.rows_stored", 0),
         "frames_stored": c.get("sink-storage.frames_stored", 0),
@@ -162,9 +170,18 @@ class Orchestrator:
         alert_sink = (
             self.spawn("sink-alerts", "sink", "alerts", env=env) if self.settings.pipeline.alerting.channels else None
         )
+        from plantstream.dashboard.server import url as dashboard_url
+
+        dashboard = self.spawn("dashboard", "dashboard", env=env)
+        token_note = " (open it once with ?token=<token>)" if self.settings.pipeline.dashboard.token else ""
+        say(f"dashboard: {dashboard_url(self.settings)}{token_note}")
         simulator = self.spawn("simulator", "simulate", env=env)
         time.sleep(1.0)  # let the simulator bind before the first poll, so the log is not full of BAD reads
-        producer = self.spawn("producer-modbus", "produce", "modbus", env=env)
+        producers = [
+            self.spawn(f"producer-{kind}", "produce", kind, env=env)
+            for kind in ("modbus", "opcua")
+            if any(d.protocol.startswith(kind) for d in self.settings.devices)
+        ]
         exit_code = 0
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -177,6 +194,11 @@ class Orchestrator:
             while not self.stopping:
                 if duration is not None and time.monotonic() - t0 >= duration:
                     break
+                # the dashboard is a view, not a stage: if it dies (e.g. its port is taken) the pipeline runs on
+                if dashboard.proc is not None and not dashboard.alive() and dashboard in self.children:
+                    self.children.remove(dashboard)
+                    code = dashboard.proc.returncode
+                    say(f"dashboard exited (code {code}); the pipeline runs on. Its log:\n{tail(dashboard.log)}")
                 dead = [c for c in self.children if not c.alive()]
                 if dead:
                     for c in dead:
@@ -202,13 +224,15 @@ class Orchestrator:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
             say("stopping: producer, simulator, then draining processor and sink...")
-            producer.stop(30)
+            for producer in producers:
+                producer.stop(30)
             simulator.stop(10)
             self.drain(timeout=30)
             processor.stop(30)
             sink.stop(30)
             if alert_sink is not None:
                 alert_sink.stop(30)
+            dashboard.stop(10)
             if self.started_registry:
                 local_registry.stop(self.settings)
                 say("registry: stopped")
@@ -224,7 +248,7 @@ class Orchestrator:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             c = _counts(self.state_dir)
-            acked = c.get("producer-modbus.frames_acked", 0)
+            acked = _produced(c, "frames_acked")
             processed = c.get("processor.frames_in", 0) + c.get("processor.frames_skipped_redelivered", 0)
             if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked:
                 return

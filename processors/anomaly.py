@@ -3,25 +3,37 @@
 Pure logic, no Faust: the worker keeps one `AnomalyStage`, calls `score(asset, frame)` per frame and
 checkpoints `checkpoint(asset)` (JSON-able) into its table; `restore(asset, state)` continues exactly.
 
-Multivariate model (`MultivariateModel`, "pca-t2-spe/1"): an exponentially weighted mean/covariance of
-the asset's process values, standardised by its own running spread (so units and scales do not matter)
-and decomposed into principal components of the correlation matrix. Each frame gets Hotelling's T²
-on the retained components (unusual *levels* along the normal directions of variation) and the squared
-prediction error SPE/Q off them (broken *correlations*: one sensor drifting against the others, a
-clogged filter raising pressure while flow falls). Both are normalised by their expectation, the
-larger taken, EWMA-smoothed (collective and slow faults add up; single-frame noise does not) and
-compared with an adaptive threshold: margin x a rolling quantile (river) of recent normal scores. An
-alarm needs `debounce_frames` frames in a row above it. While a frame is above the threshold the model
-does not learn, so a slow drift is not absorbed as normal; after `relearn_after_frames` in alarm it
-learns again (a lasting change becomes the new normal). A stuck sensor (a tag that normally varies,
-repeating one value for `stuck_frames` frames) is flagged too, since it breaks no level or correlation
-while the load is steady.
+Multivariate model (`MultivariateModel`, "xreg-multiscale/2"; docs/anomaly.md has the figures):
+
+1. Features: each signal, two slow first-order filters of it (30 and 300 frames: lagging relations such
+   as a bearing temperature following the power become linear) and its square (curved relations such
+   as pressure ~ flow²). An exponentially weighted mean/covariance of them is learned online.
+2. Cross-signal regression: every `_REFRESH` frames, a ridge regression on the correlation matrix
+   (scale-free: sensors in bar and in m³/h weigh the same) predicts each signal from the features of
+   the *other* signals. Its residual is what a correlated fault breaks (a clogged filter: pressure up
+   while flow falls; cavitation: flow down at the same speed) and what a single sensor's fault shows.
+3. Three detectors per signal on the residual standardised by its own typical size:
+   fast (EWMA of z² with weight `smoothing`: spikes), rough (EWMA of the squared frame-to-frame change
+   of the residual: noise bursts, oscillation) and slow (EWMA of the signed residual over ~120 frames:
+   drifts, wear). Each is compared with its own normal level, learned on normal frames only.
+4. Thresholds: per detector, `quantile` of its recent normal maximum over signals (a decayed
+   histogram, O(1) memory); score = max over detectors of (statistic / quantile); an alarm needs
+   `debounce_frames` of the last 1.5 x `debounce_frames` frames above `threshold_margin` and clears
+   after max(3 x debounce, 30) frames below 0.9 x margin (one incident stays one alarm).
+5. Learning: the residual sizes, detector levels and thresholds learn only from frames under the
+   threshold, so a slow fault is not absorbed as normal; the relations (covariance) keep learning
+   during an alarm, so an operating point the warm-up never saw does not keep a false alarm up.
+   After `relearn_after_frames` in alarm the model warms up again (a lasting change is the new normal).
+6. Stuck sensors (a tag that normally varies repeating one value for `stuck_frames` frames) are
+   flagged explicitly: they break no relation while the load is steady.
+7. Machine state: `AnomalyStage` reads the asset's machine_state tag (config role); while the machine
+   is not RUNNING the model neither learns nor judges, and after a restart it settles for a while.
 
 Univariate baseline (`RobustBaseline`, "rolling-median-mad/1"): |x - rolling median| / (1.4826 MAD),
 smoothed and thresholded the same way, for assets with a single signal.
 
-Per-tag contributions: the T² and SPE decompositions per variable, normalised to sum 1 and smoothed
-like the score, so an alert names the signals that drove it.
+Per-tag contributions: each signal's largest detector ratio, normalised to sum 1 and smoothed with
+`smoothing`, so an alert names the signals that drove it.
 """
 
 from __future__ import annotations
@@ -36,22 +48,29 @@ import numpy as np
 from river import stats
 
 from plantstream.config import AnomalySettings, Settings, TagRole, TagType
+from processors import machine_state as ms
+from processors import oee
+from processors.anomaly_parts import Debounce, DecayedQuantile, cross_coefficients
 
 Record = dict[str, Any]
 State = dict[str, Any]
 
 _NUMERIC_TYPES = {t for t in TagType if t not in (TagType.BOOL, TagType.STRING)}
-_STATE_VERSION = 1
-_QUANTILE_WINDOW = 1800  # recent normal scores the threshold quantile looks at
-_PCA_REFRESH = 25  # frames between eigen-decompositions; the covariance moves slowly
-_EXPLAINED = 0.9  # share of variance the retained components explain
-_SLOW_TAUS = (300.0,)  # frames: time constants of the slow filtered copies of each feature
-# T² (levels along the normal directions) counts less than SPE: a new operating point moves every
-# signal along the load direction, which is unusual but not a fault; broken correlations are
-_T2_WEIGHT = 0.25
-_SQUARES = True
-_RESID_NORM = True
-_MIN_EIG = 1e-6  # floor of correlation eigenvalues: a perfectly collinear pair must not divide by 0
+_STATE_VERSION = 2  # multivariate: 1 was the PCA T²/SPE model
+_BASELINE_STATE_VERSION = 1
+_QUANTILE_WINDOW = 1800  # recent normal scores the threshold quantile looks at (robust baseline)
+_REFRESH = 25  # frames between refits of the cross-signal regression; the covariance moves slowly
+_TAUS = (30.0, 300.0)  # frames: time constants of the slow filtered copies of each signal
+_GAINS = 1.0 - np.exp(-1.0 / np.asarray(_TAUS))
+_RIDGE = 0.03  # in correlation units: keeps collinear sensors from blowing up the regression
+_DETECTORS = ("fast", "rough", "slow")
+_ROUGH_ALPHA = 1.0 / 20  # EWMA weight of the roughness (squared change of the residual) detector
+_SLOW_ALPHA = 1.0 / 120  # EWMA weight of the drift (signed residual) detector
+_VAR_FLOOR = 1e-12
+_WINSOR = 9.0  # squared deviations beyond 9x the typical one (3 sigma) are clipped while learning sizes
+_ALARM_SLOWDOWN = 1.0  # learning rate divisor of the relations while in alarm
+_DETECTOR_MEMORY = 3  # x window_frames: memory of the detectors' normal levels
+_HYSTERESIS = 0.9  # an alarm clears below this share of the threshold
 
 
 class AnomalyModel(Protocol):
@@ -210,50 +229,49 @@ def _shares(tags: Sequence[str], weights: np.ndarray) -> dict[str, float]:
 
 
 class MultivariateModel:
-    """Hotelling T² + SPE on an exponentially weighted mean/covariance (see the module doc)."""
+    """Cross-signal regression residuals watched on three time scales (see the module doc)."""
 
-    name = "pca-t2-spe/1"
+    name = "xreg-multiscale/2"
 
     def __init__(self, asset: str, cfg: AnomalySettings, tags: Sequence[str] | None = None) -> None:
         self.asset, self.cfg = asset, cfg
         self.features = _FeatureVector(cfg.tags or tags)
-        self.threshold = _Threshold(cfg.quantile, cfg.threshold_margin)
-        self.alarm = _Alarm(cfg)
+        self.quantiles = [DecayedQuantile(cfg.quantile, _QUANTILE_WINDOW) for _ in _DETECTORS]
+        self.debounce = _debounce(cfg)
         self.n = 0  # frames learned
         self.frames = 0  # frames scored
-        self.mean: np.ndarray | None = None
+        self.rebaselines = 0
+        self.settle = 0  # frames left to ignore after the machine resumed running
+        self.stopped = False
+        self.score = 0.0
+        self.mean: np.ndarray | None = None  # EW mean/covariance of the augmented features
         self.cov: np.ndarray | None = None
-        self.loadings: np.ndarray | None = None  # p x k retained principal directions
-        self.eig: np.ndarray | None = None  # their eigenvalues
-        self.rest = 1.0  # sum of the discarded eigenvalues: the expected SPE
+        self.coef: np.ndarray | None = None  # p x m cross-signal regression (standardised)
+        self.filt: np.ndarray | None = None  # slow first-order filters of the signals, one block per tau
+        self.r_prev: np.ndarray | None = None  # last residual (standardised units of each signal)
+        self.r_var: np.ndarray | None = None  # typical squared residual, and of its first difference
+        self.d_var: np.ndarray | None = None
+        self.res_n = 0
+        self.det: np.ndarray | None = None  # 3 x p detector states: fast z², rough dz², slow z
+        self.det_mean: np.ndarray | None = None  # their normal mean and variance, 3 x p
+        self.det_var: np.ndarray | None = None
+        self.det_n = 0
         self.contrib: np.ndarray | None = None
         self.run_len: np.ndarray | None = None  # identical values in a row, per tag
-        self.max_run: np.ndarray | None = None  # longest such run seen while learning
-        self.slow: np.ndarray | None = None  # slow filter of the features (see update)
-        self.resid_var: np.ndarray | None = None  # typical squared residual per feature
-        self.resid_n = 0
-        self._last_resid: np.ndarray | None = None
-        self.rebaselines = 0
+        self.max_run: np.ndarray | None = None  # longest such run seen while warming up
 
     # -- learning ------------------------------------------------------------------------------
 
-    def _learn(self, x: np.ndarray) -> None:
+    def _learn_cov(self, y: np.ndarray, slower: float = 1.0) -> None:
         assert self.mean is not None and self.cov is not None
         # exact average while young, then an exponential window of `window_frames`
-        a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames)
-        d = x - self.mean
+        a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames) / slower
+        d = y - self.mean
         self.mean = self.mean + a * d
         self.cov = (1 - a) * (self.cov + a * np.outer(d, d))
         self.n += 1
-        r = self._last_resid
-        if r is not None:
-            b = max(1.0 / (self.resid_n + 1), 1.0 / self.cfg.window_frames)
-            rv = r * r if self.resid_var is None else (1 - b) * self.resid_var + b * r * r
-            self.resid_var = np.maximum(rv, 1e-6)
-            self.resid_n += 1
-            self._last_resid = None
-        if self.n % _PCA_REFRESH == 0 or self.loadings is None:
-            self._decompose()
+        if self.n % _REFRESH == 0 or self.coef is None:
+            self._refit()
 
     def _spread(self) -> np.ndarray:
         assert self.mean is not None and self.cov is not None
@@ -261,45 +279,78 @@ class MultivariateModel:
         floor = 1e-9 * np.abs(self.mean) + 1e-300
         return np.sqrt(np.maximum(np.diag(self.cov), floor**2))
 
-    def _decompose(self) -> None:
+    def _refit(self) -> None:
         assert self.cov is not None
         sd = self._spread()
         corr = self.cov / np.outer(sd, sd)
-        w, v = np.linalg.eigh(corr)
-        w, v = np.maximum(w[::-1], _MIN_EIG), v[:, ::-1]
-        # a deterministic sign per component, so restores and reruns agree bit for bit
-        v = v * np.where(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])] < 0, -1.0, 1.0)
-        p = len(w)
-        k = int(np.searchsorted(np.cumsum(w) / w.sum(), _EXPLAINED) + 1)
-        k = max(1, min(k, p - 1)) if p > 1 else 1
-        # contiguous copies: restored arrays are contiguous, and BLAS must take the same path for both
-        self.loadings, self.eig = np.ascontiguousarray(v[:, :k]), np.ascontiguousarray(w[:k])
-        self.rest = max(float(w[k:].sum()), _MIN_EIG * max(p - k, 1))
+        p = len(self.features.tags or [])
+        owner = np.tile(np.arange(p), len(corr) // p)
+        self.coef = np.ascontiguousarray(cross_coefficients(corr, owner, p, _RIDGE))
+
+    def _learn_residual(self, r: np.ndarray, d: np.ndarray) -> None:
+        b = max(1.0 / (self.res_n + 1), 1.0 / self.cfg.window_frames)
+        r2, d2 = r * r, d * d
+        if self.r_var is None or self.d_var is None:
+            self.r_var, self.d_var = r2, d2
+        else:
+            # winsorised: one wild frame that slipped through must not inflate the normal size for an hour
+            cap = _WINSOR if self.res_n >= 20 else math.inf
+            self.r_var = (1 - b) * self.r_var + b * np.minimum(r2, cap * self.r_var)
+            self.d_var = (1 - b) * self.d_var + b * np.minimum(d2, cap * self.d_var)
+        self.res_n += 1
+
+    def _learn_detectors(self) -> None:
+        assert self.det is not None
+        # a longer memory than the model's, and winsorised: a fault creeping in below the threshold
+        # must not teach the detectors that its deviations are normal
+        b = max(1.0 / (self.det_n + 1), 1.0 / (_DETECTOR_MEMORY * self.cfg.window_frames))
+        if self.det_mean is None or self.det_var is None:
+            self.det_mean, self.det_var = self.det.copy(), np.zeros_like(self.det)
+        else:
+            dev = self.det - self.det_mean
+            if self.det_n >= 20:
+                lim = np.sqrt(_WINSOR * self.det_var)
+                dev = np.clip(dev, -lim, lim)
+            self.det_mean = self.det_mean + b * dev
+            self.det_var = (1 - b) * (self.det_var + b * dev * dev)
+        self.det_n += 1
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def _raw(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        assert self.mean is not None and self.loadings is not None and self.eig is not None
-        z = (x - self.mean) / self._spread()
-        t = self.loadings.T @ z
-        t2 = float(np.sum(t * t / self.eig))
-        resid = z - self.loadings @ t
-        k = len(self.eig)
-        self._last_resid = resid
-        if _RESID_NORM and self.resid_var is not None:
-            # each residual against its own typical size: a signal the linear model fits loosely (a
-            # lagging temperature) does not drown the tight ones (pressure against flow)
-            rs = resid / np.sqrt(self.resid_var)
-            c_spe = rs * rs
-            spen = float(c_spe.sum()) / len(rs)
+    def _residual(self, y: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """-> (residual of each signal against the others' prediction, its change since last frame)."""
+        assert self.mean is not None and self.coef is not None
+        z = (y - self.mean) / self._spread()
+        r = z[:p] - self.coef @ z
+        d = r - self.r_prev if self.r_prev is not None else np.zeros(p)
+        self.r_prev = r
+        return r, d
+
+    def _detect(self, r: np.ndarray, d: np.ndarray) -> None:
+        assert self.r_var is not None and self.d_var is not None
+        zr = r / np.sqrt(np.maximum(self.r_var, _VAR_FLOOR))
+        zd = d / np.sqrt(np.maximum(self.d_var, _VAR_FLOOR))
+        now = np.stack([zr * zr, zd * zd, zr])
+        if self.det is None:
+            self.det = np.zeros_like(now)
+            self.det[:2] = 1.0  # each detector starts at its normal level
         else:
-            c_spe = resid * resid
-            spen = float(c_spe.sum()) / self.rest
-        t2n = t2 / k
-        # per-variable parts: T² = sum_j z_j * (P Λ⁻¹ t)_j; SPE = sum_j e_j²
-        c_t2 = np.abs(z * (self.loadings @ (t / self.eig)))
-        weights = _T2_WEIGHT * t2n * c_t2 / max(c_t2.sum(), 1e-300) + spen * c_spe / max(c_spe.sum(), 1e-300)
-        return max(_T2_WEIGHT * t2n, spen), weights
+            self.det = self.det + (now - self.det) * self._alphas
+        return None
+
+    @property
+    def _alphas(self) -> np.ndarray:
+        return np.array([[self.cfg.smoothing], [_ROUGH_ALPHA], [_SLOW_ALPHA]])
+
+    def _judge(self) -> tuple[np.ndarray, np.ndarray]:
+        """-> (per detector: max over signals of the standardised statistic, per detector and signal)."""
+        assert self.det is not None and self.det_mean is not None and self.det_var is not None
+        # fast and rough are energies (heavy-tailed, positive): their ratio to the normal level; slow is a
+        # signed mean: its distance from normal in its own normal spread, either way (drifts go up or down)
+        u = np.empty_like(self.det)
+        u[:2] = self.det[:2] / np.maximum(self.det_mean[:2], _VAR_FLOOR)
+        u[2] = np.abs(self.det[2] - self.det_mean[2]) / np.sqrt(np.maximum(self.det_var[2], _VAR_FLOOR))
+        return u.max(axis=1), u
 
     def _stuck(self, x: np.ndarray, prev: np.ndarray | None, learning: bool) -> np.ndarray:
         assert self.run_len is not None and self.max_run is not None
@@ -311,7 +362,8 @@ class MultivariateModel:
         limit = np.maximum(self.cfg.stuck_frames, 3 * self.max_run)
         return self.run_len >= limit
 
-    def update(self, frame: Record) -> Record | None:
+    def update(self, frame: Record, running: bool = True) -> Record | None:
+        """Score one frame and learn from it; `running` False (machine stopped) pauses the model."""
         prev = None if self.features.tags is None or None in self.features.last else np.array(self.features.last)
         x = self.features(frame)
         if x is None:
@@ -319,110 +371,158 @@ class MultivariateModel:
         t = scan_time_us(frame)
         tags = self.features.tags or []
         self.frames += 1
-        # a slow first-order filter of every tag joins the features: lagging relations (a bearing
-        # temperature following the power over minutes) become linear ones the covariance can hold
-        xs = np.tile(x, len(_SLOW_TAUS))
-        gains = np.repeat(1.0 / np.asarray(_SLOW_TAUS), len(x))
-        self.slow = xs if self.slow is None else self.slow + (xs - self.slow) * gains
-        # squares make curved relations (pressure ~ flow², power ~ speed³) closer to linear ones
-        y = np.concatenate([x, self.slow, x * x]) if _SQUARES else np.concatenate([x, self.slow])
+        if not running:
+            return self._pause(t)
         p = len(x)
+        if self.stopped:
+            # back to running: the filters restart from here and a short settling period is not judged
+            self.stopped, self.filt, self.r_prev, self.det = False, None, None, None
+            self.settle = _settle_frames(self.cfg)
+        # slow first-order filters of every signal join the features: lagging relations (a bearing
+        # temperature following the power over minutes) become linear ones a regression can hold
+        xs = np.tile(x, len(_TAUS))
+        self.filt = xs if self.filt is None else self.filt + (xs - self.filt) * np.repeat(_GAINS, p)
+        # squares make curved relations (pressure ~ flow², power ~ speed³) closer to linear ones
+        y = np.concatenate([x, self.filt, x * x])
         if self.mean is None:
             self.mean, self.cov = y.copy(), np.zeros((len(y), len(y)))
-            self.run_len, self.max_run = np.zeros(p), np.zeros(p)
-            self.contrib = np.zeros(p)
-        if self.n < self.cfg.warmup_frames * 3 // 4:
-            # first three quarters of warm-up: learn the mean and covariance only
-            self._stuck(x, prev, learning=True)
-            self._learn(y)
+            self.run_len, self.max_run, self.contrib = np.zeros(p), np.zeros(p), np.zeros(p)
+        w = self.cfg.warmup_frames
+        warming = self.n < w
+        stuck = self._stuck(x, prev, learning=warming)
+        if self.n < w // 2:
+            # first half of warm-up: the mean, covariance and regression only
+            self._learn_cov(y)
             return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
-        raw, dyn_weights = self._raw(y)
-        weights = dyn_weights.reshape(-1, p).sum(axis=0)
-        stuck = self._stuck(x, prev, learning=self.n < self.cfg.warmup_frames)
-        threshold = self.threshold.value()
-        if self.n >= self.cfg.warmup_frames and stuck.any() and math.isfinite(threshold):
+        had_prev = self.r_prev is not None
+        r, d = self._residual(y, p)
+        if self.settle > 0 and not warming:
+            self.settle -= 1
+            if self.r_var is not None:
+                self._detect(r, d)
+            return _record(self.asset, t, self.name, 0.0, self.cfg.threshold_margin, False, True, {})
+        if warming:
+            # second half: residual sizes and the detectors' normal ranges, then the thresholds
+            if had_prev:  # the first residual has no change to learn from
+                self._learn_residual(r, d)
+            if self.r_var is None:
+                self._learn_cov(y)
+                return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+            self._detect(r, d)
+            self._learn_detectors()
+            if self.n >= w * 3 // 4:
+                top, _ = self._judge()
+                for q, v in zip(self.quantiles, top.tolist(), strict=True):
+                    q.update(v)
+            self._learn_cov(y)
+            return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+        self._detect(r, d)
+        top, u = self._judge()
+        qs = np.array([q.get() or math.inf for q in self.quantiles])
+        ratios = top / np.maximum(qs, _VAR_FLOOR)
+        raw = float(ratios.max())
+        weights = (u / np.maximum(qs, _VAR_FLOOR)[:, None]).max(axis=0)
+        margin = self.cfg.threshold_margin
+        if stuck.any():
             # a stuck sensor reads "perfectly normal": raise it explicitly and name it
-            raw = max(raw, 3.0 * threshold / self.cfg.threshold_margin)
+            raw = max(raw, 3.0 * margin)
             weights = np.where(stuck, 1.0, 0.0)
+        self.score = raw
+        is_anomaly = self.debounce.step(raw, margin)
         assert self.contrib is not None
         shares = weights / max(float(weights.sum()), 1e-300)
         self.contrib = (1 - self.cfg.smoothing) * self.contrib + self.cfg.smoothing * shares
-        if self.n < self.cfg.warmup_frames:
-            # last quarter: scores seed the threshold quantile; nothing is judged yet
-            score = self.alarm.step(raw, math.inf)[0]
-            self.threshold.learn(score)
-            self._learn(y)
-            return _record(self.asset, t, self.name, score, 0.0, False, True, {})
-        score, is_anomaly, learn = self.alarm.step(raw, threshold)
         shares_now = _shares(tags, self.contrib)
-        if self.alarm.relearn_due():
+        if self.cfg.relearn_after_frames > 0 and self.debounce.above_run > self.cfg.relearn_after_frames:
             # a change that lasts this long is the new normal: warm up again on it
             self._rebaseline()
-        elif learn:
-            self.threshold.learn(score)
-            self._learn(y)
-        return _record(self.asset, t, self.name, score, threshold, is_anomaly, False, shares_now)
+        elif raw <= margin and not is_anomaly:
+            # learn from normal frames only, so a slow fault is not absorbed as the new normal
+            self._learn_residual(r, d)
+            self._learn_detectors()
+            for q, v in zip(self.quantiles, top.tolist(), strict=True):
+                q.update(v)
+            self._learn_cov(y)
+        elif not stuck.any():
+            # in alarm the relations still learn, more slowly: an operating point the warm-up never saw
+            # must not keep a false alarm up for an hour, while a real fault is absorbed only in part
+            self._learn_cov(y, slower=_ALARM_SLOWDOWN)
+        return _record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
+
+    def _pause(self, t: int) -> Record:
+        # a stopped machine is not a faulty one: no learning, no judging, and no alarm carried over
+        self.stopped = True
+        self.debounce.reset()
+        self.score = 0.0
+        warming = self.n < self.cfg.warmup_frames
+        return _record(self.asset, t, self.name, 0.0, 0.0 if warming else self.cfg.threshold_margin, False, warming, {})
 
     def _rebaseline(self) -> None:
-        self.n = 0
-        self.mean = self.cov = self.loadings = self.eig = self.contrib = self.run_len = self.max_run = None
-        self.slow = self.resid_var = self._last_resid = None
-        self.resid_n = 0
-        self.rest = 1.0
-        self.threshold = _Threshold(self.cfg.quantile, self.cfg.threshold_margin)
-        self.alarm = _Alarm(self.cfg)
+        self.n = self.res_n = self.det_n = 0
+        self.mean = self.cov = self.coef = self.filt = self.r_prev = self.r_var = self.d_var = None
+        self.det = self.det_mean = self.det_var = self.contrib = self.run_len = self.max_run = None
+        self.quantiles = [DecayedQuantile(self.cfg.quantile, _QUANTILE_WINDOW) for _ in _DETECTORS]
+        self.debounce = _debounce(self.cfg)
         self.rebaselines += 1
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def to_state(self) -> State:
-        def arr(a: np.ndarray | None) -> Any:
-            return None if a is None else a.tolist()
+    _ARRAYS = (
+        "mean",
+        "cov",
+        "coef",
+        "filt",
+        "r_prev",
+        "r_var",
+        "d_var",
+        "det",
+        "det_mean",
+        "det_var",
+        "contrib",
+        "run_len",
+        "max_run",
+    )
+    _SCALARS = ("n", "frames", "rebaselines", "settle", "stopped", "score", "res_n", "det_n")
 
-        return {
+    def to_state(self) -> State:
+        st: State = {
             "kind": "multivariate",
             "version": _STATE_VERSION,
             "asset": self.asset,
             "config": self.cfg.model_dump(),
             "features": self.features.to_state(),
-            "threshold": self.threshold.to_state(),
-            "alarm": self.alarm.to_state(),
-            "n": self.n,
-            "rebaselines": self.rebaselines,
-            "frames": self.frames,
-            "mean": arr(self.mean),
-            "cov": arr(self.cov),
-            "loadings": arr(self.loadings),
-            "eig": arr(self.eig),
-            "rest": self.rest,
-            "contrib": arr(self.contrib),
-            "slow": arr(self.slow),
-            "resid_var": arr(self.resid_var),
-            "resid_n": self.resid_n,
-            "last_resid": arr(self._last_resid),
-            "run_len": arr(self.run_len),
-            "max_run": arr(self.max_run),
+            "quantiles": [q.to_state() for q in self.quantiles],
+            "debounce": self.debounce.to_state(),
         }
+        for k in self._SCALARS:
+            st[k] = getattr(self, k)
+        for k in self._ARRAYS:
+            a = getattr(self, k)
+            st[k] = None if a is None else a.tolist()
+        return st
 
     @classmethod
     def from_state(cls, st: State) -> MultivariateModel:
         _check_state(st, "multivariate")
-
-        def arr(a: Any) -> np.ndarray | None:
-            return None if a is None else np.array(a, dtype=float)
-
         m = cls(st["asset"], AnomalySettings(**st["config"]))
         m.features = _FeatureVector.from_state(st["features"])
-        m.threshold = _Threshold.from_state(st["threshold"])
-        m.alarm.load(st["alarm"])
-        m.n, m.frames, m.rest, m.rebaselines = st["n"], st["frames"], st["rest"], st["rebaselines"]
-        m.mean, m.cov, m.contrib = arr(st["mean"]), arr(st["cov"]), arr(st["contrib"])
-        m.loadings, m.eig = arr(st["loadings"]), arr(st["eig"])
-        m.run_len, m.max_run, m.slow = arr(st["run_len"]), arr(st["max_run"]), arr(st["slow"])
-        m.resid_var, m.resid_n, m._last_resid = arr(st["resid_var"]), st["resid_n"], arr(st["last_resid"])
-        if m.loadings is not None and m.loadings.ndim == 1:
-            m.loadings = m.loadings.reshape(-1, 1)
+        m.quantiles = [DecayedQuantile.from_state(q) for q in st["quantiles"]]
+        m.debounce.load(st["debounce"])
+        for k in cls._SCALARS:
+            setattr(m, k, st[k])
+        for k in cls._ARRAYS:
+            # contiguous float arrays, as the live model has, so BLAS takes the same path bit for bit
+            setattr(m, k, None if st[k] is None else np.ascontiguousarray(np.array(st[k], dtype=float)))
         return m
+
+
+def _debounce(cfg: AnomalySettings) -> Debounce:
+    k = cfg.debounce_frames
+    return Debounce(k=k, n=k + k // 2, clear=max(3 * k, 30), hysteresis=_HYSTERESIS)
+
+
+def _settle_frames(cfg: AnomalySettings) -> int:
+    return min(cfg.warmup_frames // 4, int(max(_TAUS)) // 5)
 
 
 class RobustBaseline:
@@ -498,7 +598,7 @@ class RobustBaseline:
     def to_state(self) -> State:
         return {
             "kind": "robust_baseline",
-            "version": _STATE_VERSION,
+            "version": _BASELINE_STATE_VERSION,
             "asset": self.asset,
             "config": self.cfg.model_dump(),
             "features": self.features.to_state(),
@@ -524,10 +624,11 @@ class RobustBaseline:
 
 
 def _check_state(st: State, kind: str) -> None:
-    if st.get("kind") != kind or st.get("version") != _STATE_VERSION:
+    version = _STATE_VERSION if kind == "multivariate" else _BASELINE_STATE_VERSION
+    if st.get("kind") != kind or st.get("version") != version:
         raise ValueError(
             f"anomaly checkpoint is kind={st.get('kind')!r} version={st.get('version')!r}, expected {kind!r} "
-            f"version {_STATE_VERSION}; drop the checkpoint so the model warms up again"
+            f"version {version}; drop the checkpoint so the model warms up again"
         )
 
 
@@ -578,6 +679,8 @@ class AnomalyStage:
         self.settings = settings
         self.overrides = dict(overrides or {})
         self.models: dict[str, MultivariateModel | RobustBaseline | None] = {}
+        self.state_tags: dict[str, tuple[frozenset[str], ms.StateMap] | None] = {}
+        self.last_running: dict[str, bool] = {}  # the state holds between frames that carry no state sample
 
     def _config(self, asset: str) -> tuple[AnomalySettings | None, list[str]]:
         if asset in self.overrides:
@@ -597,10 +700,30 @@ class AnomalyStage:
             self.models[asset] = model_for(asset, cfg, tags)
         return self.models[asset]
 
+    def _running(self, asset: str, frame: Record) -> bool:
+        """False when the frame's machine_state sample says the asset is not RUNNING; True when unknown."""
+        if asset not in self.state_tags:
+            profile = oee.profile_for(self.settings, asset) if self.settings is not None else None
+            self.state_tags[asset] = (profile.state_tags, profile.codes) if profile is not None else None
+        spec = self.state_tags[asset]
+        if spec is None:
+            return self.last_running.get(asset, True)
+        tags, codes = spec
+        for s in frame.get("samples", ()):
+            if s.get("tag") in tags and s.get("quality", "GOOD") == "GOOD":
+                cls = ms.classify(s.get("value"), codes)
+                if cls is not None:
+                    self.last_running[asset] = cls[0] == ms.RUNNING
+        return self.last_running.get(asset, True)
+
     def score(self, asset: str, frame: Record) -> Record | None:
         """An AnomalyScore record for this frame, or None (detection off, or no feature value yet)."""
         model = self._model(asset)
-        return model.update(frame) if model is not None else None
+        if model is None:
+            return None
+        if isinstance(model, MultivariateModel):
+            return model.update(frame, running=self._running(asset, frame))
+        return model.update(frame)
 
     def checkpoint(self, asset: str) -> State | None:
         model = self.models.get(asset)

@@ -134,7 +134,7 @@ def run_benchmark(
         "hours": hours,
         "frame_interval_s": dt_s,
         "tolerance_s": tolerance_s,
-        "model": "pca-t2-spe/1" if cfg.model != "robust_baseline" else "rolling-median-mad/1",
+        "model": "xreg-multiscale/2" if cfg.model != "robust_baseline" else "rolling-median-mad/1",
         "settings": cfg.model_dump(),
         "faults": tp + fn,
         "detected": tp,

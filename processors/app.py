@@ -9,12 +9,12 @@ anomaly models are saved every MODEL_CHECKPOINT_FRAMES frames.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import faust
-from faust.types import TP
 
 import schemas
 from plantstream import kafka_clients, metrics, topics
@@ -127,6 +127,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     late_topic = settings.topic(topics.LATE)
     last_seen: dict[str, float] = {}  # asset -> monotonic time of its last frame (since this start)
     last_offset: dict[int, int] = {}  # readings partition -> last offset processed
+    read_to_end_since: dict[int, float] = {}  # readings partition -> monotonic time it has been read to the end
 
     def send_alerts(asset: str, records: list[dict]) -> None:
         for record in records:
@@ -261,40 +262,50 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
                 send_alerts(asset, alert_rules.tick(state["alerts"], asset_rules[asset], asset, now))
         outputs.poll()
 
-    async def caught_up(partition: int) -> bool:
-        """Has this worker processed everything Kafka holds for the readings partition?"""
-        tp = TP(readings.get_topic_name(), partition)
-        if tp not in app.consumer.assignment():
-            return False
-        highwater = app.consumer.highwater(tp)
-        if highwater is None:
-            return False
-        if partition in last_offset:
-            return last_offset[partition] + 1 >= highwater
-        position = await app.consumer.position(tp)
-        return position is not None and position >= highwater
+    async def refresh_read_to_end(now: float) -> None:
+        """Note since when each owned readings partition has been read to the end, by the broker's word.
+
+        The end offsets are asked of the broker every tick: while it is down (or the partition has a
+        backlog) the partition's clock restarts, so a broker outage, after which the producers' buffered
+        frames arrive, is never taken for silent machines."""
+        mine = [tp for tp in app.consumer.assignment() if tp.topic == readings.get_topic_name()]
+        try:
+            ends = await asyncio.wait_for(app.consumer.highwaters(*mine), timeout=2.0) if mine else {}
+        except Exception:  # broker unreachable or slow: nobody is known to be idle
+            read_to_end_since.clear()
+            return
+        for tp in mine:
+            end, done = ends.get(tp), last_offset.get(tp.partition)
+            if done is None and end is not None:
+                position = await app.consumer.position(tp)
+                done = None if position is None else position - 1
+            if end is not None and done is not None and done + 1 >= end:
+                read_to_end_since.setdefault(tp.partition, now)
+            else:
+                read_to_end_since.pop(tp.partition, None)
+        for p in set(read_to_end_since) - {tp.partition for tp in mine}:
+            del read_to_end_since[p]
 
     @app.timer(1.0)
     async def close_idle_windows() -> None:
-        # An asset that went silent (device down, line stopped, replay finished) would keep its last
-        # windows open forever: after grace_s of wall-clock silence its event time moves on with the
-        # wall clock. Only for partitions read to the end, so a backlog is never mistaken for silence.
+        # An asset that went silent (line stopped, producer gone, replay finished) would keep its last
+        # windows open forever: after idle_after_s of silence its event time moves on with the wall
+        # clock. Silence counts only while its partition is known to be read to the end, so neither a
+        # backlog nor a broker outage is mistaken for it.
         if not settings.pipeline.windows.idle_close:
             return
         now = time.monotonic()
-        checked: dict[int, bool] = {}
+        await refresh_read_to_end(now)
         changed: list[tuple[str, int, dict[str, Any]]] = []
         for asset, state in list(windows.items()):
             if not state or not state.get("open") or "partition" not in state:
                 continue
-            seen = last_seen.setdefault(asset, now)  # restored state: the silence counts from this start
-            idle_us = int((now - seen) * 1e6)
-            if idle_us <= idle_after_us:
-                continue
             p = state["partition"]
-            if p not in checked:
-                checked[p] = await caught_up(p)
-            if not checked[p]:
+            if p not in read_to_end_since:
+                continue
+            seen = last_seen.setdefault(asset, now)  # restored state: the silence counts from this start
+            idle_us = int((now - max(seen, read_to_end_since[p])) * 1e6)
+            if idle_us <= idle_after_us:
                 continue
             closed = event_windows.advance_idle(state, asset, size_us, grace_us, idle_us, hop_us)
             if closed:

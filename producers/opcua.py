@@ -37,6 +37,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plantstream.config import OpcUaDevice, OpcUaSecurityMode, OpcUaSecurityPolicy, OpcUaTag, Settings, TagType
 from plantstream.runstats import RunStats
+from producers.device_events import EventEmit, OutageTracker
 from producers.device_run import Emit, Frame, default_producer_id, now_us, run_devices, wait_stop
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,12 @@ async def ensure_certificate(
     )
 
 
+def under_state_dir(settings: Settings, folder: str) -> Path:
+    """A configured folder: absolute as given, relative = under pipeline.state_dir (where the demo PKI lives)."""
+    d = Path(folder).expanduser()
+    return d if d.is_absolute() else Path(settings.pipeline.state_dir).expanduser() / d
+
+
 def client_cert_paths(settings: Settings, device: OpcUaDevice) -> tuple[Path, Path]:
     state = Path(settings.pipeline.state_dir).expanduser() / "opcua"
     cert = Path(device.client_cert).expanduser() if device.client_cert else state / "client-cert.der"
@@ -278,7 +285,7 @@ def client_cert_paths(settings: Settings, device: OpcUaDevice) -> tuple[Path, Pa
     return cert, key
 
 
-def _load_certs(folder: Path) -> list[bytes]:
+def load_certs(folder: Path) -> list[bytes]:
     out = []
     for f in sorted(folder.iterdir()) if folder.is_dir() else []:
         data = f.read_bytes()
@@ -348,9 +355,18 @@ class OpcUaDeviceReader:
     """One device's session: connect, subscribe (or poll), mark gaps, reconnect with backoff."""
 
     def __init__(
-        self, settings: Settings, device: OpcUaDevice, emit: Emit, *, producer_id: str, stats: RunStats | None = None
+        self,
+        settings: Settings,
+        device: OpcUaDevice,
+        emit: Emit,
+        *,
+        producer_id: str,
+        stats: RunStats | None = None,
+        on_event: EventEmit | None = None,
     ) -> None:
         self.device = device
+        self._on_event = on_event
+        self._outage = OutageTracker(device.name, device.asset, [t.name for t in device.tags])
         self._settings = settings
         self._emit = emit
         self._stats = stats
@@ -387,6 +403,7 @@ class OpcUaDeviceReader:
                 self._last_cause = ""
             self.connects += 1
             self._add_stat("opcua_connects")
+            self._track_outage(True)
             self._gap_marked = False
             lost = asyncio.Event()
             cause: list[str] = []
@@ -424,9 +441,10 @@ class OpcUaDeviceReader:
         client = Client(d.endpoint, timeout=d.timeout_s, watchdog_intervall=2.0)
         client.session_timeout = 600_000  # what asyncua servers grant at most; asking more only logs a warning
         client.application_uri = CLIENT_APP_URI
-        if d.username is not None and d.password is not None:
+        password = self._settings.opcua_password(d)
+        if d.username is not None and password is not None:
             client.set_user(d.username)
-            client.set_password(d.password.get_secret_value())
+            client.set_password(password.get_secret_value())
         if self._secure:
             await ensure_certificate(
                 self._key, self._cert, CLIENT_APP_URI, [ExtendedKeyUsageOID.CLIENT_AUTH], "plantstream"
@@ -440,13 +458,14 @@ class OpcUaDeviceReader:
                 d.timeout_s * 2,
             )
         await asyncio.wait_for(client.connect(), d.timeout_s * 2)
+        log.info("OPC UA device %s: session open, %s", self.label, session_security(client, d.username))
         return client
 
     async def _check_server_trusted(self) -> None:
         d = self.device
         probe = Client(d.endpoint, timeout=d.timeout_s)
         endpoints = await asyncio.wait_for(probe.connect_and_get_server_endpoints(), d.timeout_s * 2)
-        trusted = _load_certs(Path(d.server_trust_dir or "").expanduser())
+        trusted = load_certs(under_state_dir(self._settings, d.server_trust_dir or ""))
         certs = {bytes(e.ServerCertificate) for e in endpoints if e.ServerCertificate}
         if not certs & set(trusted):
             raise ServerNotTrusted(
@@ -576,7 +595,14 @@ class OpcUaDeviceReader:
             return
         self._gap_marked = True
         self._add_stat("connection_gaps")
-        self._send(self.frames.bad_frame(range(len(self.device.tags)), now_us()))
+        at = now_us()
+        self._send(self.frames.bad_frame(range(len(self.device.tags)), at))
+        self._track_outage(False, at)
+
+    def _track_outage(self, reachable: bool, at: int | None = None) -> None:
+        event = self._outage.observe(reachable, at or now_us(), self._last_cause)
+        if event is not None and self._on_event is not None:
+            self._on_event(event)
 
     def _send(self, frame: Frame) -> None:
         samples = frame["samples"]
@@ -601,6 +627,15 @@ class OpcUaDeviceReader:
             self._stats.add(name, n)
 
 
+def session_security(client: Client, username: str | None) -> str:
+    """The secure channel as negotiated (not as configured): policy/mode and the user, for the log."""
+    policy = client.security_policy
+    uri = str(getattr(policy, "URI", "") or ua.SecurityPolicyType.NoSecurity.name)
+    mode = getattr(getattr(policy, "Mode", None), "name", "None")
+    user = f"user {username!r}" if username else "anonymous"
+    return f"security {uri.rsplit('#', 1)[-1]}/{mode}, {user}"
+
+
 async def _disconnect(client: Client) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.disconnect(), DISCONNECT_TIMEOUT_S)
@@ -614,11 +649,15 @@ async def run_opcua_producer(
     stop: asyncio.Event,
     stats: RunStats | None = None,
     producer_id: str | None = None,
+    on_event: EventEmit | None = None,
 ) -> None:
-    """Read every configured OPC UA device until `stop` is set; frames go to `emit` (event loop thread)."""
+    """Read every configured OPC UA device until `stop` is set; frames go to `emit` (event loop thread).
+
+    `on_event` gets one device-down Alert record (RAISED) per lost connection and one CLEARED on reconnect.
+    """
     pid = producer_id or default_producer_id()
     readers = [
-        OpcUaDeviceReader(settings, d, emit, producer_id=pid, stats=stats)
+        OpcUaDeviceReader(settings, d, emit, producer_id=pid, stats=stats, on_event=on_event)
         for d in settings.devices
         if isinstance(d, OpcUaDevice)
     ]

@@ -27,14 +27,23 @@ from asyncua import Server, ua
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.crypto.truststore import TrustStore
-from asyncua.crypto.validator import CertificateValidator, CertificateValidatorMethod, CertificateValidatorOptions
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from plantstream.config import OpcUaDevice, OpcUaSecurityPolicy, OpcUaTag, Settings, TagRole, TagType
-from producers.opcua import VARIANT_TYPES, ensure_certificate, int_range
+from plantstream.config import (
+    OpcUaDevice,
+    OpcUaSecurityMode,
+    OpcUaSecurityPolicy,
+    OpcUaTag,
+    Settings,
+    TagRole,
+    TagType,
+)
+from producers.opcua import VARIANT_TYPES, ensure_certificate, int_range, load_certs, under_state_dir
 from producers.served import ServedSimulator
 from producers.simulator import Machine, MachineState, Profile, profile_for
 
@@ -46,6 +55,10 @@ EU_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
 
 Value = bool | int | float | str
 
+_MODES = {
+    OpcUaSecurityMode.SIGN: ua.MessageSecurityMode.Sign,
+    OpcUaSecurityMode.SIGN_AND_ENCRYPT: ua.MessageSecurityMode.SignAndEncrypt,
+}
 _POLICIES = {
     OpcUaSecurityPolicy.BASIC256SHA256: (
         ua.SecurityPolicyType.Basic256Sha256_Sign,
@@ -115,6 +128,9 @@ class OpcUaSimulator(ServedSimulator):
         conf = settings.pipeline.opcua_server
         sim = settings.pipeline.simulator
         self._interval = conf.update_interval_s or sim.update_interval_s
+        self._speed = sim.speed
+        self._dt_sim = self._interval * sim.speed  # accelerated time: simulated seconds per update
+        self._epoch = _utcnow()  # simulated time 0 (reset by start)
         self._devices = opcua_devices(settings) if devices is None else devices
         self._endpoints = _group_endpoints(self._devices, sim.bind_host)
         seeds = np.random.SeedSequence(sim.seed + 1).spawn(len(self._devices) + 2)
@@ -176,11 +192,12 @@ class OpcUaSimulator(ServedSimulator):
         await self._write(st, value, status, source_time or _utcnow())
 
     async def step(self) -> None:
-        """Advance the machines by one update interval and write every tag."""
-        self._t += self._interval
+        """Advance the machines by one update interval (times the speed) and write every tag."""
+        self._t += self._dt_sim
         for m in self._machines.values():
-            m.step(self._interval)
-        now = _utcnow()
+            m.step(self._dt_sim)
+        # accelerated time stamps simulated time; real time keeps the wall clock (pauses included)
+        now = _utcnow() if self._speed == 1 else self._epoch + dt.timedelta(seconds=self._t)
         for st in self._tags:
             await self._write(st, self._value(st), ua.StatusCodes.Good, now)
 
@@ -195,6 +212,8 @@ class OpcUaSimulator(ServedSimulator):
         except BaseException:
             await self._stop_servers()
             raise
+        if self._t == 0:
+            self._epoch = _utcnow()  # simulated time 0 is the first start
         self._task = asyncio.create_task(self._update_loop(), name="opcua-simulator-updates")
         log.info(
             "OPC UA simulator serving %d device(s) on %s", len(self._devices), ", ".join(e.url for e in self._endpoints)
@@ -203,8 +222,7 @@ class OpcUaSimulator(ServedSimulator):
     # --- internals -------------------------------------------------------------------------------
 
     def _cert_dir(self) -> Path:
-        d = Path(self._settings.pipeline.opcua_server.cert_dir).expanduser()
-        return d if d.is_absolute() else Path(self._settings.pipeline.state_dir).expanduser() / d
+        return under_state_dir(self._settings, self._settings.pipeline.opcua_server.cert_dir)
 
     async def _serve(self, endpoint: _Endpoint) -> None:
         conf = self._settings.pipeline.opcua_server
@@ -214,7 +232,7 @@ class OpcUaSimulator(ServedSimulator):
         server.set_endpoint(endpoint.url)
         server.set_server_name("plantstream OPC UA simulator")
         await server.set_application_uri(SERVER_APP_URI)
-        server.set_security_policy([p for pol in conf.security_policies for p in _POLICIES[pol]])
+        server.set_security_policy(offered_policies(conf.security_policies, conf.security_modes))
         if users:
             server.set_identity_tokens([ua.UserNameIdentityToken])
         secure = any(p is not OpcUaSecurityPolicy.NONE for p in conf.security_policies)
@@ -227,7 +245,8 @@ class OpcUaSimulator(ServedSimulator):
             await server.load_certificate(str(cert))
             await server.load_private_key(str(key))
         if conf.trust_dir:
-            server.set_certificate_validator(await _trust_list_validator(Path(conf.trust_dir).expanduser()))
+            trust = under_state_dir(self._settings, conf.trust_dir)
+            server.set_certificate_validator(TrustListValidator(trust))
         await self._build_address_space(server, endpoint)
         try:
             await server.start()
@@ -331,19 +350,83 @@ class OpcUaSimulator(ServedSimulator):
         return _shaped(kind, max(p.floor, level + wave + noise))
 
 
-async def _trust_list_validator(folder: Path) -> CertificateValidatorMethod:
-    """Accept only client certificates found in `folder` (an empty or missing folder refuses all)."""
-    if not (folder.is_dir() and any(f.is_file() for f in folder.iterdir())):
-        log.warning("OPC UA simulator: trust_dir %s holds no certificates: every client certificate is refused", folder)
+def offered_policies(
+    policies: list[OpcUaSecurityPolicy], modes: list[OpcUaSecurityMode]
+) -> list[ua.SecurityPolicyType]:
+    """The endpoints to offer: each secure policy in each configured mode; policy None as it is."""
+    wanted = {_MODES[m] for m in modes if m in _MODES}
+    out = []
+    for pol in policies:
+        for p in _POLICIES[pol]:
+            if pol is OpcUaSecurityPolicy.NONE or any(p.name.endswith(f"_{m.name}") for m in wanted):
+                out.append(p)
+    if not out:
+        raise OpcUaSimulatorError(
+            f"pipeline.opcua_server offers no endpoint: policies {[p.value for p in policies]} with modes "
+            f"{[m.value for m in modes]}. Fix: add Sign or SignAndEncrypt to security_modes, or policy None"
+        )
+    return out
 
-        async def refuse(cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+
+class _ExactTrust:
+    """What CertificateValidator asks a trust store: is the certificate, or a CA that issued it, on the list.
+
+    asyncua's own TrustStore would parse every file of the folder, keys included, and fail on a key
+    (the demo's trust folder is the producer's certificate folder, which holds its key too).
+    """
+
+    def __init__(self, trusted: set[bytes]) -> None:
+        self._trusted = trusted
+        self._store = x509.verification.Store([x509.load_der_x509_certificate(c) for c in trusted])
+        self._policy = TrustStore([], []).policy_builder  # asyncua's: CAs need basicConstraints ca=true
+
+    def is_trusted(self, cert: x509.Certificate) -> bool:
+        if cert.public_bytes(Encoding.DER) in self._trusted:
+            return True  # a self-signed application certificate is trusted by being on the list
+        try:
+            self._policy.store(self._store).build_client_verifier().verify(cert, [])
+            return True
+        except (x509.verification.VerificationError, ValueError):
+            return False
+
+    def is_revoked(self, cert: x509.Certificate) -> bool:
+        return False  # no revocation lists in the demo PKI; remove a certificate from the folder instead
+
+
+class TrustListValidator:
+    """Accepts only client certificates found in `folder`; re-reads it when its files change.
+
+    Re-reading means a client certificate added while the server runs (e.g. generated by the producer
+    on its first start, after the simulator started) is trusted without a restart. An empty or missing
+    folder refuses every client.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
+        self._validator: CertificateValidator | None = None
+
+    def _listing(self) -> tuple[tuple[str, int, int], ...]:
+        if not self.folder.is_dir():
+            return ()
+        files = [f for f in sorted(self.folder.iterdir()) if f.is_file()]
+        return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+
+    async def __call__(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+        listing = self._listing()
+        if listing != self._seen:
+            trusted = set(load_certs(self.folder))  # certificates only: a key file beside them is skipped
+            self._seen = listing
+            self._validator = None
+            if trusted:
+                options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+                self._validator = CertificateValidator(options, cast(TrustStore, _ExactTrust(trusted)))
+        if self._validator is None:
+            log.warning(
+                "OPC UA simulator: trust_dir %s holds no certificates: client certificate refused", self.folder
+            )
             raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
-
-        return refuse
-    store = TrustStore([folder], [])
-    await store.load()
-    options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
-    return CertificateValidator(options, store)
+        await self._validator(cert, app)
 
 
 def _shaped(kind: TagType, number: float) -> Value:

@@ -20,8 +20,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 import schemas
-from plantstream import kafka_clients, topics
+from plantstream import kafka_clients, metrics, topics
 from plantstream.config import AlertingSettings, AlertRoute, Settings
+from plantstream.consumer_lag import LagMeter
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
 from sinks.alert_channels import Sender, make_sender
@@ -98,10 +99,13 @@ class ChannelWorker(threading.Thread):
         return 0.0
 
     def _send(self, batch: list[Delivery]) -> None:
+        t0 = time.perf_counter()
         try:
             self.sender.send([d.alert for d in batch])
         except Exception as e:  # DeliveryError, or a bug in a sender: either way retry later, keep the worker
             reason = str(e) if type(e).__name__ == "DeliveryError" else f"{type(e).__name__}: {e}"
+            # every failed try of a delivery; deliveries_failed counts those given up on
+            self.stats.add("delivery_attempts_failed", len(batch))
             for d in batch:
                 attempts = d.attempts + 1
                 if attempts >= self.retry.max_attempts:
@@ -120,6 +124,7 @@ class ChannelWorker(threading.Thread):
                         self.cfg.name, d.alert_id, d.state, reason, attempts, delay,
                     )  # fmt: skip
             return
+        self.stats.observe("delivery_send_ms", (time.perf_counter() - t0) * 1000)
         self.dlog.mark_sent([d.key for d in batch], time.time())
         self.stats.add("deliveries_sent", len(batch))
         if len(batch) > 1:
@@ -137,6 +142,7 @@ def commit(consumer: Consumer) -> None:
 
 def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | None = None) -> None:
     stats = stats or RunStats("sink-alerts", settings.pipeline.state_dir)
+    metrics.serve(settings, stats)
     alerting = settings.pipeline.alerting
     if not alerting.channels:
         log.warning("no alert channels configured (pipeline.alerting.channels); alerts are only logged")
@@ -157,6 +163,7 @@ def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | 
             kafka_clients.consumer_config(settings, f"{settings.pipeline.group_id}-sink-alerts", "sink-alerts")
         )
         consumer.subscribe([topic])
+        lag = LagMeter(consumer, [topic], stats)
         log.info("alert sink: %d channel(s), delivery log %s", len(workers), dlog.path)
         while not stop.is_set():
             msgs = consumer.consume(num_messages=500, timeout=0.5)
@@ -182,6 +189,7 @@ def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | 
                 if new:
                     for w in workers:
                         w.wake.set()
+            lag.maybe_refresh()
             stats.flush()
     finally:
         stop.set()

@@ -230,6 +230,12 @@ def expired(suffix: str, cutoff: datetime) -> bool:
 # --- DDL ------------------------------------------------------------------------------------------
 
 
+def compress_segmentby(t: Table) -> str:
+    """TimescaleDB compresses a chunk per segment: the series identity (key minus time and the per-record
+    `seq`), so each segment holds many rows of one series. A unique column there would compress nothing."""
+    return ", ".join(c for c in t.key if c not in (t.time_column, "seq"))
+
+
 def _create_table(cur: psycopg.Cursor[Any], t: Table, timescale: bool) -> None:
     cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(typ)) for c, typ in t.columns)
     key = sql.SQL(", ").join(map(sql.Identifier, t.key))
@@ -247,7 +253,7 @@ def _create_table(cur: psycopg.Cursor[Any], t: Table, timescale: bool) -> None:
         (t.name, t.time_column, chunk),
     )
     if t.period == "day":  # the high-volume tables: compress chunks a week old, by series
-        segment = ", ".join(c for c in t.key if c != t.time_column)
+        segment = compress_segmentby(t)
         cur.execute(
             sql.SQL("ALTER TABLE {} SET (timescaledb.compress, timescaledb.compress_segmentby = {})").format(
                 sql.Identifier(t.name), sql.Literal(segment)

@@ -7,14 +7,16 @@ insert-or-ignore (a recomputed KPI window is the same row, so the first copy sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from plantstream.config import RetentionSettings
+from sinks.stores import StoreUnavailable
 
 QUALITY = {"GOOD": 0, "UNCERTAIN": 1, "BAD": 2}
 
@@ -152,17 +154,62 @@ def _split_value(v: Any) -> tuple[float | None, str | None]:
     return None, str(v)
 
 
+# SQLite result codes (the low byte of an extended code) that are conditions of the plant's machine,
+# not of the data: the same batch succeeds once they pass, so the sink pauses instead of failing
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 5, 6, 8, 10, 13, 14
+TRANSIENT = {SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN}
+BUSY_TIMEOUT_S = 5.0  # a lock held longer than this (a backup, an open sqlite3 shell) pauses the sink
+
+
+def unavailable_reason(path: Path, e: sqlite3.Error) -> str | None:
+    """The operator's message for a transient SQLite failure (naming the file and the fix); None if the
+    error is not transient (a bug or a corrupt file, which retrying cannot fix)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    base = code & 0xFF if isinstance(code, int) else None
+    if base not in TRANSIENT:
+        return None
+    folder = path.parent
+    if base in (SQLITE_BUSY, SQLITE_LOCKED):
+        return (
+            f"SQLite database {path} is locked by another connection for over {BUSY_TIMEOUT_S:.0f} s ({e}). Fix: "
+            "end the other program's write transaction (an open sqlite3 shell, a backup or copy tool); readers "
+            "never block the sink"
+        )
+    if base == SQLITE_FULL:
+        return (
+            f"SQLite database {path}: the disk is full ({e}). Fix: free space on the file system of {folder}, "
+            "or shorten pipeline.storage.retention so the store stays within the disk"
+        )
+    if base in (SQLITE_READONLY, SQLITE_CANTOPEN):
+        return (
+            f"SQLite database {path} cannot be written ({e}). Fix: make {path}, its -wal/-shm files and the "
+            f"folder {folder} writable by the sink's user, or set pipeline.storage.sqlite_path to a writable place"
+        )
+    return f"SQLite database {path}: I/O error ({e}). Fix: check the disk or share that holds {folder}"
+
+
 class SqliteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        # WAL lets readers (dashboards, `sqlite3` in a terminal) query while the sink writes
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        # 64 MiB page cache (default 2 MiB): the samples key index outgrows the default at once, ~1.5x writes
-        self.db.execute("PRAGMA cache_size=-65536")
-        self.migrate()
+        with self._unavailable_on_transient():
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+            # WAL lets readers (dashboards, `sqlite3` in a terminal) query while the sink writes
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            # 64 MiB page cache (default 2 MiB): the samples key index outgrows the default at once, ~1.5x writes
+            self.db.execute("PRAGMA cache_size=-65536")
+            self.migrate()
+
+    @contextlib.contextmanager
+    def _unavailable_on_transient(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            reason = unavailable_reason(self.path, e)
+            if reason is None:
+                raise
+            raise StoreUnavailable(reason) from e
 
     def migrate(self) -> int:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -200,6 +247,16 @@ class SqliteStore:
                 num, text = _split_value(s["value"])
                 sample_rows.append((f["asset"], s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
         kpi_rows = [tuple(k[c] for c in KPI_COLUMNS) for k in kpis]
+        with self._unavailable_on_transient():
+            return self._write_rows(frame_rows, sample_rows, kpi_rows, records)
+
+    def _write_rows(
+        self,
+        frame_rows: list[tuple[Any, ...]],
+        sample_rows: list[tuple[Any, ...]],
+        kpi_rows: list[tuple[Any, ...]],
+        records: dict[str, list[dict[str, Any]]] | None,
+    ) -> dict[str, int]:
         cur = self.db.cursor()
         cur.execute("BEGIN")
         try:
@@ -223,12 +280,17 @@ class SqliteStore:
                 extra[kind] = self.db.total_changes - before
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite itself rolls back on some errors (e.g. disk full)
+                cur.execute("ROLLBACK")
             raise
         return {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi, **extra}
 
     def apply_retention(self, retention: RetentionSettings, now_us: int | None = None) -> dict[str, int]:
         """Delete rows older than each table's retention in bounded batches; returns rows deleted per table."""
+        with self._unavailable_on_transient():
+            return self._apply_retention(retention, now_us)
+
+    def _apply_retention(self, retention: RetentionSettings, now_us: int | None) -> dict[str, int]:
         now = time.time_ns() // 1000 if now_us is None else now_us
         deleted: dict[str, int] = {}
         for table, (col, field) in RETENTION.items():

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 import schemas
 from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
+from plantstream.consumer_lag import LagMeter
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
 from sinks.stores import describe, open_with_retry, run_retention, write_with_backpressure
@@ -65,6 +66,14 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
     group = f"{settings.pipeline.group_id}-sink-storage"
     consumer = Consumer(kafka_clients.consumer_config(settings, group, "sink-storage"))
     consumer.subscribe(list(decoders))
+    lag = LagMeter(consumer, decoders, stats)
+    stats.put("store_paused", 0)
+
+    def while_paused() -> None:
+        # paused partitions fetch nothing, so ask the broker for their watermarks: the lag keeps growing
+        if lag.maybe_refresh(cached=False) is not None:
+            stats.flush()
+
     log.info("storage sink writing to %s", describe(settings))
     frames: list[dict[str, Any]] = []
     kpis: list[dict[str, Any]] = []
@@ -103,7 +112,9 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
                 take(m)
             if msgs:
                 # database down: partitions paused, this batch retried until it is stored (or we stop)
-                written = write_with_backpressure(consumer, store, frames, kpis, records, take, stop)
+                written = write_with_backpressure(
+                    consumer, store, frames, kpis, records, take, stop, stats=stats, on_wait=while_paused
+                )
                 if written is None:
                     break  # stopping mid-outage: nothing committed, so the batch is read again next run
                 commit(consumer)
@@ -118,6 +129,7 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
                     stats.add(f"{kind}s_stored", written.get(kind, 0))
                 stats.add("rows_stored", sum(v for k, v in written.items() if k != "frames"))
                 stats.add("messages_in", len(msgs))
+            lag.maybe_refresh()
             stats.flush()
     finally:
         consumer.close()

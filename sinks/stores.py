@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, Message
 
 from plantstream.config import RetentionSettings, Settings
+from plantstream.runstats import RunStats
 
 log = logging.getLogger("plantstream.sink.storage")
 
@@ -93,6 +94,8 @@ def write_with_backpressure(
     take: Callable[[Message], None],
     stop: threading.Event,
     max_backoff_s: float = 30.0,
+    stats: RunStats | None = None,
+    on_wait: Callable[[], object] | None = None,
 ) -> dict[str, int] | None:
     """store.write, retried until the database is back; None if stopped first (nothing committed).
 
@@ -100,22 +103,32 @@ def write_with_backpressure(
     consumer keeps polling: librdkafka needs poll() to stay in the group (else it is evicted after
     max.poll.interval.ms and the batch is redelivered to someone else). A record that still arrives
     (a partition assigned in a rebalance meanwhile) goes into this batch via `take`, so none is lost.
+
+    With `stats`: `store_batch_ms` (each successful write), `store_paused` (1 during an outage) and
+    `store_outages`; `on_wait` runs about once a second while paused (the sink refreshes its lag there).
     """
     backoff = 0.5
     paused_at: float | None = None
     try:
         while True:
             try:
+                t0 = time.perf_counter()
                 written = store.write(frames, kpis, records)
+                if stats is not None:
+                    stats.observe("store_batch_ms", (time.perf_counter() - t0) * 1000)
                 if paused_at is not None:
                     log.warning(
-                        "database reachable again after %.1f s; batch stored, consuming resumed",
+                        "database available again after %.1f s; batch stored, consuming resumed",
                         time.monotonic() - paused_at,
                     )
                 return written
             except StoreUnavailable as e:
                 if paused_at is None:
                     paused_at = time.monotonic()
+                    if stats is not None:
+                        stats.add("store_outages")
+                        stats.put("store_paused", 1)
+                        stats.flush()
                     log.error("%s. Consuming paused (backpressure); the batch is kept and retried, nothing is lost", e)
                 else:
                     log.warning("still unreachable after %.0f s: %s", time.monotonic() - paused_at, e)
@@ -126,10 +139,14 @@ def write_with_backpressure(
                 if m is not None:
                     take(m)
                     _pause_all(consumer)
+                if on_wait is not None:
+                    on_wait()
             if stop.is_set():
                 return None
             backoff = min(backoff * 2, max_backoff_s)
     finally:
+        if paused_at is not None and stats is not None:
+            stats.put("store_paused", 0)
         if paused_at is not None:
             assigned = consumer.assignment()
             if assigned:

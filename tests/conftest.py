@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -105,9 +106,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         kafka.stop(settings)
 
 
-def plant_raw(tmp_path: Path, stack: Stack | None = None, **pipeline: Any) -> dict[str, Any]:
-    """The demo plant as a dict, with an isolated topic prefix, state folder and (optionally) the stack."""
+def plant_raw(tmp_path: Path, stack: Stack | None = None, *, opcua: bool = False, **pipeline: Any) -> dict[str, Any]:
+    """The demo plant as a dict, with an isolated topic prefix, state folder and (optionally) the stack.
+
+    Its OPC UA devices are left out unless `opcua` (most tests drive only the Modbus devices and give
+    them all one port); with `opcua`, each OPC UA endpoint moves to its own free loopback port.
+    """
     raw: dict[str, Any] = yaml.safe_load(DEMO_CONFIG.read_text())
+    if not opcua:
+        raw["devices"] = [d for d in raw["devices"] if d["protocol"] != "opcua"]
+    ports: dict[str, int] = {}
+    for d in raw["devices"]:
+        if d["protocol"] == "opcua":
+            u = urlsplit(d["endpoint"])
+            port = ports.setdefault(u.netloc, free_port())
+            d["endpoint"] = urlunsplit(u._replace(netloc=f"127.0.0.1:{port}"))
     p = raw["pipeline"]
     p["state_dir"] = str(tmp_path / "state")
     p["group_id"] = f"ps-{uuid.uuid4().hex[:8]}"

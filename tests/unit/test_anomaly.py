@@ -3,6 +3,7 @@ checkpoints, the univariate baseline, and a small labelled-fault benchmark."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -195,24 +196,40 @@ def test_feature_tags_are_numeric_process_values() -> None:
     assert AnomalyStage(s).score("a.b.c.d.e", frame(0, {"flow": 1.0, "pressure": 2.0})) is None  # model off
 
 
+@functools.cache
 def _small_bench() -> dict:
-    # seed 21 was not used for tuning (tuned on seeds 1-3); 2 pumps x 3 simulated hours at 1 frame/s
-    return run_benchmark(seed=21, assets=2, hours=3)
+    """Seeds 21-23 (never used for tuning, which used seeds 1-3), 2 pumps x 3 simulated hours each, pooled."""
+    runs = [run_benchmark(seed=s, assets=2, hours=3) for s in (21, 22, 23)]
+    tp, faults = sum(r["detected"] for r in runs), sum(r["faults"] for r in runs)
+    fp = sum(r["false_alarms"] for r in runs)
+    precision, recall = tp / max(tp + fp, 1), tp / max(faults, 1)
+    kinds: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for k, v in r["per_kind"].items():
+            kk = kinds.setdefault(k, {"faults": 0, "detected": 0})
+            kk["faults"] += v["faults"]
+            kk["detected"] += v["detected"]
+    return {
+        "faults": faults,
+        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+        "false_alarms_per_asset_hour": fp / (3 * 2 * 3),
+        "per_kind": kinds,
+    }
 
 
 def test_small_benchmark_runs_fast_and_keeps_false_alarms_low() -> None:
     t0 = time.perf_counter()
     r = _small_bench()
-    assert time.perf_counter() - t0 < 20
-    assert r["faults"] >= 3
+    assert time.perf_counter() - t0 < 30
+    assert r["faults"] >= 10
     assert r["false_alarms_per_asset_hour"] <= 1.0, r
-    # regression guard at today's level (see the xfail below for the target)
-    assert r["f1"] >= 0.5, r
+    # regression guard at today's level (0.72 on these seeds; see the xfail below for the target)
+    assert r["f1"] >= 0.65, r
     stuck = r["per_kind"].get("stuck", {"faults": 0, "detected": 0})
     assert stuck["detected"] == stuck["faults"], r["per_kind"]
 
 
-@pytest.mark.xfail(strict=True, reason="target of issue 4 (event F1 >= 0.9) not reached yet: ~0.6-0.8 today")
+@pytest.mark.xfail(strict=True, reason="target of issue 4 (event F1 >= 0.9) not reached yet: ~0.72-0.8 held out today")
 def test_small_benchmark_meets_the_quality_bar() -> None:
     r = _small_bench()
     assert r["f1"] >= 0.9 and r["false_alarms_per_asset_hour"] <= 1.0, r

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -31,10 +31,10 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
-PLANTSTREAM_SERVICES = ("simulator", "topics", "producer-modbus", "processor", "sink-storage")
+PLANTSTREAM_SERVICES = ("simulator", "topics", "producer-modbus", "producer-opcua", "processor", "sink-storage")
 REQUIRED_SERVICES = ("kafka", "schema-registry", "kafka-ui", "postgres", *PLANTSTREAM_SERVICES)
 # services that talk to Kafka and the registry, so they wait for `topics` to finish
-KAFKA_CLIENTS = ("producer-modbus", "processor", "sink-storage")
+KAFKA_CLIENTS = ("producer-modbus", "producer-opcua", "processor", "sink-storage")
 STATEFUL_SERVICES = {"kafka": "/var/lib/kafka/data", "postgres": "/var/lib/postgresql/data"}
 NEEDS_HEALTHCHECK = ("kafka", "schema-registry", "postgres", "simulator")
 CCOMPAT_PATH = "/apis/ccompat/v7"
@@ -58,6 +58,7 @@ CLI_COMMANDS = frozenset(
         ("kafka", "status"),
         ("simulate",),
         ("produce", "modbus"),
+        ("produce", "opcua"),
         ("process",),
         ("sink", "storage"),
         ("topics", "apply"),
@@ -411,8 +412,9 @@ def check_depends(compose: Compose) -> list[str]:
             problems.append(f"{name}: does not wait for topics (condition: service_completed_successfully)")
     if "topics" in svc and str(svc["topics"].get("restart", "no")) != "no":
         problems.append('topics: runs once; restart must be "no" or it never completes')
-    if "producer-modbus" in svc and depends_on(svc["producer-modbus"]).get("simulator") != "service_healthy":
-        problems.append("producer-modbus: does not wait for the simulator (condition: service_healthy)")
+    for producer in ("producer-modbus", "producer-opcua"):
+        if producer in svc and depends_on(svc[producer]).get("simulator") != "service_healthy":
+            problems.append(f"{producer}: does not wait for the simulator (condition: service_healthy)")
     declared = set(compose.get("volumes") or {})
     for name, target in STATEFUL_SERVICES.items():
         named = [src for src, tgt in mounts(svc.get(name, {})) if tgt == target and src and not is_bind(src)]
@@ -425,8 +427,30 @@ def check_depends(compose: Compose) -> list[str]:
     return problems
 
 
+def device_host(device: Any) -> str:
+    """The host a device is reached at: Modbus TCP `host`, the OPC UA endpoint's host name."""
+    if isinstance(device, dict):
+        return str(device.get("host") or urlsplit(device.get("endpoint", "")).hostname or "")
+    return str(getattr(device, "host", None) or urlsplit(getattr(device, "endpoint", "")).hostname or "")
+
+
+def with_host(device: dict[str, Any], host: str) -> None:
+    """Move a raw device to another host (its `host`, or its OPC UA endpoint's host)."""
+    if "endpoint" in device:
+        u = urlsplit(device["endpoint"])
+        device["endpoint"] = urlunsplit(u._replace(netloc=f"{host}:{u.port}"))
+    else:
+        device["host"] = host
+
+
 def _without_hosts(devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in d.items() if k != "host"} for d in devices]
+    out = []
+    for d in devices:
+        d = {k: v for k, v in d.items() if k != "host"}
+        if "endpoint" in d:
+            d["endpoint"] = urlsplit(d["endpoint"])._replace(netloc=f"host:{urlsplit(d['endpoint']).port}").geturl()
+        out.append(d)
+    return out
 
 
 def check_plant_mount(compose: Compose, base: Path = REPO) -> list[str]:
@@ -462,10 +486,11 @@ def check_plant_mount(compose: Compose, base: Path = REPO) -> list[str]:
         if env.get("SCHEMA_REGISTRY_URL") and k.registry.url != env["SCHEMA_REGISTRY_URL"]:
             problems.append(f"{name}: SCHEMA_REGISTRY_URL did not reach pipeline.registry.url")
         for d in settings.devices:
-            if d.host not in svc:
-                problems.append(f"{name}: device {d.name} polls host {d.host!r}, which is not a compose service")
-            elif command_args(svc[d.host])[-1:] != ["simulate"]:
-                problems.append(f"{name}: device {d.name} polls {d.host!r}, which does not run `simulate`")
+            host = device_host(d)
+            if host not in svc:
+                problems.append(f"{name}: device {d.name} polls host {host!r}, which is not a compose service")
+            elif command_args(svc[host])[-1:] != ["simulate"]:
+                problems.append(f"{name}: device {d.name} polls {host!r}, which does not run `simulate`")
         if command_args(svc[name])[-1:] == ["simulate"] and k.simulator.bind_host not in ("0.0.0.0", "::"):
             problems.append(
                 f"{name}: the simulator binds {k.simulator.bind_host or 'each device host'}; set "
@@ -720,6 +745,10 @@ def test_startup_order_and_healthchecks(compose: Compose) -> None:
                 lambda c: c["services"]["producer-modbus"]["depends_on"].pop("simulator"),
                 "producer-modbus: does not wait for the simulator",
             ),
+            "OPC UA producer does not wait for the simulator": (
+                lambda c: c["services"]["producer-opcua"]["depends_on"].pop("simulator"),
+                "producer-opcua: does not wait for the simulator",
+            ),
             "unknown dependency": (
                 lambda c: c["services"]["processor"]["depends_on"].update(zookeeper={"condition": "service_started"}),
                 "unknown service 'zookeeper'",
@@ -785,12 +814,17 @@ def test_mounted_plant_file_exists_and_loads(compose: Compose, tmp_path: Path) -
         ),
         "devices still on loopback": (
             compose,
-            repo_with(lambda r: [d.update(host="127.0.0.1") for d in r["devices"]]),
+            repo_with(lambda r: [with_host(d, "127.0.0.1") for d in r["devices"]]),
             "polls host '127.0.0.1', which is not a compose service",
+        ),
+        "OPC UA endpoint on loopback": (
+            compose,
+            repo_with(lambda r: [with_host(d, "127.0.0.1") for d in r["devices"] if d["protocol"] == "opcua"]),
+            "device filler1-opcua polls host '127.0.0.1', which is not a compose service",
         ),
         "devices on a service that does not simulate": (
             compose,
-            repo_with(lambda r: [d.update(host="kafka") for d in r["devices"]]),
+            repo_with(lambda r: [with_host(d, "kafka") for d in r["devices"]]),
             "polls 'kafka', which does not run `simulate`",
         ),
         "plant file invalid": (

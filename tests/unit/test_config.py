@@ -25,9 +25,16 @@ def demo() -> dict:
 
 def test_demo_plant_loads(clean_env: None) -> None:
     s = load_config(DEMO_CONFIG)
-    assert len(s.plant.assets) == 4
+    assert len(s.plant.assets) == 5
     assert {d.asset for d in s.devices} <= {a.path for a in s.plant.assets}
     assert s.pipeline.kafka.bootstrap is None
+    # OPC UA is secured by default: SignAndEncrypt, no unsecured endpoint, a password-protected user
+    opcua = [d for d in s.devices if d.protocol == "opcua"]
+    assert opcua and all(d.security_mode.value == "SignAndEncrypt" and d.server_trust_dir for d in opcua)
+    assert "None" not in s.pipeline.opcua_server.security_policies
+    assert [m.value for m in s.pipeline.opcua_server.security_modes] == ["SignAndEncrypt"]
+    assert s.pipeline.opcua_server.trust_dir and s.pipeline.opcua_server.users
+    assert all(s.opcua_password(d) is not None for d in opcua)
 
 
 def test_error_names_file_field_and_fix(tmp_path: Path, clean_env: None) -> None:
@@ -89,7 +96,7 @@ def test_env_overrides_file(monkeypatch: pytest.MonkeyPatch, clean_env: None) ->
     assert s.pipeline.kafka.sasl_password is not None
     assert s.pipeline.kafka.sasl_password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
-    assert len(s.devices) == 4  # the file's plant is still there under the override
+    assert len(s.devices) == 5  # the file's plant is still there under the override
 
 
 def test_bad_env_value_is_reported(monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
@@ -110,10 +117,39 @@ def test_secret_from_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert s.pipeline.kafka.bootstrap is None  # the rest of the section still comes from the file
 
 
+def test_opcua_passwords_of_the_demo_come_from_env_or_secret_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None
+) -> None:
+    s = load_config(DEMO_CONFIG)
+    filler = next(d for d in s.devices if d.protocol == "opcua")
+    assert filler.password is None and filler.username == "operator"  # no password in the plant file's device
+    default = s.opcua_password(filler)
+    assert default is not None and default.get_secret_value() == "plantstream-demo"  # the documented demo default
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "PLANTSTREAM_PIPELINE__OPCUA_SERVER__USERS__OPERATOR").write_text("server-side-file")
+    monkeypatch.setenv("PLANTSTREAM_SECRETS_DIR", str(secrets))
+    monkeypatch.setenv("PLANTSTREAM_PIPELINE__OPCUA_CLIENT__PASSWORDS__OPERATOR", "client-side-env")
+    s = load_config(DEMO_CONFIG)
+    filler = next(d for d in s.devices if d.protocol == "opcua")
+    assert s.pipeline.opcua_server.users["operator"].get_secret_value() == "server-side-file"
+    pw = s.opcua_password(filler)
+    assert pw is not None and pw.get_secret_value() == "client-side-env"
+    assert "client-side-env" not in repr(s) and "server-side-file" not in repr(s)
+
+
+def test_opcua_username_without_any_password_names_the_secret(tmp_path: Path, clean_env: None) -> None:
+    raw = demo()
+    raw["pipeline"]["opcua_client"] = {"passwords": {}}
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, raw))
+    assert "filler1-opcua" in str(e.value) and "PLANTSTREAM_PIPELINE__OPCUA_CLIENT__PASSWORDS__OPERATOR" in str(e.value)
+
+
 def test_check_config_cli_exit_codes(tmp_path: Path, clean_env: None) -> None:
     runner = CliRunner()
     ok = runner.invoke(app, ["check-config", str(DEMO_CONFIG)])
-    assert ok.exit_code == 0 and "OK (4 assets, 4 devices" in ok.output
+    assert ok.exit_code == 0 and "OK (5 assets, 5 devices" in ok.output
     raw = demo()
     raw["devices"][0]["tags"][0]["address"] = -1
     bad = runner.invoke(app, ["check-config", str(write(tmp_path, raw))])

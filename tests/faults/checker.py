@@ -1,0 +1,304 @@
+"""The fault suite's one checker: what was sent, what Kafka acknowledged, what the store holds.
+
+After a fault scenario it reads the readings topic from the beginning (every record there was
+acknowledged by Kafka), the SQLite store the sink wrote, and the alerts topic, and reports:
+
+- sent: frames the producer handed to Kafka (its own counter, or what the test produced);
+- acked: distinct frames in the readings topic (natural key producer_id, device, seq);
+- stored: distinct frames in the store; lost: acked but not stored;
+- duplicated: the same thing stored twice (one device scan under two keys, one alert state change
+  twice); `kafka_duplicates` counts repeated records in the topic, which at-least-once allows;
+- KPI windows recomputed from the readings topic with processors/event_windows.py and compared with
+  what the worker emitted or the sink stored.
+
+`Report.emit()` prints one line per scenario and, with PLANTSTREAM_FAULT_RESULTS=<file.json> set when
+pytest starts, merges the figures into that file (tests' `clean_env` hides the variable later, so it is
+read at import).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+import schemas
+from plantstream import kafka_clients, topics
+from plantstream.config import Settings
+from processors import event_windows
+
+RESULTS_FILE = os.environ.get("PLANTSTREAM_FAULT_RESULTS")
+SOAK = os.environ.get("PLANTSTREAM_SOAK", "") not in ("", "0", "false", "no")
+
+FrameKey = tuple[str, str, int]  # producer_id, device, seq
+KpiKey = tuple[str, str, int, int]  # asset, tag, window_start, window_end
+KPI_FIELDS = (
+    "unit",
+    "count",
+    "bad_count",
+    "min",
+    "max",
+    "mean",
+    "stddev",
+    "first",
+    "last",
+    "first_time",
+    "last_time",
+    "time_weighted_avg",
+    "rate_of_change",
+)
+
+
+@dataclass
+class TopicRecord:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any] | None  # None: not decodable with the topic's schema
+
+
+def read_topic(settings: Settings, logical: str, schema: str, timeout: float = 60.0) -> list[TopicRecord]:
+    """Every record of a topic up to its current end, in (partition, offset) order."""
+    topic = settings.topic(logical)
+    dec = kafka_clients.registry(settings).decoder(schema)
+    c = Consumer(kafka_clients.consumer_config(settings, f"fault-check-{os.getpid()}-{time.time_ns()}", "fault-check"))
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, -2) for p in parts])
+        out: list[TopicRecord] = []
+        pos = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in parts}
+        deadline = time.monotonic() + timeout
+        while any(pos[p] < ends[p] for p in parts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"reading {topic}: still short of the end after {timeout}s ({pos} < {ends})")
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            part, off = m.partition() or 0, m.offset() or 0
+            pos[part] = off + 1
+            try:
+                value: dict[str, Any] | None = dec.decode(m.value())
+            except Exception:  # any undecodable record: the checker counts it, the worker dead-letters it
+                value = None
+            out.append(TopicRecord(part, off, m.key(), value))
+    finally:
+        c.close()
+    out.sort(key=lambda r: (r.partition, r.offset))
+    return out
+
+
+def frame_key(f: dict[str, Any]) -> FrameKey:
+    return (f["producer_id"], f["device"], int(f["seq"]))
+
+
+def recompute_kpis(settings: Settings, records: Iterable[TopicRecord]) -> dict[KpiKey, dict[str, Any]]:
+    """The KPI windows a worker must close, replaying the readings topic in each partition's order.
+
+    Mirrors the worker's contract: a record is applied once per offset (a redelivered offset is not
+    counted again), undecodable records and frames whose key is not their asset are skipped.
+    """
+    size = settings.pipeline.windows.kpi_window_s * 1_000_000
+    grace = int(settings.pipeline.windows.grace_s * 1_000_000)
+    states: dict[str, event_windows.AssetState] = {}
+    out: dict[KpiKey, dict[str, Any]] = {}
+    for r in records:
+        f = r.value
+        if f is None or not f.get("asset") or (r.key is not None and r.key.decode("utf-8", "replace") != f["asset"]):
+            continue
+        st = states.setdefault(f["asset"], event_windows.new_state())
+        for w in event_windows.apply_frame(st, f, size, grace):
+            out[(w["asset"], w["tag"], w["window_start"], w["window_end"])] = w
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)
+
+
+@dataclass
+class KpiCheck:
+    expected: int = 0
+    got: int = 0
+    missing: list[KpiKey] = field(default_factory=list)
+    diffs: list[dict[str, Any]] = field(default_factory=list)  # stored vs recomputed, first few mismatches
+    unexpected: list[KpiKey] = field(default_factory=list)
+    mismatched: list[KpiKey] = field(default_factory=list)
+    duplicated: int = 0  # the same window emitted more than once (absorbed by the store's natural key)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def compare_kpis(expected: dict[KpiKey, dict[str, Any]], got: list[dict[str, Any]], *, complete: bool) -> KpiCheck:
+    """`got` (emitted or stored windows) against the recomputation; `complete`: every expected one must be there."""
+    keys = Counter((g["asset"], g["tag"], g["window_start"], g["window_end"]) for g in got)
+    check = KpiCheck(expected=len(expected), got=len(keys), duplicated=sum(n - 1 for n in keys.values()))
+    for g in got:
+        k = (g["asset"], g["tag"], g["window_start"], g["window_end"])
+        want = expected.get(k)
+        if want is None:
+            check.unexpected.append(k)
+        elif not all(_same(g.get(f), want.get(f)) for f in KPI_FIELDS):
+            check.mismatched.append(k)
+            if len(check.diffs) < 3:
+                check.diffs.append(
+                    {f: (g.get(f), want.get(f)) for f in KPI_FIELDS if not _same(g.get(f), want.get(f))}
+                )
+    if complete:
+        check.missing = sorted(set(expected) - set(keys))
+    check.unexpected = sorted(set(check.unexpected))
+    check.mismatched = sorted(set(check.mismatched))
+    return check
+
+
+def stored_kpis(db: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(db) as c:
+        c.row_factory = sqlite3.Row
+        return [dict(r) for r in c.execute("SELECT * FROM kpi_windows")]
+
+
+@dataclass
+class Report:
+    scenario: str
+    sent: int
+    acked: int
+    stored: int
+    lost: int
+    duplicated: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    kpi: KpiCheck | None = None
+    lost_keys: list[FrameKey] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "scenario": self.scenario,
+            "sent": self.sent,
+            "acked": self.acked,
+            "stored": self.stored,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            **self.extra,
+        }
+        if self.kpi is not None:
+            out.update(
+                kpi_expected=self.kpi.expected,
+                kpi_got=self.kpi.got,
+                kpi_missing=len(self.kpi.missing),
+                kpi_mismatched=len(self.kpi.mismatched),
+                kpi_unexpected=len(self.kpi.unexpected),
+            )
+        return out
+
+    def emit(self) -> Report:
+        figs = self.figures()
+        print("fault " + " ".join(f"{k}={v}" for k, v in figs.items()), flush=True)
+        if RESULTS_FILE:
+            record_result(Path(RESULTS_FILE), figs)
+        return self
+
+    def assert_ok(self) -> None:
+        assert self.acked > 0, f"{self.scenario}: nothing was acknowledged, the scenario proved nothing"
+        assert self.lost == 0, f"{self.scenario}: {self.lost} acked frame(s) not stored, e.g. {self.lost_keys[:3]}"
+        assert self.duplicated == 0, f"{self.scenario}: {self.duplicated} duplicate(s) in storage: {self.extra}"
+        assert self.extra.get("alerts_lost", 0) == 0, f"{self.scenario}: alert state changes not stored: {self.extra}"
+        if "samples_stored" in self.extra:
+            assert self.extra["samples_stored"] == self.extra["samples_acked"], (
+                f"{self.scenario}: stored samples differ from the distinct samples acked: {self.extra}"
+            )
+        if self.kpi is not None:
+            k = self.kpi
+            assert k.ok, (
+                f"{self.scenario}: KPI windows differ from a recomputation of the readings topic: missing "
+                f"{k.missing[:3]} ({len(k.missing)}), mismatched {k.mismatched[:3]} ({len(k.mismatched)}), "
+                f"unexpected {k.unexpected[:3]} ({len(k.unexpected)}); first differences (stored, recomputed): "
+                f"{k.diffs}"
+            )
+
+
+def record_result(path: Path, figures: dict[str, Any]) -> None:
+    """Merge one scenario's figures into a JSON list (replacing an earlier entry of that scenario)."""
+    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    rows = [r for r in rows if r.get("scenario") != figures["scenario"]]
+    rows.append({**figures, "soak": SOAK, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _alert_figures(settings: Settings, db: Path) -> dict[str, int]:
+    """Alert state changes: each (alert_id, state) in the topic must be stored, and stored once."""
+    changes = {
+        (r.value["alert_id"], r.value["state"])
+        for r in read_topic(settings, topics.ALERTS, schemas.ALERT)
+        if r.value is not None
+    }
+    with sqlite3.connect(db) as c:
+        rows = c.execute("SELECT alert_id, state, COUNT(*) FROM alerts GROUP BY alert_id, state").fetchall()
+    stored = {(a, s): n for a, s, n in rows}
+    return {
+        "alert_changes": len(changes),
+        "alerts_lost": len(changes - set(stored)),
+        "alerts_duplicated": sum(n - 1 for n in stored.values()),
+    }
+
+
+def check_run(
+    scenario: str,
+    settings: Settings,
+    sent: int,
+    db: Path,
+    *,
+    kpis: bool = False,
+    kpis_complete: bool = False,
+    alerts: bool = False,
+    **extra: Any,
+) -> Report:
+    """Figures of one finished run: readings topic vs the SQLite store (and KPI windows, alerts when asked).
+
+    `kpis_complete`: the worker consumed the whole topic, so every window the recomputation closes
+    must be stored; otherwise only what is stored is compared.
+    """
+    records = read_topic(settings, topics.READINGS, schemas.READING_FRAME)
+    frames = [r.value for r in records if r.value is not None]
+    in_topic = Counter(frame_key(f) for f in frames)
+    with sqlite3.connect(db) as c:
+        stored_keys = {(p, d, int(s)) for p, d, s in c.execute("SELECT producer_id, device, seq FROM frames")}
+        # one device scan stored under two keys (e.g. re-sent with a new sequence number)
+        scan_dups = c.execute(
+            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM frames GROUP BY asset, device, scan_time)"
+        ).fetchone()[0]
+        samples_stored = c.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        bad_stored = c.execute("SELECT COUNT(*) FROM samples WHERE quality = 2").fetchone()[0]
+    sample_keys = {(f["asset"], s["tag"], s["source_time"]) for f in frames for s in f["samples"]}
+    lost = sorted(set(in_topic) - stored_keys)
+    figures: dict[str, Any] = {
+        "kafka_duplicates": sum(n - 1 for n in in_topic.values()),
+        "undecodable": len(records) - len(frames),
+        "samples_acked": len(sample_keys),
+        "samples_stored": samples_stored,
+        "samples_bad_stored": bad_stored,
+        "stored_not_acked": len(stored_keys - set(in_topic)),
+        **extra,
+    }
+    duplicated = int(scan_dups)
+    if alerts:
+        a = _alert_figures(settings, db)
+        figures.update(a)
+        duplicated += a["alerts_duplicated"]
+    kpi = compare_kpis(recompute_kpis(settings, records), stored_kpis(db), complete=kpis_complete) if kpis else None
+    report = Report(scenario, sent, len(in_topic), len(stored_keys), len(lost), duplicated, figures, kpi, lost)
+    return report
