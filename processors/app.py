@@ -2,7 +2,7 @@
 anomaly scores (plant.anomalies.v1) and alert state changes (plant.alerts.v1); bad input -> dead letters.
 
 Agents stay thin: decoding, state lookup and sending happen here, the math lives in pure modules.
-State is one changelog-backed table entry per asset, saved once per batch of frames together with the offset it
+State is one changelog-backed table entry per asset, saved with every frame together with the offset it
 contains, so a restart or rebalance resumes the open windows where they were, without double counting;
 anomaly models are saved every MODEL_CHECKPOINT_FRAMES frames.
 """
@@ -29,8 +29,6 @@ log = logging.getLogger("plantstream.processor")
 
 REQUIRED_FRAME_FIELDS = ("asset", "scan_time", "samples")
 MODEL_CHECKPOINT_FRAMES = 100
-BATCH_FRAMES = 500  # frames handled per batch, at most
-BATCH_WAIT_S = 0.02  # and the longest a frame waits for its batch to fill
 
 
 def contract_problem(frame: dict[str, Any], key: bytes | None) -> str | None:
@@ -156,9 +154,9 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     since_model_save: dict[str, int] = {}
 
     def save(table: Any, key: str, value: Any, partition: int) -> None:
-        # Table.__setitem__ picks the changelog partition from Faust's "current event", which in a
-        # batch is the batch's last event, not necessarily this asset's: name the partition explicitly
-        # so the entry is recovered by whoever owns the asset's readings partition
+        # Table.__setitem__ picks the changelog partition from Faust's "current event", which a timer
+        # does not have: name the asset's readings partition explicitly, so the entry is recovered by
+        # whoever owns that partition
         table.data[key] = value
         table.send_changelog(partition, key, value)
 
@@ -176,8 +174,6 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         asset = frame["asset"]
         state = windows.get(asset)
         if state is None:
-            # in the store at once (its changelog entry follows at the end of the batch), so the
-            # asset's next frame in this batch finds it
             state = windows.data[asset] = event_windows.new_state()
         if msg.offset <= state["offset"]:
             stats.add("frames_skipped_redelivered")
@@ -188,7 +184,6 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         state["offset"] = msg.offset
         state["partition"] = msg.partition  # lets the idle timer write this state back to its partition
         last_seen[asset] = time.monotonic()
-        last_offset[msg.partition] = msg.offset
         if late:
             # beyond grace: no window takes them; they stay visible (and stored, from the readings topic)
             outputs.send(late_topic, key, late_codec.encode({**frame, "samples": late}))
@@ -226,25 +221,51 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         stats.add("kpi_windows", len(closed))
         stats.add("oee_windows", len(oee_windows))
 
+    def note_offset(partition: int, offset: int) -> None:
+        prev = last_offset.get(partition)
+        if prev is not None and offset > prev + 1:
+            # plantstream's producers are idempotent, not transactional: their offsets have no holes,
+            # so a jump means frames this worker never saw (seen once in ~28 SIGKILL takeovers)
+            stats.add("input_offset_gaps")
+            log.error(
+                "readings partition %d jumped from offset %d to %d: %d frames were skipped by the consumer; "
+                "replay them with a fresh consumer group if their KPIs matter",
+                partition,
+                prev,
+                offset,
+                offset - prev - 1,
+            )
+        last_offset[partition] = offset
+
     @app.agent(readings)
     async def process_frames(stream: faust.StreamT[bytes]) -> None:
-        # Frames come in batches: an asset's state is written to the changelog once per batch, not
-        # once per frame (the biggest cost after the models, see `plantstream bench worker`). Faust
-        # acks a batch's offsets only after this body has handled it, so the commit never passes
-        # state or outputs that were not written.
-        async for events in stream.take_events(BATCH_FRAMES, within=BATCH_WAIT_S):  # type: ignore[attr-defined]
+        # One frame at a time: Faust's take_events batching was faster still, but lost a moved
+        # partition's frames on rebalance (tests/integration/test_two_workers.py). The asset's state
+        # goes to the changelog with every frame (Faust's producer), the output records through
+        # librdkafka, which Faust's commit flushes first (see `_flush_outputs_before_commit`).
+        async for event in stream.events():
             dirty: dict[str, tuple[int, dict[str, Any]]] = {}
-            for event in events:
-                process_frame(event, dirty)
+            note_offset(event.message.partition, event.message.offset)
+            process_frame(event, dirty)
             for asset, (partition, state) in dirty.items():
                 save(windows, asset, state, partition)
-            # the batch's outputs are in Kafka before Faust may commit its input offsets
-            await outputs.flush()
+
+    faust_flush = app.producer.flush
+
+    async def _flush_outputs_before_commit() -> None:
+        # Faust flushes its producer before it commits input offsets; the output records must be in
+        # Kafka by then too, or a crash right after the commit would lose them
+        await outputs.flush()
+        await faust_flush()
+
+    app.producer.flush = _flush_outputs_before_commit  # type: ignore[method-assign]
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget_models(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         # the next owner resumes each model from the table; a stale copy here must not come back later
         since_model_save.clear()
+        last_offset.clear()  # a partition that comes back later resumes elsewhere: not a gap
+        read_to_end_since.clear()
         for asset in list(anomaly_stage.assets()):
             anomaly_stage.restore(asset, None)
         stats.add("rebalances")
@@ -334,7 +355,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _flush_outputs(sender: Any, **kwargs: Any) -> None:
-        # records the stale-alert timer sent after the last batch
+        # records the timers sent after the last commit
         await outputs.flush(timeout_s=30)
 
     return app
