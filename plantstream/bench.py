@@ -13,11 +13,14 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 import schemas
 from plantstream import kafka_clients, runstats, topics
@@ -25,7 +28,7 @@ from plantstream.config import Settings
 from plantstream.stack import kafka as local_kafka
 from plantstream.stack import registry as local_registry
 from plantstream.synthetic import SyntheticPlant
-from plantstream.up import Orchestrator, say
+from plantstream.up import Child, Orchestrator, say
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -60,6 +63,43 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "kernel": platform.release(),
     }
+
+
+@dataclass
+class BenchRun:
+    """A benchmark's own run: the local stack (started unless configured), a run dir with its own
+    config file, topics and schemas. `close` stops what was started for it."""
+
+    base: Settings  # the caller's settings: they name the local stack
+    orch: Orchestrator
+    settings: Settings  # the run's
+    raw: dict[str, Any]
+    run_dir: Path
+
+    def spawn(self, component: str, *args: str) -> Child:
+        return self.orch.spawn(component, *args, env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(self.run_dir)})
+
+    def close(self) -> None:
+        if self.orch.started_registry:
+            local_registry.stop(self.base)
+        if self.orch.started_kafka:
+            local_kafka.stop(self.base)
+
+
+def open_run(settings: Settings, name: str, build: Callable[[str, str, Path], dict[str, Any]]) -> BenchRun:
+    """Start the stack, make the run dir and apply the config `build(bootstrap, registry_url, run_dir)` returns."""
+    orch = Orchestrator(settings, None)
+    bootstrap, url = orch.start_stack()
+    run_dir = Path(orch.state_dir) / f"bench-{name}-{int(time.time())}"
+    run_dir.mkdir(parents=True)
+    raw = build(bootstrap, url, run_dir)
+    config = run_dir / "bench.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run_settings = Settings(**raw)
+    topics.apply(run_settings, AdminClient(kafka_clients.admin_config(run_settings)))
+    topics.register_schemas(run_settings, kafka_clients.registry(run_settings))
+    orch.state_dir, orch.config_path = str(run_dir), str(config)
+    return BenchRun(settings, orch, run_settings, raw, run_dir)
 
 
 class LoadGenerator:
@@ -132,24 +172,13 @@ def _bench_config(settings: Settings, bootstrap: str, url: str, plant: Synthetic
 def run_pipeline_bench(
     settings: Settings, *, assets: int, tags: int, rate_hz: float, duration_s: float, warmup_s: float
 ) -> dict[str, Any]:
-    orch = Orchestrator(settings, None)
-    bootstrap, url = orch.start_stack()
-    run_dir = Path(orch.state_dir) / f"bench-{int(time.time())}"
-    run_dir.mkdir(parents=True)
     plant = SyntheticPlant(assets, tags, rate_hz)
-    raw = _bench_config(settings, bootstrap, url, plant, run_dir)
-    config = run_dir / "bench.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    bench_settings = Settings(**raw)
-    from confluent_kafka.admin import AdminClient
-
-    topics.apply(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
-    topics.register_schemas(bench_settings, kafka_clients.registry(bench_settings))
-    orch.state_dir = str(run_dir)
-    orch.config_path = str(config)
-    env = {"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)}
-    processor = orch.spawn("processor", "process", env=env)
-    sink = orch.spawn("sink-storage", "sink", "storage", env=env)
+    run = open_run(
+        settings, "pipeline", lambda bootstrap, url, run_dir: _bench_config(settings, bootstrap, url, plant, run_dir)
+    )
+    orch, bench_settings, run_dir = run.orch, run.settings, run.run_dir
+    processor = run.spawn("processor", "process")
+    sink = run.spawn("sink-storage", "sink", "storage")
     gen = LoadGenerator(bench_settings, plant)
     time.sleep(3)  # let both consumers join their groups before the load starts
     pids = {
@@ -211,10 +240,7 @@ def run_pipeline_bench(
     latency = snaps.get("sink-storage", {}).get("quantiles", {}).get("e2e_latency_ms", {})
     processor.stop(30)
     sink.stop(30)
-    if orch.started_registry:
-        local_registry.stop(settings)
-    if orch.started_kafka:
-        local_kafka.stop(settings)
+    run.close()
     offered = assets * tags * rate_hz
     return {
         "bench": "pipeline",

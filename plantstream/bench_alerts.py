@@ -20,18 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
 
 import schemas
 from plantstream import kafka_clients, runstats, topics
-from plantstream.bench import machine, proc_usage
+from plantstream.bench import machine, open_run, proc_usage
 from plantstream.config import Settings
-from plantstream.stack import kafka as local_kafka
-from plantstream.stack import registry as local_registry
 from plantstream.synthetic import ALERT_TAG, SyntheticPlant
-from plantstream.up import Orchestrator, say
+from plantstream.up import say
 
 NOTE = (
     "The 2 CPUs of this machine are shared by 6 engineers running Kafka tests at the same time: rates are "
@@ -191,20 +187,11 @@ def run_alert_latency_bench(
     trip_every_s: float = 20.0,
     trip_scans: int = 3,
 ) -> dict[str, Any]:
-    orch = Orchestrator(settings, None)
-    bootstrap, url = orch.start_stack()
-    run_dir = Path(orch.state_dir) / f"bench-alerts-{int(time.time())}"
-    run_dir.mkdir(parents=True)
     plant = SyntheticPlant(assets, tags, rate_hz)
     limit = float(plant.levels[:, 0].max()) * 10  # above every normal level: only the planned trips cross it
-    raw = _config(plant, bootstrap, url, run_dir, limit)
-    config = run_dir / "bench.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    bench_settings = Settings(**raw)
-    topics.apply(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
-    topics.register_schemas(bench_settings, kafka_clients.registry(bench_settings))
-    orch.state_dir, orch.config_path = str(run_dir), str(config)
-    worker = orch.spawn("processor", "process", env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)})
+    run = open_run(settings, "alerts", lambda bootstrap, url, run_dir: _config(plant, bootstrap, url, run_dir, limit))
+    bench_settings, run_dir = run.settings, run.run_dir
+    worker = run.spawn("processor", "process")
     pid = worker.proc.pid if worker.proc else 0
     schedule = TripSchedule(rate_hz, trip_every_s, trip_scans, assets)
     load = LiveLoad(bench_settings, plant, schedule, limit)
@@ -238,10 +225,7 @@ def run_alert_latency_bench(
     listener.thread.join(30)
     counts = runstats.read_all(run_dir).get("processor", {}).get("counts", {})
     worker.stop(30)
-    if orch.started_registry:
-        local_registry.stop(settings)
-    if orch.started_kafka:
-        local_kafka.stop(settings)
+    run.close()
     latencies: list[float] = []
     timeline: list[tuple[float, float]] = []  # (sample time since the load started, latency), to place stalls
     matched = unmatched = 0
@@ -276,7 +260,7 @@ def run_alert_latency_bench(
         },
         "latency_ms_sample_to_alert": quantiles_ms(latencies),
         "slowest_alerts_s_since_start_and_ms": sorted(timeline, key=lambda x: -x[1])[:15],
-        "kpi_window_s": raw["pipeline"]["windows"]["kpi_window_s"],
+        "kpi_window_s": run.raw["pipeline"]["windows"]["kpi_window_s"],
         "target_p99_ms": 1000,
         "alerts": {
             "received": len(listener.received),

@@ -21,18 +21,13 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import yaml
-from confluent_kafka.admin import AdminClient
-
-from plantstream import kafka_clients, runstats, topics
-from plantstream.bench import machine, proc_usage
+from plantstream import runstats
+from plantstream.bench import machine, open_run, proc_usage
 from plantstream.bench_alerts import NOTE
 from plantstream.bench_worker import fill_backlog
 from plantstream.config import Settings
-from plantstream.stack import kafka as local_kafka
-from plantstream.stack import registry as local_registry
 from plantstream.synthetic import SyntheticPlant
-from plantstream.up import Orchestrator, say
+from plantstream.up import say
 
 TARGET_MB = 500
 MB = 2**20
@@ -92,30 +87,25 @@ def run_memory_bench(
         raise ValueError(
             f"frames_per_asset ({frames_per_asset}) must exceed warmup_frames ({warmup_frames}) for warmed-up models"
         )
-    orch = Orchestrator(settings, None)
-    bootstrap, url = orch.start_stack()
-    run_dir = Path(orch.state_dir) / f"bench-memory-{int(time.time())}"
-    run_dir.mkdir(parents=True)
     stamp = int(time.time())
     plant = SyntheticPlant(assets, tags, 1.0)
-    raw = bench_raw(
-        plant,
-        warmup_frames,
-        {
-            "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchm{stamp}.", "partitions": 6},
-            "registry": {"url": url},
-            "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-            "state_dir": str(run_dir),
-            "group_id": f"benchm{stamp}",
-        },
-    )
-    config = run_dir / "bench.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    bench_settings = Settings(**raw)
-    topics.apply(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
-    topics.register_schemas(bench_settings, kafka_clients.registry(bench_settings))
-    orch.state_dir, orch.config_path = str(run_dir), str(config)
-    worker = orch.spawn("processor", "process", env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)})
+
+    def build(bootstrap: str, url: str, run_dir: Path) -> dict[str, Any]:
+        return bench_raw(
+            plant,
+            warmup_frames,
+            {
+                "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchm{stamp}.", "partitions": 6},
+                "registry": {"url": url},
+                "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
+                "state_dir": str(run_dir),
+                "group_id": f"benchm{stamp}",
+            },
+        )
+
+    run = open_run(settings, "memory", build)
+    bench_settings, run_dir, raw = run.settings, run.run_dir, run.raw
+    worker = run.spawn("processor", "process")
     pid = worker.proc.pid if worker.proc else 0
     frames = assets * frames_per_asset
     total = frames * tags
@@ -144,10 +134,7 @@ def run_memory_bench(
         counts = runstats.read_all(run_dir).get("processor", {}).get("counts", {})
     finally:
         worker.stop(30)
-        if orch.started_registry:
-            local_registry.stop(settings)
-        if orch.started_kafka:
-            local_kafka.stop(settings)
+        run.close()
     growth = model_growth(raw, frames_per_asset, steady_frames)
     extra = (growth["bytes_per_model_at_steady_state"] - growth["bytes_per_model_at_short_run"]) * assets
     rss_max = max([rss_after / MB, *(r for _, r in series)])

@@ -18,18 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 import schemas
 from plantstream import kafka_clients, runstats, topics
-from plantstream.bench import machine, proc_usage
+from plantstream.bench import machine, open_run, proc_usage
 from plantstream.config import Settings
-from plantstream.stack import kafka as local_kafka
-from plantstream.stack import registry as local_registry
 from plantstream.synthetic import SyntheticPlant
-from plantstream.up import Orchestrator, say
+from plantstream.up import say
 
 
 def fill_backlog(settings: Settings, plant: SyntheticPlant, frames: int, t0_us: int) -> int:
@@ -71,36 +67,31 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | N
 def run_worker_bench(
     settings: Settings, *, assets: int, tags: int, frames: int, rate_hz: float, profile: bool, timeout_s: float = 600
 ) -> dict[str, Any]:
-    orch = Orchestrator(settings, None)
-    bootstrap, url = orch.start_stack()
-    run_dir = Path(orch.state_dir) / f"bench-worker-{int(time.time())}"
-    run_dir.mkdir(parents=True)
     plant = SyntheticPlant(assets, tags, rate_hz)
     stamp = int(time.time())
-    raw: dict[str, Any] = {
-        **plant.config(),
-        "pipeline": {
-            "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchw{stamp}.", "partitions": 6},
-            "registry": {"url": url},
-            "windows": {"kpi_window_s": 10, "grace_s": 2},
-            "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-            "state_dir": str(run_dir),
-            "group_id": f"benchw{stamp}",
-            "alerts": plant.alert_rules(),
-        },
-    }
-    config = run_dir / "bench.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    bench_settings = Settings(**raw)
-    topics.apply(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
-    topics.register_schemas(bench_settings, kafka_clients.registry(bench_settings))
+
+    def build(bootstrap: str, url: str, run_dir: Path) -> dict[str, Any]:
+        return {
+            **plant.config(),
+            "pipeline": {
+                "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchw{stamp}.", "partitions": 6},
+                "registry": {"url": url},
+                "windows": {"kpi_window_s": 10, "grace_s": 2},
+                "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
+                "state_dir": str(run_dir),
+                "group_id": f"benchw{stamp}",
+                "alerts": plant.alert_rules(),
+            },
+        }
+
+    run = open_run(settings, "worker", build)
+    bench_settings, run_dir = run.settings, run.run_dir
     total_samples = frames * tags
     say(f"bench worker: filling a backlog of {frames:,} frames = {total_samples:,} samples ({assets} assets)")
     t_fill = time.monotonic()
     fill_backlog(bench_settings, plant, frames, t0_us=1_767_225_600_000_000)
     say(f"bench worker: backlog written in {time.monotonic() - t_fill:.1f}s; starting the worker")
-    orch.state_dir, orch.config_path = str(run_dir), str(config)
-    worker = orch.spawn("processor", "process", env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(run_dir)})
+    worker = run.spawn("processor", "process")
     pid = worker.proc.pid if worker.proc else 0
     series: list[tuple[float, int]] = []
     flushes: list[tuple[float, int]] = []  # (worker's flush time, samples so far)
@@ -135,10 +126,7 @@ def run_worker_bench(
             spy.wait(60)
         counts = runstats.read_all(run_dir).get("processor", {}).get("counts", {})
         worker.stop(30)
-        if orch.started_registry:
-            local_registry.stop(settings)
-        if orch.started_kafka:
-            local_kafka.stop(settings)
+        run.close()
     if not series or series[-1][1] < total_samples:
         raise RuntimeError(
             f"the worker processed {series[-1][1] if series else 0:,} of {total_samples:,} samples "
@@ -147,9 +135,7 @@ def run_worker_bench(
     # the first and last second include start-up and the tail of a partition drained late
     span = series[-1][0]
     rates = [
-        (b[1] - a[1]) / (b[0] - a[0])
-        for a, b in itertools.pairwise(flushes)
-        if b[0] > a[0] and b[1] < total_samples
+        (b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(flushes) if b[0] > a[0] and b[1] < total_samples
     ]
     return {
         "bench": "worker",
