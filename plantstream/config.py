@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from datetime import time
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -143,26 +144,35 @@ class ModbusTag(TagBase):
         return self
 
 
-class ModbusTcpDevice(Strict):
+def check_unique_tag_names(tags: Sequence[TagBase]) -> None:
+    seen: set[str] = set()
+    for t in tags:
+        if t.name in seen:
+            raise ValueError(f"tag name {t.name!r} appears twice: tag names must be unique per device")
+        seen.add(t.name)
+
+
+class ModbusDevice(Strict):
+    """What a Modbus device has over TCP and over a serial line."""
+
     name: str
-    protocol: Literal["modbus_tcp"] = "modbus_tcp"
     asset: str
-    host: str = "127.0.0.1"
-    port: int = Field(default=502, ge=1, le=65535)
-    unit_id: int = Field(default=1, ge=0, le=255)
     poll_interval_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=1.0, gt=0)
     retries: int = Field(default=1, ge=0, le=10)
     tags: list[ModbusTag] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_tags(self) -> ModbusTcpDevice:
-        seen: set[str] = set()
-        for t in self.tags:
-            if t.name in seen:
-                raise ValueError(f"tag name {t.name!r} appears twice: tag names must be unique per device")
-            seen.add(t.name)
+    def _unique_tags(self) -> Self:
+        check_unique_tag_names(self.tags)
         return self
+
+
+class ModbusTcpDevice(ModbusDevice):
+    protocol: Literal["modbus_tcp"] = "modbus_tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=255)
 
 
 # a string: OpcUaDevice is declared further down, with the other OPC UA settings
@@ -612,11 +622,7 @@ class OpcUaDevice(Strict):
             )
         if self.username is None and self.password is not None:
             raise ValueError("set username and password together (or neither, for anonymous access)")
-        seen: set[str] = set()
-        for t in self.tags:
-            if t.name in seen:
-                raise ValueError(f"tag name {t.name!r} appears twice: tag names must be unique per device")
-            seen.add(t.name)
+        check_unique_tag_names(self.tags)
         return self
 
 
@@ -639,32 +645,19 @@ class OpcUaServerSettings(Strict):
     )
 
 
-class ModbusRtuDevice(Strict):
+class ModbusRtuDevice(ModbusDevice):
     """A Modbus RTU device on a serial line; devices sharing `serial_port` share the bus (unit ids differ)."""
 
-    name: str
     protocol: Literal["modbus_rtu"] = "modbus_rtu"
-    asset: str
     serial_port: str = Field(min_length=1, description="e.g. /dev/ttyUSB0")
     baudrate: int = Field(default=19200, ge=300, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
     unit_id: int = Field(default=1, ge=0, le=247)
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    timeout_s: float = Field(default=1.0, gt=0)
-    retries: int = Field(default=1, ge=0, le=10)
-    tags: list[ModbusTag] = Field(min_length=1)
     simulator_port: str | None = Field(
         default=None, description="serial port `plantstream simulate` serves this device on; null = serial_port"
     )
-
-    @model_validator(mode="after")
-    def _unique_tags(self) -> ModbusRtuDevice:
-        names = [t.name for t in self.tags]
-        if dupes := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"tag name(s) {dupes} appear twice: tag names must be unique per device")
-        return self
 
 
 class SimulatorFaults(Strict):
