@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import faust
+from faust.serializers import codecs
 
 import schemas
 from plantstream import kafka_clients, metrics, topics
@@ -152,15 +153,42 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     # while saving it with every frame would multiply the changelog traffic.
     models = app.Table("anomaly-models", default=None, partitions=k.partitions)
     since_model_save: dict[str, int] = {}
+    # What changed since the state was last persisted: (table name, key) -> (table, partition, value or
+    # a function giving it). The changelog is written at commit time, not per frame, in this order:
+    # snapshot the changed entries, confirm the output records of every frame they contain, send the
+    # snapshot, confirm it, and only then let Faust commit the input offsets. So the saved state is
+    # never behind the committed offset (a restart would skip frames) nor ahead of the delivered
+    # output (a restart would skip windows it believes sent); tests/faults/test_worker_kill.py caught
+    # both with the per-frame writes through Faust's send buffer, which returns from flush() with
+    # records still queued. It also costs one changelog record per asset and commit, not per frame.
+    changed: dict[tuple[str, str], tuple[Any, int, Any]] = {}
 
-    def save(table: Any, key: str, value: Any, partition: int) -> None:
-        # Table.__setitem__ picks the changelog partition from Faust's "current event", which a timer
-        # does not have: name the asset's readings partition explicitly, so the entry is recovered by
-        # whoever owns that partition
-        table.data[key] = value
-        table.send_changelog(partition, key, value)
+    def mark_changed(table: Any, key: str, value: Any, partition: int) -> None:
+        # Table.__setitem__ would pick the changelog partition from Faust's "current event", which a
+        # timer does not have: the asset's readings partition is named explicitly, so the entry is
+        # recovered by whoever owns that partition
+        if not callable(value):
+            table.data[key] = value
+        changed[(table.name, key)] = (table, partition, value)
 
-    def process_frame(event: faust.types.EventT, dirty: dict[str, tuple[int, dict[str, Any]]]) -> None:
+    async def persist_changed() -> list[asyncio.Future[Any]]:
+        if not changed:
+            await outputs.flush()
+            return []
+        # serialised now: the agent goes on changing these dicts while the outputs are confirmed
+        snapshot = []
+        for (_, key), (table, partition, value) in changed.items():
+            if callable(value):
+                value = table.data[key] = value()
+            if value is not None:
+                snapshot.append((table, partition, key, codecs.dumps("json", value)))
+        changed.clear()
+        await outputs.flush()
+        return [
+            table.send_changelog(partition, key, raw, value_serializer="raw") for table, partition, key, raw in snapshot
+        ]
+
+    def process_frame(event: faust.types.EventT) -> None:
         msg = event.message
         try:
             frame = decoder.decode(event.value)
@@ -210,10 +238,10 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
                     state.setdefault("alerts", alert_rules.new_state()), asset_rules[asset], score
                 )
         send_alerts(asset, alerts)
-        dirty[asset] = (msg.partition, state)
+        mark_changed(windows, asset, state, msg.partition)
         since_model_save[asset] += 1
         if since_model_save[asset] >= MODEL_CHECKPOINT_FRAMES:
-            save(models, asset, anomaly_stage.checkpoint(asset), msg.partition)
+            mark_changed(models, asset, lambda asset=asset: anomaly_stage.checkpoint(asset), msg.partition)
             since_model_save[asset] = 0
         stats.add("frames_in")
         stats.observe("frame_latency_ms", time.time() * 1000 - frame["scan_time"] / 1000)
@@ -240,29 +268,28 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     @app.agent(readings)
     async def process_frames(stream: faust.StreamT[bytes]) -> None:
         # One frame at a time: Faust's take_events batching was faster still, but lost a moved
-        # partition's frames on rebalance (tests/integration/test_two_workers.py). The asset's state
-        # goes to the changelog with every frame (Faust's producer), the output records through
-        # librdkafka, which Faust's commit flushes first (see `_flush_outputs_before_commit`).
+        # partition's frames on rebalance (tests/integration/test_two_workers.py). Output records go
+        # through librdkafka, the changed state to the changelog at commit time (`persist_changed`).
         async for event in stream.events():
-            dirty: dict[str, tuple[int, dict[str, Any]]] = {}
             note_offset(event.message.partition, event.message.offset)
-            process_frame(event, dirty)
-            for asset, (partition, state) in dirty.items():
-                save(windows, asset, state, partition)
+            process_frame(event)
 
     faust_flush = app.producer.flush
 
-    async def _flush_outputs_before_commit() -> None:
-        # Faust flushes its producer before it commits input offsets; the output records must be in
-        # Kafka by then too, or a crash right after the commit would lose them
-        await outputs.flush()
+    async def _persist_before_commit() -> None:
+        # Faust calls its producer's flush right before it commits input offsets
+        sent = await persist_changed()
         await faust_flush()
+        if sent:
+            await asyncio.gather(*sent)
 
-    app.producer.flush = _flush_outputs_before_commit  # type: ignore[method-assign]
+    app.producer.flush = _persist_before_commit  # type: ignore[method-assign]
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget_models(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
-        # the next owner resumes each model from the table; a stale copy here must not come back later
+        # the next owner resumes each state and model from the table; a stale copy here must not come
+        # back later
+        await persist_changed()
         since_model_save.clear()
         last_offset.clear()  # a partition that comes back later resumes elsewhere: not a gap
         read_to_end_since.clear()
@@ -273,14 +300,21 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     @app.timer(1.0)
     async def stale_alerts() -> None:
         # wall-clock staleness for assets whose frames stopped; the state dict is changed in place and
-        # reaches the changelog with the asset's next frame (a restart before that may repeat the
-        # RAISED with the same alert_id, which idempotent sinks absorb)
+        # reaches the changelog with the next commit (a restart before that may repeat the RAISED with
+        # the same alert_id, which idempotent sinks absorb)
         now = time.time_ns() // 1000
+        persist_now = False
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == readings.get_topic_name()}
         for asset, state in list(windows.items()):
             # the table also holds standby copies of other workers' assets: those are theirs to judge
             if state and "alerts" in state and state.get("partition", -1) in mine and rules_of(asset):
-                send_alerts(asset, alert_rules.tick(state["alerts"], asset_rules[asset], asset, now))
+                raised = alert_rules.tick(state["alerts"], asset_rules[asset], asset, now)
+                if raised:
+                    send_alerts(asset, raised)
+                    mark_changed(windows, asset, state, state["partition"])
+                    persist_now = True
+        if persist_now:  # the input may be silent (that is what made it stale): no commit would come
+            await persist_changed()
         outputs.poll()
 
     async def refresh_read_to_end(now: float) -> None:
@@ -317,9 +351,13 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             return
         now = time.monotonic()
         await refresh_read_to_end(now)
-        changed: list[tuple[str, int, dict[str, Any]]] = []
+        idle_closed = False
         for asset, state in list(windows.items()):
-            if not state or not state.get("open") or "partition" not in state:
+            if not state or "partition" not in state:
+                continue
+            oee_state = state.get("oee")
+            # OEE windows and shifts can be open while no KPI window is (an 8 h shift)
+            if not state.get("open") and not (oee_state and oee_state["buckets"]):
                 continue
             p = state["partition"]
             if p not in read_to_end_since:
@@ -329,18 +367,26 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             if idle_us <= idle_after_us:
                 continue
             closed = event_windows.advance_idle(state, asset, size_us, grace_us, idle_us, hop_us)
-            if closed:
-                for record in closed:
-                    outputs.send(kpi_topic, asset.encode(), kpi_codec.encode(record))
+            rules_of(asset)  # resolves the OEE profile of a state restored from the changelog
+            prof = oee_profiles[asset]
+            # the machine is taken to stay in its last known state while its data is silent
+            # (report by exception sends no unchanged state): see oee.advance_idle
+            oee_closed = oee.advance_idle(oee_state, prof, size_us, grace_us, idle_us) if prof and oee_state else []
+            for record in closed:
+                outputs.send(kpi_topic, asset.encode(), kpi_codec.encode(record))
+            for record in oee_closed:
+                outputs.send(oee_topic, asset.encode(), oee_codec.encode(record))
+            if closed or oee_closed:
                 stats.add("kpi_windows", len(closed))
                 stats.add("kpi_windows_idle_closed", len(closed))
-                changed.append((asset, p, state))
-        if changed:
-            # windows first, then the state that says they were emitted: a crash in between emits
-            # them again (same natural key, deduplicated by the sinks) rather than never
-            await outputs.flush()
-            for asset, p, state in changed:
-                save(windows, asset, state, p)
+                stats.add("oee_windows", len(oee_closed))
+                stats.add("oee_windows_idle_closed", len(oee_closed))
+                mark_changed(windows, asset, state, p)
+                idle_closed = True
+        if idle_closed:
+            # no commit comes while the input is silent: persist here, windows first, then the state
+            # that says they were emitted (a crash in between emits them again, same natural key)
+            await persist_changed()
 
     @app.timer(1.0)
     async def write_stats() -> None:

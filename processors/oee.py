@@ -23,7 +23,8 @@ shifts that closed. Definitions (ISO 22400-2; /work/shared/KPI-NOTES.md):
 
 Micro-stops need the stop's length, known only when it ends or passes the threshold, so windows
 after the start of a still-unclassified stop are held open (at most ``micro_stop_threshold_s``).
-Windows close with the rule of processors/event_windows.py: end <= newest event time - grace.
+Windows close with the rule of processors/event_windows.py: end <= newest event time - grace; an
+asset that went silent has its event time moved on with the wall clock by ``advance_idle``.
 """
 
 from __future__ import annotations
@@ -289,8 +290,50 @@ def apply_frame(state: OeeState, frame: dict[str, Any], profile: AssetProfile, s
     newest = max([frame["scan_time"], *(s["source_time"] for s in frame["samples"])])
     if state["max_t"] is None or newest > state["max_t"]:
         state["max_t"] = newest
-    state["wm"] = state["max_t"] - grace
+    wm = state["max_t"] - grace
+    if state["wm"] is None or wm > state["wm"]:
+        state["wm"] = wm  # never backwards (advance_idle may have moved it further)
     return close_until(state, profile, size, state["wm"])
+
+
+def advance_idle(state: OeeState, profile: AssetProfile, size: int, grace: int, idle_us: int) -> list[dict]:
+    """Close the windows and shifts of an asset silent for ``idle_us`` of wall time, as if its event time
+    had moved on as much (watermark = last event time + idle_us - grace); nothing while idle_us <= grace.
+
+    The silent stretch up to the watermark goes to the last known state, as a frame repeating that
+    state at the watermark would give it. Why: ISO 22400-2 time elements follow the work unit's state,
+    and silence says the data stopped, not the machine (with report by exception an unchanged state is
+    not resent at all); the step hold is also what ``close_until`` does for a silent state signal, so a
+    window gets the same figures whether it is closed by the idle timer or by a later frame that
+    repeats the state. The cost: a RUNNING machine whose data path died counts as producing until its
+    data resumes. An unplanned stop grows while silent: once past the micro-stop threshold it is a
+    failure and its windows close; until then it holds them, as in apply_frame (silence never ends a
+    stop, so it never makes one a micro-stop).
+
+    Frames after an idle close are handled as usual: ``closed_until`` keeps emitted windows and shifts
+    from reopening (their samples are late, counted in ``late``), and the state is held only up to the
+    watermark, so samples after it count normally.
+    """
+    if state["max_t"] is None or idle_us <= grace:
+        return []
+    # max_t stays the last real event time: the silence counts from it. The watermark goes no further
+    # than the end of the window of the last event (plus the micro-stop threshold while a stop is
+    # being timed, so a silent stop can still become a failure): a silent asset gets its open windows
+    # closed, not a new window for every stretch of silence, which would make the output depend on
+    # how long the wall clock ran and a replay differ from the live run. Windows and a shift that end
+    # later stay open until data comes back.
+    last = state["max_t"]
+    cap = last - last % size + size + (profile.micro_stop_us if state["stop"] is not None else 0)
+    wm = min(last + idle_us - grace, cap)
+    if state["wm"] is not None and wm <= state["wm"]:
+        return []
+    state["wm"] = wm
+    cur = state["state"]
+    if cur is not None and cur[0] < wm:
+        # not through close_until's hold alone: that stops at an unclassified stop's start, so a stop
+        # that went silent would never become a failure and its windows would stay open for ever
+        _on_state(state, profile, wm, cur[1], cur[2], size)
+    return close_until(state, profile, size, wm)
 
 
 def close_until(state: OeeState, profile: AssetProfile, size: int, watermark: int) -> list[dict]:

@@ -203,8 +203,8 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
             f"-Dlog4j2.configurationFile={log4j}",
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster,
+            # one argument: a random id may start with "-", which the tool would take for an option
+            f"--cluster-id={cluster}",
             "-c",
             str(props),
             "--ignore-formatted",

@@ -118,8 +118,9 @@ def expected_kpi(settings: Settings, frames: list[dict], *, flush: bool) -> list
     return out
 
 
-def expected_oee(settings: Settings, frames: list[dict]) -> list[dict]:
-    """OeeWindow records of the history, by processors.oee (windows close on event time only)."""
+def expected_oee(settings: Settings, frames: list[dict], *, flush: bool = False) -> list[dict]:
+    """OeeWindow records of the history, by processors.oee; `flush` adds what the worker's idle fallback
+    closes once the assets fall silent."""
     w = settings.pipeline.windows
     size, grace = w.kpi_window_s * 1_000_000, int(w.grace_s * 1_000_000)
     states: dict[str, dict] = {}
@@ -128,6 +129,11 @@ def expected_oee(settings: Settings, frames: list[dict]) -> list[dict]:
         prof = oee.profile_for(settings, f["asset"])
         if prof is not None:
             out += oee.apply_frame(states.setdefault(f["asset"], oee.new_state()), f, prof, size, grace)
+    if flush:
+        for asset, st in states.items():
+            prof = oee.profile_for(settings, asset)
+            assert prof is not None
+            out += oee.advance_idle(st, prof, size, grace, 10**12)
     return out
 
 

@@ -59,7 +59,7 @@ def test_replay_into_fresh_group_equals_live_run(stack: Stack, tmp_path: Path, c
     prepare_topics(live_settings)
     frames = history(live_settings, ASSETS, FRAMES_PER_ASSET, T0)
     want_kpi = expected_kpi(live_settings, frames, flush=True)  # the idle fallback closes the last windows
-    want_oee = expected_oee(live_settings, frames)
+    want_oee = expected_oee(live_settings, frames, flush=True)
     kpi_topic, oee_topic = live_settings.topic(topics.KPI), live_settings.topic(topics.OEE)
     kpi_dec, oee_dec = decoder(live_settings, schemas.KPI_WINDOW), decoder(live_settings, schemas.OEE_WINDOW)
 
