@@ -9,7 +9,11 @@ acknowledged by Kafka), the SQLite store the sink wrote, and the alerts topic, a
 - duplicated: the same thing stored twice (one device scan under two keys, one alert state change
   twice); `kafka_duplicates` counts repeated records in the topic, which at-least-once allows;
 - KPI windows recomputed from the readings topic with processors/event_windows.py and compared with
-  what the worker emitted or the sink stored.
+  what the worker emitted or the sink stored (`kpi_check=skipped:<reason>` where no worker runs);
+- with `sent_keys`/`refused`: every frame handed to the producer is acked or counted as refused (a
+  full store-and-forward buffer), never both, never neither (`silently_lost`, `refused_but_acked`);
+- with `bad`: every malformed record in the readings topic is in the dead-letter topic once, unchanged,
+  with its reason; bad messages a producer refused locally are counted as `bad_refused`.
 
 `Report.emit()` prints one line per scenario and, with PLANTSTREAM_FAULT_RESULTS=<file.json> set when
 pytest starts, merges the figures into that file (tests' `clean_env` hides the variable later, so it is
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 import schemas
 from plantstream import kafka_clients, topics
@@ -64,18 +68,18 @@ class TopicRecord:
     offset: int
     key: bytes | None
     value: dict[str, Any] | None  # None: not decodable with the topic's schema
+    raw: bytes | None = None  # the bytes of an undecodable record (what its dead letter must carry)
 
 
-def read_topic(settings: Settings, logical: str, schema: str, timeout: float = 60.0) -> list[TopicRecord]:
-    """Every record of a topic up to its current end, in (partition, offset) order."""
+def read_raw(settings: Settings, logical: str, timeout: float = 60.0) -> list[Message]:
+    """Every message of a topic up to its current end, undecoded, in (partition, offset) order."""
     topic = settings.topic(logical)
-    dec = kafka_clients.registry(settings).decoder(schema)
     c = Consumer(kafka_clients.consumer_config(settings, f"fault-check-{os.getpid()}-{time.time_ns()}", "fault-check"))
     try:
         parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
         ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
         c.assign([TopicPartition(topic, p, -2) for p in parts])
-        out: list[TopicRecord] = []
+        out: list[Message] = []
         pos = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0] for p in parts}
         deadline = time.monotonic() + timeout
         while any(pos[p] < ends[p] for p in parts):
@@ -86,14 +90,24 @@ def read_topic(settings: Settings, logical: str, schema: str, timeout: float = 6
                 continue
             part, off = m.partition() or 0, m.offset() or 0
             pos[part] = off + 1
-            try:
-                value: dict[str, Any] | None = dec.decode(m.value())
-            except Exception:  # any undecodable record: the checker counts it, the worker dead-letters it
-                value = None
-            out.append(TopicRecord(part, off, m.key(), value))
+            out.append(m)
     finally:
         c.close()
-    out.sort(key=lambda r: (r.partition, r.offset))
+    out.sort(key=lambda m: (m.partition() or 0, m.offset() or 0))
+    return out
+
+
+def read_topic(settings: Settings, logical: str, schema: str, timeout: float = 60.0) -> list[TopicRecord]:
+    """Every record of a topic up to its current end, in (partition, offset) order."""
+    dec = kafka_clients.registry(settings).decoder(schema)
+    out: list[TopicRecord] = []
+    for m in read_raw(settings, logical, timeout):
+        raw = m.value()
+        try:
+            value: dict[str, Any] | None = dec.decode(raw)
+        except Exception:  # any undecodable record: the checker counts it, the worker dead-letters it
+            value = None
+        out.append(TopicRecord(m.partition() or 0, m.offset() or 0, m.key(), value, raw if value is None else None))
     return out
 
 
@@ -220,6 +234,26 @@ class Report:
             assert self.extra["samples_stored"] == self.extra["samples_acked"], (
                 f"{self.scenario}: stored samples differ from the distinct samples acked: {self.extra}"
             )
+        x = self.extra
+        if "sent_not_acked" in x:
+            assert x["acked_not_sent"] == 0, f"{self.scenario}: acked frames the scenario never sent: {x}"
+            if "refused" in x:
+                assert x["silently_lost"] == 0 and x["refused_but_acked"] == 0, (
+                    f"{self.scenario}: frames sent but neither acked nor counted as refused, or counted as refused "
+                    f"yet acked: {x}"
+                )
+            else:
+                assert x["sent_not_acked"] == 0, f"{self.scenario}: frames sent but never acked: {x}"
+        if "bad_sent" in x:
+            assert x["bad_in_topic"] + x["bad_refused"] == x["bad_sent"], (
+                f"{self.scenario}: bad messages sent = in the readings topic + refused by the producer does not "
+                f"hold: {x}"
+            )
+            assert x["bad_not_deadlettered"] == 0, f"{self.scenario}: bad messages not dead-lettered: {x}"
+            assert x["deadletter_altered"] == 0, f"{self.scenario}: dead letters differ from their source: {x}"
+            assert x["deadletter_no_reason"] == 0, f"{self.scenario}: dead letters without ps-error/ps-stage: {x}"
+            assert x["good_deadlettered"] == 0, f"{self.scenario}: decodable frames dead-lettered: {x}"
+            assert x["deadletter_untraceable"] == 0, f"{self.scenario}: dead letters with no readings source: {x}"
         if self.kpi is not None:
             k = self.kpi
             assert k.ok, (
@@ -256,6 +290,60 @@ def _alert_figures(settings: Settings, db: Path) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True)
+class BadInput:
+    """Malformed or oversized messages a scenario tried to put in the readings topic.
+
+    `sent`: how many it tried; `refused`: how many of them a producer refused locally with an error
+    (never reached Kafka). Every other one is in the readings topic and must be dead-lettered."""
+
+    sent: int
+    refused: int = 0
+
+
+def _header(m: Message, name: str) -> bytes | None:
+    hs = m.headers() or []
+    for k, v in hs.items() if isinstance(hs, dict) else hs:  # a consumed message has a list of pairs
+        if k == name:
+            return v if isinstance(v, bytes) else (v.encode() if v is not None else None)
+    return None
+
+
+def _deadletter_figures(settings: Settings, records: list[TopicRecord], bad: BadInput) -> dict[str, int]:
+    """Each undecodable readings record must be in the dead-letter topic, unchanged, with its reason.
+
+    A dead letter names its source by headers (ps-source-topic/-partition/-offset); it is matched to
+    the readings record at that place."""
+    readings = settings.topic(topics.READINGS)
+    bad_in_topic = {(r.partition, r.offset): r.raw or b"" for r in records if r.value is None}
+    good_at = {(r.partition, r.offset) for r in records if r.value is not None}
+    refs: Counter[tuple[int, int]] = Counter()
+    altered = no_reason = foreign = 0
+    for m in read_raw(settings, topics.DEADLETTER):
+        topic, part, off = (_header(m, h) for h in ("ps-source-topic", "ps-source-partition", "ps-source-offset"))
+        if topic is None or part is None or off is None or topic.decode() != readings:
+            foreign += 1  # not traceable to a readings record
+            continue
+        ref = (int(part), int(off))
+        refs[ref] += 1
+        if ref in bad_in_topic and (m.value() or b"") != bad_in_topic[ref]:
+            altered += 1
+        if not _header(m, "ps-error") or not _header(m, "ps-stage"):
+            no_reason += 1
+    return {
+        "bad_sent": bad.sent,
+        "bad_refused": bad.refused,  # refused by the producer with an error: never in Kafka
+        "bad_in_topic": len(bad_in_topic),
+        "deadlettered": len(set(refs) & set(bad_in_topic)),
+        "bad_not_deadlettered": len(set(bad_in_topic) - set(refs)),
+        "deadletter_duplicates": sum(n - 1 for n in refs.values()),
+        "deadletter_altered": altered,
+        "deadletter_no_reason": no_reason,
+        "good_deadlettered": len(set(refs) & good_at),
+        "deadletter_untraceable": foreign + len(set(refs) - set(bad_in_topic) - good_at),
+    }
+
+
 def check_run(
     scenario: str,
     settings: Settings,
@@ -265,12 +353,22 @@ def check_run(
     kpis: bool = False,
     kpis_complete: bool = False,
     alerts: bool = False,
+    sent_keys: Iterable[FrameKey] | None = None,
+    refused: int | None = None,
+    bad: BadInput | None = None,
+    no_kpis: str | None = None,
     **extra: Any,
 ) -> Report:
     """Figures of one finished run: readings topic vs the SQLite store (and KPI windows, alerts when asked).
 
     `kpis_complete`: the worker consumed the whole topic, so every window the recomputation closes
     must be stored; otherwise only what is stored is compared.
+    `sent_keys`: the frames the scenario handed to its producer; each must be acked or, up to
+    `refused` of them (a producer's own count of frames it refused or dropped, e.g. a full
+    store-and-forward buffer), counted as refused: none may vanish uncounted.
+    `bad`: malformed input in the readings topic, checked against the dead-letter topic.
+    `no_kpis`: why this scenario has no KPI windows to compare (e.g. no worker runs); printed as
+    `kpi_check=skipped:<reason>` so the line says KPIs were not checked.
     """
     records = read_topic(settings, topics.READINGS, schemas.READING_FRAME)
     frames = [r.value for r in records if r.value is not None]
@@ -294,6 +392,22 @@ def check_run(
         "stored_not_acked": len(stored_keys - set(in_topic)),
         **extra,
     }
+    if sent_keys is not None:
+        handed = set(sent_keys)
+        missing = len(handed - set(in_topic))
+        figures["sent_not_acked"] = missing
+        figures["acked_not_sent"] = len(set(in_topic) - handed)
+        if refused is not None:
+            figures["refused"] = refused
+            figures["silently_lost"] = max(0, missing - refused)
+            figures["refused_but_acked"] = max(0, refused - missing)
+    elif refused is not None:
+        figures["refused"] = refused
+    if bad is not None:
+        figures.update(_deadletter_figures(settings, records, bad))
+    if no_kpis is not None:
+        assert not kpis, "no_kpis: the scenario has no KPI windows, so do not ask for them to be compared"
+        figures["kpi_check"] = f"skipped:{no_kpis}"
     duplicated = int(scan_dups)
     if alerts:
         a = _alert_figures(settings, db)

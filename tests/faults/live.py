@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,34 @@ def count(settings: Settings, sql: str) -> int:
             return int(c.execute(sql).fetchone()[0])
         except sqlite3.OperationalError:  # tables not created yet
             return 0
+
+
+@contextlib.contextmanager
+def storage_sink_thread(settings: Settings) -> Iterator[RunStats]:
+    """The real storage sink in a thread of the test process until the block ends: no process start-up.
+
+    An exception that ended the sink is raised when the block ends, so a test cannot pass on a dead sink.
+    """
+    stats = RunStats("sink-storage")
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_storage_sink(settings, stop, stats)
+        except BaseException as e:  # reported to the test below
+            failed.append(e)
+
+    thread = threading.Thread(target=run, name="fault-sink", daemon=True)
+    thread.start()
+    try:
+        yield stats
+    finally:
+        stop.set()
+        thread.join(30)
+    if failed:
+        raise AssertionError(f"the storage sink failed: {failed[0]!r}") from failed[0]
+    assert not thread.is_alive(), "the storage sink did not stop within 30 s"
 
 
 @contextlib.asynccontextmanager
