@@ -3,16 +3,16 @@
 Pure logic, no Faust: the worker keeps one `AnomalyStage`, calls `score(asset, frame)` per frame and
 checkpoints `checkpoint(asset)` (JSON-able) into its table; `restore(asset, state)` continues exactly.
 
-Multivariate model (`MultivariateModel`, "xreg-multiscale/2"; docs/anomaly.md has the figures):
+Multivariate model (`MultivariateModel`, "xreg-multiscale/3"; docs/anomaly.md has the figures):
 
 1. Features: each signal, two slow first-order filters of it (30 and 300 frames: lagging relations such
    as a bearing temperature following the power become linear) and its square (curved relations such
    as pressure ~ flow²). An exponentially weighted mean/covariance of them is learned online.
-2. Cross-signal regression: every `_REFRESH` frames, a ridge regression on the correlation matrix
-   (scale-free: sensors in bar and in m³/h weigh the same) predicts each signal from the features of
+2. Cross-signal regression: every `_REFRESH` frames (`_REFRESH_WARM` once warm), a ridge regression on the
+   correlation matrix (scale-free: sensors in bar and in m³/h weigh the same) predicts each signal from the features of
    the *other* signals. Its residual is what a correlated fault breaks (a clogged filter: pressure up
    while flow falls; cavitation: flow down at the same speed) and what a single sensor's fault shows.
-3. Three detectors per signal on the residual standardised by its own typical size:
+3. Three detectors per signal on the residual standardised by its typical size under the current fit:
    fast (EWMA of z² with weight `smoothing`: spikes), rough (EWMA of the squared frame-to-frame change
    of the residual: noise bursts, oscillation) and slow (EWMA of the signed residual over ~120 frames:
    drifts, wear). Each is compared with its own normal level, learned on normal frames only.
@@ -38,6 +38,7 @@ Per-tag contributions: each signal's largest detector ratio, normalised to sum 1
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -50,25 +51,28 @@ from river import stats
 from plantstream.config import AnomalySettings, Settings, TagRole, TagType
 from processors import machine_state as ms
 from processors import oee
-from processors.anomaly_parts import Debounce, DecayedQuantile, cross_coefficients
+from processors.anomaly_parts import Debounce, DecayedQuantiles, cross_coefficients
 
 Record = dict[str, Any]
 State = dict[str, Any]
+log = logging.getLogger("plantstream.anomaly")
 
 _NUMERIC_TYPES = {t for t in TagType if t not in (TagType.BOOL, TagType.STRING)}
-_STATE_VERSION = 2  # multivariate: 1 was the PCA T²/SPE model
+_STATE_VERSION = 3  # multivariate: 1 was the PCA T²/SPE model, 2 xreg-multiscale/2
 _BASELINE_STATE_VERSION = 1
 _QUANTILE_WINDOW = 1800  # recent normal scores the threshold quantile looks at (robust baseline)
-_REFRESH = 25  # frames between refits of the cross-signal regression; the covariance moves slowly
+_REFRESH = 25  # frames between refits of the cross-signal regression while warming up
+_REFRESH_WARM = 100  # and once warm: the covariance then moves with a window of `window_frames`
 _TAUS = (30.0, 300.0)  # frames: time constants of the slow filtered copies of each signal
 _GAINS = 1.0 - np.exp(-1.0 / np.asarray(_TAUS))
-_RIDGE = 0.03  # in correlation units: keeps collinear sensors from blowing up the regression
+# in correlation units: keeps collinear sensors from blowing up the regression; small, because curved relations
+# (pressure ~ flow²) live in the small-eigenvalue directions that a larger ridge shrinks into the residual
+_RIDGE = 0.003
 _DETECTORS = ("fast", "rough", "slow")
 _ROUGH_ALPHA = 1.0 / 20  # EWMA weight of the roughness (squared change of the residual) detector
 _SLOW_ALPHA = 1.0 / 120  # EWMA weight of the drift (signed residual) detector
 _VAR_FLOOR = 1e-12
 _WINSOR = 9.0  # squared deviations beyond 9x the typical one (3 sigma) are clipped while learning sizes
-_ALARM_SLOWDOWN = 1.0  # learning rate divisor of the relations while in alarm
 _DETECTOR_MEMORY = 3  # x window_frames: memory of the detectors' normal levels
 _HYSTERESIS = 0.9  # an alarm clears below this share of the threshold
 
@@ -116,23 +120,51 @@ class _FeatureVector:
         self.tags: list[str] | None = list(tags) if tags else None
         self.last: list[float | None] = [None] * len(self.tags) if self.tags else []
         self.carried = 0  # samples filled in from the last value (missing or BAD): a data-quality note
+        self._index: dict[str, int] = {t: i for i, t in enumerate(self.tags or ())}
+        self._complete = False  # every tag seen once: from then on there is always a vector
+
+    def _fix_tags(self, tags: list[str]) -> None:
+        self.tags = tags
+        self.last = [None] * len(tags)
+        self._index = {t: i for i, t in enumerate(tags)}
 
     def __call__(self, frame: Record) -> np.ndarray | None:
-        values = numeric_good_values(frame)
         if self.tags is None:
+            values = numeric_good_values(frame)
             if not values:
                 return None
             # no configured tags: the first frame with numbers fixes them (sorted, so restarts agree)
-            self.tags = sorted(values)
-            self.last = [None] * len(self.tags)
-        for i, tag in enumerate(self.tags):
-            if tag in values:
-                self.last[i] = values[tag]
-            elif self.last[i] is not None:
-                self.carried += 1
-        if any(v is None for v in self.last):
-            return None  # a feature never seen yet: nothing to carry
-        return np.array(self.last, dtype=float)
+            self._fix_tags(sorted(values))
+        # one pass over the samples into the per-asset slots (no per-frame dict); the last sample of a tag wins
+        index, last = self._index, self.last
+        fresh = [False] * len(last)
+        for s in frame.get("samples", ()):
+            i = index.get(s["tag"])
+            if i is None or s.get("quality", "GOOD") != "GOOD":
+                continue
+            v = s.get("value")
+            if type(v) is not float:
+                v = _number(v)
+                if v is None:
+                    continue
+            elif v - v != 0.0:  # inf or nan
+                continue
+            last[i] = v
+            fresh[i] = True
+        if not all(fresh):
+            self.carried += sum(1 for f, v in zip(fresh, last, strict=True) if not f and v is not None)
+        if not self._complete:
+            if any(v is None for v in last):
+                return None  # a feature never seen yet: nothing to carry
+            self._complete = True
+        return np.array(last, dtype=float)
+
+    def keep_first(self) -> None:
+        """Keep the first tag only (a univariate model given several)."""
+        assert self.tags is not None
+        first = self.last[0]
+        self._fix_tags(self.tags[:1])
+        self.last[0] = first
 
     def to_state(self) -> State:
         return {"tags": self.tags, "last": self.last, "carried": self.carried}
@@ -140,7 +172,6 @@ class _FeatureVector:
     @classmethod
     def from_state(cls, st: State) -> _FeatureVector:
         fv = cls(st["tags"])
-        fv.tags = st["tags"]
         fv.last = list(st["last"])
         fv.carried = st["carried"]
         return fv
@@ -225,32 +256,37 @@ def _shares(tags: Sequence[str], weights: np.ndarray) -> dict[str, float]:
     total = float(weights.sum())
     if not total > 0:
         return {}
-    return {t: float(w / total) for t, w in zip(tags, weights, strict=True)}
+    return dict(zip(tags, (weights / total).tolist(), strict=True))
 
 
 class MultivariateModel:
     """Cross-signal regression residuals watched on three time scales (see the module doc)."""
 
-    name = "xreg-multiscale/2"
+    name = "xreg-multiscale/3"
 
     def __init__(self, asset: str, cfg: AnomalySettings, tags: Sequence[str] | None = None) -> None:
         self.asset, self.cfg = asset, cfg
         self.features = _FeatureVector(cfg.tags or tags)
-        self.quantiles = [DecayedQuantile(cfg.quantile, _QUANTILE_WINDOW) for _ in _DETECTORS]
+        self.quantiles = DecayedQuantiles(cfg.quantile, _QUANTILE_WINDOW, len(_DETECTORS))
         self.debounce = _debounce(cfg)
+        self.alphas = np.array([[cfg.smoothing], [_ROUGH_ALPHA], [_SLOW_ALPHA]])
         self.n = 0  # frames learned
         self.frames = 0  # frames scored
         self.rebaselines = 0
         self.settle = 0  # frames left to ignore after the machine resumed running
         self.stopped = False
         self.score = 0.0
+        self.x_prev: np.ndarray | None = None  # last feature vector (stuck-sensor runs)
         self.mean: np.ndarray | None = None  # EW mean/covariance of the augmented features
         self.cov: np.ndarray | None = None
         self.coef: np.ndarray | None = None  # p x m cross-signal regression (standardised)
+        self.sd_fit: np.ndarray | None = None  # feature spreads the regression was fitted with
+        self.proj: np.ndarray | None = None  # p x m: residual = proj @ (y - mean), from coef and sd_fit
+        self.fit_var: np.ndarray | None = None  # the fitted regression's residual variance (its window)
         self.filt: np.ndarray | None = None  # slow first-order filters of the signals, one block per tau
         self.r_prev: np.ndarray | None = None  # last residual (standardised units of each signal)
-        self.r_var: np.ndarray | None = None  # typical squared residual, and of its first difference
-        self.d_var: np.ndarray | None = None
+        self.d_var: np.ndarray | None = None  # typical squared frame-to-frame change of the residual
+        self.z_scale: np.ndarray | None = None  # 2 x p: 1 / typical size of the residual and of its change
         self.res_n = 0
         self.det: np.ndarray | None = None  # 3 x p detector states: fast z², rough dz², slow z
         self.det_mean: np.ndarray | None = None  # their normal mean and variance, 3 x p
@@ -259,45 +295,78 @@ class MultivariateModel:
         self.contrib: np.ndarray | None = None
         self.run_len: np.ndarray | None = None  # identical values in a row, per tag
         self.max_run: np.ndarray | None = None  # longest such run seen while warming up
+        self._stuck_limit: np.ndarray | None = None  # run length that means stuck (from max_run)
 
     # -- learning ------------------------------------------------------------------------------
 
-    def _learn_cov(self, y: np.ndarray, slower: float = 1.0) -> None:
+    def _learn_cov(self, dy: np.ndarray) -> None:
+        """Learn from one frame given its deviation from the mean, `dy` = y - mean."""
         assert self.mean is not None and self.cov is not None
         # exact average while young, then an exponential window of `window_frames`
-        a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames) / slower
-        d = y - self.mean
-        self.mean = self.mean + a * d
-        self.cov = (1 - a) * (self.cov + a * np.outer(d, d))
+        a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames)
+        self.mean += a * dy
+        # in place: (1 - a) (cov + a d d') without temporaries the size of cov
+        ad = a * dy
+        self.cov += np.multiply.outer(ad, dy)
+        self.cov *= 1 - a
         self.n += 1
-        if self.n % _REFRESH == 0 or self.coef is None:
+        # the covariance moves slowly: refit often while it is being learned, less once warm
+        every = _REFRESH if self.n < self.cfg.warmup_frames else _REFRESH_WARM
+        if self.n % every == 0 or self.coef is None:
             self._refit()
 
-    def _spread(self) -> np.ndarray:
-        assert self.mean is not None and self.cov is not None
+    def _refit(self) -> None:
+        assert self.cov is not None and self.mean is not None
         # a constant sensor has no spread: floor relative to its level keeps scale invariance
         floor = 1e-9 * np.abs(self.mean) + 1e-300
-        return np.sqrt(np.maximum(np.diag(self.cov), floor**2))
-
-    def _refit(self) -> None:
-        assert self.cov is not None
-        sd = self._spread()
+        sd = np.sqrt(np.maximum(np.diag(self.cov), floor**2))
         corr = self.cov / np.outer(sd, sd)
         p = len(self.features.tags or [])
         owner = np.tile(np.arange(p), len(corr) // p)
         self.coef = np.ascontiguousarray(cross_coefficients(corr, owner, p, _RIDGE))
+        self.sd_fit = sd
+        self._project()
+        assert self.proj is not None
+        # the residual's size under *this* fit, over the covariance's window: it follows the fit as it improves
+        # (a size learned from the residuals of earlier, rougher fits stays inflated for hours and hides drifts)
+        self.fit_var = np.einsum("im,mk,ik->i", self.proj, self.cov, self.proj)
+        self._scale_residual()
 
-    def _learn_residual(self, r: np.ndarray, d: np.ndarray) -> None:
+    def _project(self) -> None:
+        # standardising and predicting folded into one p x m matrix: one product per frame
+        assert self.coef is not None and self.sd_fit is not None
+        p = self.coef.shape[0]
+        own = np.zeros_like(self.coef)
+        own[:, :p] = np.eye(p)
+        self.proj = np.ascontiguousarray((own - self.coef) / self.sd_fit)
+
+    def _learn_residual(self, rd: np.ndarray) -> None:
+        """Learn the typical squared frame-to-frame change of the residual (`rd`: 2 x p, residual and change)."""
         b = max(1.0 / (self.res_n + 1), 1.0 / self.cfg.window_frames)
-        r2, d2 = r * r, d * d
-        if self.r_var is None or self.d_var is None:
-            self.r_var, self.d_var = r2, d2
+        sq = rd[1] * rd[1]
+        if self.d_var is None:
+            self.d_var = sq
         else:
             # winsorised: one wild frame that slipped through must not inflate the normal size for an hour
-            cap = _WINSOR if self.res_n >= 20 else math.inf
-            self.r_var = (1 - b) * self.r_var + b * np.minimum(r2, cap * self.r_var)
-            self.d_var = (1 - b) * self.d_var + b * np.minimum(d2, cap * self.d_var)
+            if self.res_n >= 20:
+                np.minimum(sq, _WINSOR * self.d_var, out=sq)
+            sq *= b
+            self.d_var *= 1 - b
+            self.d_var += sq
         self.res_n += 1
+        self._scale_change()
+
+    def _scale_change(self) -> None:
+        assert self.d_var is not None
+        if self.z_scale is None:
+            self.z_scale = np.ones((2, len(self.d_var)))
+        self.z_scale[1] = 1.0 / np.sqrt(np.maximum(self.d_var, _VAR_FLOOR))
+
+    def _scale_residual(self) -> None:
+        assert self.fit_var is not None
+        if self.z_scale is None:
+            self.z_scale = np.ones((2, len(self.fit_var)))
+        self.z_scale[0] = 1.0 / np.sqrt(np.maximum(self.fit_var, _VAR_FLOOR))
 
     def _learn_detectors(self) -> None:
         assert self.det is not None
@@ -310,37 +379,42 @@ class MultivariateModel:
             dev = self.det - self.det_mean
             if self.det_n >= 20:
                 lim = np.sqrt(_WINSOR * self.det_var)
-                dev = np.clip(dev, -lim, lim)
-            self.det_mean = self.det_mean + b * dev
-            self.det_var = (1 - b) * (self.det_var + b * dev * dev)
+                np.minimum(dev, lim, out=dev)
+                lim *= -1.0
+                np.maximum(dev, lim, out=dev)
+            self.det_mean += b * dev
+            self.det_var += b * dev * dev
+            self.det_var *= 1 - b
         self.det_n += 1
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def _residual(self, y: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
-        """-> (residual of each signal against the others' prediction, its change since last frame)."""
-        assert self.mean is not None and self.coef is not None
-        z = (y - self.mean) / self._spread()
-        r = z[:p] - self.coef @ z
-        d = r - self.r_prev if self.r_prev is not None else np.zeros(p)
-        self.r_prev = r
-        return r, d
+    def _residual(self, dy: np.ndarray) -> np.ndarray:
+        """-> 2 x p: the residual of each signal against the others' prediction, and its change since the
+        last frame (standardised units of each signal)."""
+        assert self.proj is not None
+        rd = np.empty((2, self.proj.shape[0]))
+        np.matmul(self.proj, dy, out=rd[0])
+        if self.r_prev is None:
+            rd[1] = 0.0
+        else:
+            np.subtract(rd[0], self.r_prev, out=rd[1])
+        self.r_prev = rd[0]
+        return rd
 
-    def _detect(self, r: np.ndarray, d: np.ndarray) -> None:
-        assert self.r_var is not None and self.d_var is not None
-        zr = r / np.sqrt(np.maximum(self.r_var, _VAR_FLOOR))
-        zd = d / np.sqrt(np.maximum(self.d_var, _VAR_FLOOR))
-        now = np.stack([zr * zr, zd * zd, zr])
+    def _detect(self, rd: np.ndarray) -> None:
+        assert self.z_scale is not None
+        z = rd * self.z_scale  # the residual in the fit's own residual size, its change in the learned one
+        now = np.empty((3, z.shape[1]))
+        np.multiply(z, z, out=now[:2])
+        now[2] = z[0]
         if self.det is None:
             self.det = np.zeros_like(now)
             self.det[:2] = 1.0  # each detector starts at its normal level
         else:
-            self.det = self.det + (now - self.det) * self._alphas
-        return None
-
-    @property
-    def _alphas(self) -> np.ndarray:
-        return np.array([[self.cfg.smoothing], [_ROUGH_ALPHA], [_SLOW_ALPHA]])
+            now -= self.det
+            now *= self.alphas
+            self.det += now
 
     def _judge(self) -> tuple[np.ndarray, np.ndarray]:
         """-> (per detector: max over signals of the standardised statistic, per detector and signal)."""
@@ -348,26 +422,30 @@ class MultivariateModel:
         # fast and rough are energies (heavy-tailed, positive): their ratio to the normal level; slow is a
         # signed mean: its distance from normal in its own normal spread, either way (drifts go up or down)
         u = np.empty_like(self.det)
-        u[:2] = self.det[:2] / np.maximum(self.det_mean[:2], _VAR_FLOOR)
-        u[2] = np.abs(self.det[2] - self.det_mean[2]) / np.sqrt(np.maximum(self.det_var[2], _VAR_FLOOR))
+        np.divide(self.det[:2], np.maximum(self.det_mean[:2], _VAR_FLOOR), out=u[:2])
+        np.divide(np.abs(self.det[2] - self.det_mean[2]), np.sqrt(np.maximum(self.det_var[2], _VAR_FLOOR)), out=u[2])
         return u.max(axis=1), u
 
     def _stuck(self, x: np.ndarray, prev: np.ndarray | None, learning: bool) -> np.ndarray:
         assert self.run_len is not None and self.max_run is not None
-        same = prev is not None and x == prev
-        self.run_len = np.where(same, self.run_len + 1, 0)
+        if prev is None:
+            self.run_len = np.zeros_like(self.run_len)
+        else:
+            self.run_len += 1
+            self.run_len *= x == prev
         if learning:  # warm-up only: later, a long run is exactly what we look for
-            self.max_run = np.maximum(self.max_run, self.run_len)
-        # a tag that repeats normally (quantised, idle) needs a much longer run to count as stuck
-        limit = np.maximum(self.cfg.stuck_frames, 3 * self.max_run)
-        return self.run_len >= limit
+            np.maximum(self.max_run, self.run_len, out=self.max_run)
+        if learning or self._stuck_limit is None:
+            # a tag that repeats normally (quantised, idle) needs a much longer run to count as stuck
+            self._stuck_limit = np.maximum(self.cfg.stuck_frames, 3 * self.max_run)
+        return self.run_len >= self._stuck_limit
 
     def update(self, frame: Record, running: bool = True) -> Record | None:
         """Score one frame and learn from it; `running` False (machine stopped) pauses the model."""
-        prev = None if self.features.tags is None or None in self.features.last else np.array(self.features.last)
         x = self.features(frame)
         if x is None:
             return None
+        prev, self.x_prev = self.x_prev, x
         t = scan_time_us(frame)
         tags = self.features.tags or []
         self.frames += 1
@@ -380,8 +458,11 @@ class MultivariateModel:
             self.settle = _settle_frames(self.cfg)
         # slow first-order filters of every signal join the features: lagging relations (a bearing
         # temperature following the power over minutes) become linear ones a regression can hold
-        xs = np.tile(x, len(_TAUS))
-        self.filt = xs if self.filt is None else self.filt + (xs - self.filt) * np.repeat(_GAINS, p)
+        if self.filt is None:
+            self.filt = np.tile(x, len(_TAUS))
+        else:
+            blocks = self.filt.reshape(len(_TAUS), p)  # a view: one row per time constant
+            blocks += (x - blocks) * _GAINS[:, None]
         # squares make curved relations (pressure ~ flow², power ~ speed³) closer to linear ones
         y = np.concatenate([x, self.filt, x * x])
         if self.mean is None:
@@ -390,40 +471,41 @@ class MultivariateModel:
         w = self.cfg.warmup_frames
         warming = self.n < w
         stuck = self._stuck(x, prev, learning=warming)
+        dy = y - self.mean
         if self.n < w // 2:
             # first half of warm-up: the mean, covariance and regression only
-            self._learn_cov(y)
+            self._learn_cov(dy)
             return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         had_prev = self.r_prev is not None
-        r, d = self._residual(y, p)
+        rd = self._residual(dy)
         if self.settle > 0 and not warming:
             self.settle -= 1
-            if self.r_var is not None:
-                self._detect(r, d)
+            if self.d_var is not None:
+                self._detect(rd)
             return _record(self.asset, t, self.name, 0.0, self.cfg.threshold_margin, False, True, {})
         if warming:
             # second half: residual sizes and the detectors' normal ranges, then the thresholds
             if had_prev:  # the first residual has no change to learn from
-                self._learn_residual(r, d)
-            if self.r_var is None:
-                self._learn_cov(y)
+                self._learn_residual(rd)
+            if self.d_var is None:
+                self._learn_cov(dy)
                 return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
-            self._detect(r, d)
+            self._detect(rd)
             self._learn_detectors()
             if self.n >= w * 3 // 4:
                 top, _ = self._judge()
-                for q, v in zip(self.quantiles, top.tolist(), strict=True):
-                    q.update(v)
-            self._learn_cov(y)
+                self.quantiles.update(top.tolist())
+            self._learn_cov(dy)
             return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
-        self._detect(r, d)
+        self._detect(rd)
         top, u = self._judge()
-        qs = np.array([q.get() or math.inf for q in self.quantiles])
-        ratios = top / np.maximum(qs, _VAR_FLOOR)
+        qs = np.maximum(self.quantiles.get(), _VAR_FLOOR)
+        ratios = top / qs
         raw = float(ratios.max())
-        weights = (u / np.maximum(qs, _VAR_FLOOR)[:, None]).max(axis=0)
+        weights = (u / qs[:, None]).max(axis=0)
         margin = self.cfg.threshold_margin
-        if stuck.any():
+        any_stuck = bool(stuck.any())
+        if any_stuck:
             # a stuck sensor reads "perfectly normal": raise it explicitly and name it
             raw = max(raw, 3.0 * margin)
             weights = np.where(stuck, 1.0, 0.0)
@@ -438,15 +520,14 @@ class MultivariateModel:
             self._rebaseline()
         elif raw <= margin and not is_anomaly:
             # learn from normal frames only, so a slow fault is not absorbed as the new normal
-            self._learn_residual(r, d)
+            self._learn_residual(rd)
             self._learn_detectors()
-            for q, v in zip(self.quantiles, top.tolist(), strict=True):
-                q.update(v)
-            self._learn_cov(y)
-        elif not stuck.any():
-            # in alarm the relations still learn, more slowly: an operating point the warm-up never saw
-            # must not keep a false alarm up for an hour, while a real fault is absorbed only in part
-            self._learn_cov(y, slower=_ALARM_SLOWDOWN)
+            self.quantiles.update(top.tolist())
+            self._learn_cov(dy)
+        elif not any_stuck:
+            # in alarm the relations still learn: an operating point the warm-up never saw must not keep a
+            # false alarm up for an hour
+            self._learn_cov(dy)
         return _record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
 
     def _pause(self, t: int) -> Record:
@@ -459,9 +540,10 @@ class MultivariateModel:
 
     def _rebaseline(self) -> None:
         self.n = self.res_n = self.det_n = 0
-        self.mean = self.cov = self.coef = self.filt = self.r_prev = self.r_var = self.d_var = None
-        self.det = self.det_mean = self.det_var = self.contrib = self.run_len = self.max_run = None
-        self.quantiles = [DecayedQuantile(self.cfg.quantile, _QUANTILE_WINDOW) for _ in _DETECTORS]
+        self.mean = self.cov = self.coef = self.sd_fit = self.proj = self.fit_var = self.filt = self.r_prev = None
+        self.d_var = self.z_scale = self.det = self.det_mean = self.det_var = None
+        self.contrib = self.run_len = self.max_run = self._stuck_limit = None
+        self.quantiles = DecayedQuantiles(self.cfg.quantile, _QUANTILE_WINDOW, len(_DETECTORS))
         self.debounce = _debounce(self.cfg)
         self.rebaselines += 1
 
@@ -471,9 +553,10 @@ class MultivariateModel:
         "mean",
         "cov",
         "coef",
+        "sd_fit",
+        "fit_var",
         "filt",
         "r_prev",
-        "r_var",
         "d_var",
         "det",
         "det_mean",
@@ -491,7 +574,7 @@ class MultivariateModel:
             "asset": self.asset,
             "config": self.cfg.model_dump(),
             "features": self.features.to_state(),
-            "quantiles": [q.to_state() for q in self.quantiles],
+            "quantiles": self.quantiles.to_state(),
             "debounce": self.debounce.to_state(),
         }
         for k in self._SCALARS:
@@ -506,13 +589,21 @@ class MultivariateModel:
         _check_state(st, "multivariate")
         m = cls(st["asset"], AnomalySettings(**st["config"]))
         m.features = _FeatureVector.from_state(st["features"])
-        m.quantiles = [DecayedQuantile.from_state(q) for q in st["quantiles"]]
+        last = m.features.last
+        m.x_prev = None if not last or any(v is None for v in last) else np.array(last, dtype=float)
+        m.quantiles = DecayedQuantiles.from_state(st["quantiles"])
         m.debounce.load(st["debounce"])
         for k in cls._SCALARS:
             setattr(m, k, st[k])
         for k in cls._ARRAYS:
             # contiguous float arrays, as the live model has, so BLAS takes the same path bit for bit
             setattr(m, k, None if st[k] is None else np.ascontiguousarray(np.array(st[k], dtype=float)))
+        if m.coef is not None:
+            m._project()
+        if m.fit_var is not None:
+            m._scale_residual()
+        if m.d_var is not None:
+            m._scale_change()
         return m
 
 
@@ -557,7 +648,7 @@ class RobustBaseline:
             return None
         if self.features.tags and len(self.features.tags) > 1:
             # the first frame fixed the tags: a univariate model keeps one
-            self.features.tags, self.features.last = self.features.tags[:1], self.features.last[:1]
+            self.features.keep_first()
             vec = vec[:1]
         x = float(vec[0])
         t = scan_time_us(frame)
@@ -734,7 +825,12 @@ class AnomalyStage:
         if state is None:
             self.models.pop(asset, None)
             return
-        self.models[asset] = model_from_state(state)
+        try:
+            self.models[asset] = model_from_state(state)
+        except ValueError as exc:
+            # a checkpoint of an older model version (an upgrade): that model cannot continue; warm up afresh
+            log.warning("asset %s: %s", asset, exc)
+            self.models.pop(asset, None)
 
     def assets(self) -> Iterable[str]:
         return list(self.models)

@@ -61,22 +61,31 @@ def apply_frame(
     asset = frame["asset"]
     done = _emitted_until(state)
     panes = state["open"]
+    add = tag_stats.add
+    newest = frame["scan_time"]
+    # the samples of a frame mostly share one source time, hence one pane: look it up once
+    last_pane: int | None = None
+    tags: dict[str, Any] = {}
     for s in frame["samples"]:
         t = s["source_time"]
+        if t > newest:
+            newest = t
         pane = t - (t % hop)
-        if done is not None and pane + hop <= done:
-            state["late"] += 1  # the first window holding it was already emitted
-            if late is not None:
-                late.append(s)
-            continue
-        tags = panes.get(str(pane))
-        if tags is None:
-            tags = panes[str(pane)] = {}
+        if pane != last_pane:
+            if done is not None and pane + hop <= done:
+                state["late"] += 1  # the first window holding it was already emitted
+                if late is not None:
+                    late.append(s)
+                continue
+            key = str(pane)
+            tags = panes.get(key)
+            if tags is None:
+                tags = panes[key] = {}
+            last_pane = pane
         acc = tags.get(s["tag"])
         if acc is None:
             acc = tags[s["tag"]] = tag_stats.new_acc(s.get("unit", ""))
-        tag_stats.add(acc, t, s["value"], s["quality"] == "GOOD")
-    newest = max([frame["scan_time"], *(s["source_time"] for s in frame["samples"])])
+        add(acc, t, s["value"], s["quality"] == "GOOD")
     if state["max_t"] is None or newest > state["max_t"]:
         state["max_t"] = newest
     wm = state["max_t"] - grace

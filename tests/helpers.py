@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,29 @@ def consume_all(settings: Settings, topic: str, expect: int, timeout: float = 60
         m = c.poll(0.2)
         if m is not None and not m.error():
             out.append(m)
+    c.close()
+    return out
+
+
+def consume_until(
+    settings: Settings, topic: str, done: Callable[[list[Any]], bool], timeout: float = 60.0, linger: float = 1.0
+) -> list[Any]:
+    """Read a topic from the beginning until `done(messages so far)` or the timeout, then `linger` more
+    seconds (to show what arrives after: duplicates, strays). For outputs that may repeat, where a
+    count of messages says nothing about which ones arrived."""
+    c = Consumer(kafka_clients.consumer_config(settings, f"test-read-{os.getpid()}-{time.time_ns()}", "test"))
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    c.assign([TopicPartition(topic, p, -2) for p in md.partitions])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = c.consume(500, 0.5)
+        out += [m for m in batch if not m.error()]
+        if batch and done(out):
+            break
+    end = time.monotonic() + linger
+    while time.monotonic() < end:
+        out += [m for m in c.consume(500, 0.2) if not m.error()]
     c.close()
     return out
 
