@@ -137,6 +137,10 @@ def run_worker_bench(
     rates = [
         (b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(flushes) if b[0] > a[0] and b[1] < total_samples
     ]
+    # the last flush before the backlog was done: the one after it may come up to a second after the end
+    inside = [f for f in flushes if f[1] < total_samples] or flushes
+    first, last = (inside[0], inside[-1]) if inside else ((0.0, 0), (0.0, 0))
+    steady = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
     return {
         "bench": "worker",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -150,7 +154,10 @@ def run_worker_bench(
             "stages": ["kpi windows", "oee", "alert rules", "anomaly"],
         },
         "samples_per_s": {
-            "overall": round(total_samples / span, 1) if span else 0.0,
+            # counts and times as the worker flushed them (each second): the bench's own polling would
+            # quantise a 20 s drain by up to 1.5 s, and its first sighting includes the start-up
+            "overall": round(steady, 1) if steady else (round(total_samples / span, 1) if span else 0.0),
+            "overall_incl_startup": round(total_samples / span, 1) if span else 0.0,
             "median_per_second": round(statistics.median(rates), 1) if rates else 0.0,
         },
         "drain_s": span,

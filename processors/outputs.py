@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -29,10 +31,15 @@ class Outputs:
         self._producer = Producer(kafka_clients.producer_config(settings, "processor"))
         self._failure: str | None = None  # set by librdkafka's delivery callback
         self._sent = 0
+        self._reported = 0  # delivery reports served, success or not
+        # callbacks run in whichever thread polls: the event loop's and a flush's
+        self._lock = threading.Lock()
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None and self._failure is None:
-            self._failure = f"{msg.topic()}: {err}"
+        with self._lock:
+            self._reported += 1
+            if err is not None and self._failure is None:
+                self._failure = f"{msg.topic()}: {err}"
 
     def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str | bytes | None] | None = None
@@ -51,9 +58,19 @@ class Outputs:
         self._producer.poll(0)
 
     async def flush(self, timeout_s: float = 120.0) -> None:
-        """Wait (off the event loop) until Kafka has every record sent so far; raise if any failed."""
-        left = await asyncio.to_thread(self._producer.flush, timeout_s) if len(self._producer) else 0
+        """Wait (off the event loop) until Kafka has every record sent so far; raise if any failed.
+
+        Records sent while it waits are not waited for: librdkafka's own flush waits for an empty
+        queue, which under steady input may not come for a long time, and the commit waits on this."""
+        mark = self._sent
+        left = await asyncio.to_thread(self._wait_for, mark, timeout_s) if self._reported < mark else 0
         self._check(left, timeout_s)
+
+    def _wait_for(self, mark: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while self._reported < mark and time.monotonic() < deadline:
+            self._producer.poll(0.05)
+        return max(0, mark - self._reported)
 
     def flush_sync(self, timeout_s: float = 30.0) -> None:
         self._check(self._producer.flush(timeout_s), timeout_s)

@@ -49,19 +49,28 @@ def add(acc: Acc, t: int, value: Any, good: bool) -> None:
     if x is None:
         acc["bad"] += 1
         return
+    # one read and one write per field, no min()/max() calls: this runs for every sample
     n = acc["n"] + 1
+    mean = acc["mean"]
+    delta = x - mean
+    mean += delta / n
     acc["n"] = n
-    delta = x - acc["mean"]
-    acc["mean"] += delta / n
-    acc["m2"] += delta * (x - acc["mean"])
-    acc["min"] = x if acc["min"] is None else min(acc["min"], x)
-    acc["max"] = x if acc["max"] is None else max(acc["max"], x)
-    if acc["first_t"] is None or t < acc["first_t"]:
+    acc["mean"] = mean
+    acc["m2"] += delta * (x - mean)
+    lo = acc["min"]
+    if lo is None or x < lo:
+        acc["min"] = x
+    hi = acc["max"]
+    if hi is None or x > hi:
+        acc["max"] = x
+    first_t = acc["first_t"]
+    if first_t is None or t < first_t:
         acc["first"], acc["first_t"] = x, t
-    if acc["last_t"] is None or t >= acc["last_t"]:
-        if acc["last_t"] is not None:
+    last_t = acc["last_t"]
+    if last_t is None or t >= last_t:
+        if last_t is not None:
             # hold the previous value until this sample; out-of-order samples do not add area
-            acc["integ"] += acc["last"] * (t - acc["last_t"])
+            acc["integ"] += acc["last"] * (t - last_t)
         acc["last"], acc["last_t"] = x, t
 
 
