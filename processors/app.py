@@ -105,7 +105,12 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         topic_replication_factor=k.replication_factor,
         web_enabled=False,
         datadir=str(settings.state_path("processor", "faust")),
+        # Faust commits inline in its fetch loop every `broker_commit_every` events, stalling the input
+        # while the commit (outputs, then state, then offsets) is confirmed: commit by interval only
         broker_commit_every=100_000,
+        # aiokafka fetches a partition again only once its last batch is consumed: 1 MB batches left
+        # the worker waiting for input (80 % CPU, 40-43k samples/s draining a backlog; 8 MB: 99 %,
+        # 50-54k, `plantstream bench worker`, back to back)
         consumer_max_fetch_size=8 * 1024**2,
         # batch produced records for 20 ms (one request instead of hundreds): +26% frames/s measured
         producer_linger=0.02,
