@@ -3,7 +3,7 @@
 Pure logic, no Faust: the worker keeps one `AnomalyStage`, calls `score(asset, frame)` per frame and
 checkpoints `checkpoint(asset)` (JSON-able) into its table; `restore(asset, state)` continues exactly.
 
-Multivariate model (`MultivariateModel`, "xreg-multiscale/3"; docs/anomaly.md has the figures):
+Multivariate model (`MultivariateModel`, "xreg-multiscale/4"; docs/anomaly.md has the figures):
 
 1. Features: each signal, two slow first-order filters of it (30 and 300 frames: lagging relations such
    as a bearing temperature following the power become linear) and its square (curved relations such
@@ -15,7 +15,10 @@ Multivariate model (`MultivariateModel`, "xreg-multiscale/3"; docs/anomaly.md ha
 3. Three detectors per signal on the residual standardised by its typical size under the current fit:
    fast (EWMA of z² with weight `smoothing`: spikes), rough (EWMA of the squared frame-to-frame change
    of the residual: noise bursts, oscillation) and slow (EWMA of the signed residual over ~120 frames:
-   drifts, wear). Each is compared with its own normal level, learned on normal frames only.
+   drifts, wear). Each is compared with its own normal level, learned on normal frames only. Once the live
+   fit has seen a whole window, the slow one judges against a reference 20-40 minutes old (a snapshot of the
+   fit and of its normal level, see `_REF_EVERY`): the live fit learns a drift as it grows, the reference
+   does not.
 4. Thresholds: per detector, `quantile` of its recent normal maximum over signals (a decayed
    histogram, O(1) memory); score = max over detectors of (statistic / quantile); an alarm needs
    `debounce_frames` of the last 1.5 x `debounce_frames` frames above `threshold_margin` and clears
@@ -58,7 +61,7 @@ State = dict[str, Any]
 log = logging.getLogger("plantstream.anomaly")
 
 _NUMERIC_TYPES = {t for t in TagType if t not in (TagType.BOOL, TagType.STRING)}
-_STATE_VERSION = 3  # multivariate: 1 was the PCA T²/SPE model, 2 xreg-multiscale/2
+_STATE_VERSION = 4  # multivariate: 1 was the PCA T²/SPE model, 2 xreg-multiscale/2, 3 xreg-multiscale/3
 _BASELINE_STATE_VERSION = 1
 _QUANTILE_WINDOW = 1800  # recent normal scores the threshold quantile looks at (robust baseline)
 _REFRESH = 25  # frames between refits of the cross-signal regression while warming up
@@ -75,6 +78,15 @@ _VAR_FLOOR = 1e-12
 _WINSOR = 9.0  # squared deviations beyond 9x the typical one (3 sigma) are clipped while learning sizes
 _DETECTOR_MEMORY = 3  # x window_frames: memory of the detectors' normal levels
 _HYSTERESIS = 0.9  # an alarm clears below this share of the threshold
+# drift reference: a snapshot of the fit (and of the drift detector's normal level) every _REF_EVERY frames; the drift
+# detector judges against the snapshot before the latest, so its reference is _REF_EVERY to 2 x _REF_EVERY frames
+# old and a drift growing over the last 20-40 minutes has not been learned into it
+_REF_EVERY = 1200
+# the drift detector's statistic is in units of its normal spread at the reference, so its threshold has a known
+# scale (max over signals of a standardised deviation: ~3.3-3.9 at the 0.995 quantile for 5-50 Gaussian signals);
+# capped there with room for heavy tails, a threshold learned from a young model's wander cannot blind it for hours
+_SLOW_Q_CAP = 6.0
+_REF_ARRAYS = ("proj", "mean", "dm", "dv")
 
 
 class AnomalyModel(Protocol):
@@ -262,7 +274,7 @@ def _shares(tags: Sequence[str], weights: np.ndarray) -> dict[str, float]:
 class MultivariateModel:
     """Cross-signal regression residuals watched on three time scales (see the module doc)."""
 
-    name = "xreg-multiscale/3"
+    name = "xreg-multiscale/4"
 
     def __init__(self, asset: str, cfg: AnomalySettings, tags: Sequence[str] | None = None) -> None:
         self.asset, self.cfg = asset, cfg
@@ -293,6 +305,17 @@ class MultivariateModel:
         self.det_var: np.ndarray | None = None
         self.det_n = 0
         self.contrib: np.ndarray | None = None
+        # drift reference (see _REF_EVERY): the fit's projection (scaled to the residual sizes of then), its mean and
+        # the drift detector's normal mean/variance, as judged against (ref_*) and as the next reference (cand_*)
+        self.ref_proj: np.ndarray | None = None
+        self.ref_mean: np.ndarray | None = None
+        self.ref_dm: np.ndarray | None = None
+        self.ref_dv: np.ndarray | None = None
+        self.cand_proj: np.ndarray | None = None
+        self.cand_mean: np.ndarray | None = None
+        self.cand_dm: np.ndarray | None = None
+        self.cand_dv: np.ndarray | None = None
+        self.ref_age = 0  # frames judged since the last snapshot
         self.run_len: np.ndarray | None = None  # identical values in a row, per tag
         self.max_run: np.ndarray | None = None  # longest such run seen while warming up
         self._stuck_limit: np.ndarray | None = None  # run length that means stuck (from max_run)
@@ -402,12 +425,13 @@ class MultivariateModel:
         self.r_prev = rd[0]
         return rd
 
-    def _detect(self, rd: np.ndarray) -> None:
+    def _detect(self, rd: np.ndarray, z_ref: np.ndarray | None = None) -> None:
+        """Update the detectors; `z_ref` (the residual against the drift reference) feeds the slow one when given."""
         assert self.z_scale is not None
         z = rd * self.z_scale  # the residual in the fit's own residual size, its change in the learned one
         now = np.empty((3, z.shape[1]))
         np.multiply(z, z, out=now[:2])
-        now[2] = z[0]
+        now[2] = z[0] if z_ref is None else z_ref
         if self.det is None:
             self.det = np.zeros_like(now)
             self.det[:2] = 1.0  # each detector starts at its normal level
@@ -423,7 +447,13 @@ class MultivariateModel:
         # signed mean: its distance from normal in its own normal spread, either way (drifts go up or down)
         u = np.empty_like(self.det)
         np.divide(self.det[:2], np.maximum(self.det_mean[:2], _VAR_FLOOR), out=u[:2])
-        np.divide(np.abs(self.det[2] - self.det_mean[2]), np.sqrt(np.maximum(self.det_var[2], _VAR_FLOOR)), out=u[2])
+        if self.ref_dm is not None and self.ref_dv is not None:
+            # against the normal level as it was at the reference: a drift creeping in under the threshold widens
+            # the live spread (winsorised at 3 sigma, it can grow by e every ~1/(8 b) frames) and would hide itself
+            dm, dv = self.ref_dm, self.ref_dv
+        else:
+            dm, dv = self.det_mean[2], self.det_var[2]
+        np.divide(np.abs(self.det[2] - dm), np.sqrt(np.maximum(dv, _VAR_FLOOR)), out=u[2])
         return u.max(axis=1), u
 
     def _stuck(self, x: np.ndarray, prev: np.ndarray | None, learning: bool) -> np.ndarray:
@@ -478,10 +508,15 @@ class MultivariateModel:
             return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         had_prev = self.r_prev is not None
         rd = self._residual(dy)
+        if self.ref_proj is None and not warming and self.n >= self.cfg.window_frames and self.det_n >= _REF_EVERY:
+            # the live fit has seen a whole window and the drift detector's normal spread is no longer young (a
+            # snapshot of a young, narrow spread would hold a false alarm): from here it judges against references
+            self._snapshot()
+        z_ref = self._residual_vs_reference(y)
         if self.settle > 0 and not warming:
             self.settle -= 1
             if self.d_var is not None:
-                self._detect(rd)
+                self._detect(rd, z_ref)
             return _record(self.asset, t, self.name, 0.0, self.cfg.threshold_margin, False, True, {})
         if warming:
             # second half: residual sizes and the detectors' normal ranges, then the thresholds
@@ -497,9 +532,11 @@ class MultivariateModel:
                 self.quantiles.update(top.tolist())
             self._learn_cov(dy)
             return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
-        self._detect(rd)
+        self._detect(rd, z_ref)
         top, u = self._judge()
-        qs = np.maximum(self.quantiles.get(), _VAR_FLOOR)
+        qs = np.maximum(self.quantiles.get(), _VAR_FLOOR)  # a new array: capping it leaves the histogram alone
+        if z_ref is not None:
+            qs[2] = min(qs[2], _SLOW_Q_CAP)
         ratios = top / qs
         raw = float(ratios.max())
         weights = (u / qs[:, None]).max(axis=0)
@@ -528,7 +565,35 @@ class MultivariateModel:
             # in alarm the relations still learn: an operating point the warm-up never saw must not keep a
             # false alarm up for an hour
             self._learn_cov(dy)
+        if self.ref_proj is not None:
+            self.ref_age += 1
+            if self.ref_age >= _REF_EVERY:
+                self._snapshot()
         return _record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
+
+    def _residual_vs_reference(self, y: np.ndarray) -> np.ndarray | None:
+        """The residual of each signal under the drift reference's fit and mean, in its residual size then; None
+        before the first reference. The live fit learns a drift as it grows (its mean follows it and its residual
+        size widens); the reference is older than the drift and sees all of it."""
+        if self.ref_proj is None or self.ref_mean is None:
+            return None
+        z: np.ndarray = self.ref_proj @ (y - self.ref_mean)
+        return z
+
+    def _snapshot(self) -> None:
+        """The next drift reference from the live fit; the previous snapshot becomes the reference."""
+        assert self.proj is not None and self.mean is not None and self.z_scale is not None
+        assert self.det_mean is not None and self.det_var is not None
+        proj = np.ascontiguousarray(self.proj * self.z_scale[0][:, None])  # standardised residuals in one product
+        snap = (proj, self.mean.copy(), self.det_mean[2].copy(), self.det_var[2].copy())
+        first = self.cand_proj is None
+        for k, v in zip(_REF_ARRAYS, snap, strict=True):
+            if not first:
+                setattr(self, "ref_" + k, getattr(self, "cand_" + k))
+            else:
+                setattr(self, "ref_" + k, v)
+            setattr(self, "cand_" + k, v)
+        self.ref_age = 0
 
     def _pause(self, t: int) -> Record:
         # a stopped machine is not a faulty one: no learning, no judging, and no alarm carried over
@@ -543,6 +608,10 @@ class MultivariateModel:
         self.mean = self.cov = self.coef = self.sd_fit = self.proj = self.fit_var = self.filt = self.r_prev = None
         self.d_var = self.z_scale = self.det = self.det_mean = self.det_var = None
         self.contrib = self.run_len = self.max_run = self._stuck_limit = None
+        for k in _REF_ARRAYS:
+            setattr(self, "ref_" + k, None)
+            setattr(self, "cand_" + k, None)
+        self.ref_age = 0
         self.quantiles = DecayedQuantiles(self.cfg.quantile, _QUANTILE_WINDOW, len(_DETECTORS))
         self.debounce = _debounce(self.cfg)
         self.rebaselines += 1
@@ -564,8 +633,9 @@ class MultivariateModel:
         "contrib",
         "run_len",
         "max_run",
+        *(f"{pre}_{k}" for pre in ("ref", "cand") for k in _REF_ARRAYS),
     )
-    _SCALARS = ("n", "frames", "rebaselines", "settle", "stopped", "score", "res_n", "det_n")
+    _SCALARS = ("n", "frames", "rebaselines", "settle", "stopped", "score", "res_n", "det_n", "ref_age")
 
     def to_state(self) -> State:
         st: State = {
