@@ -14,6 +14,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -53,9 +54,10 @@ def fill_backlog(settings: Settings, plant: SyntheticPlant, frames: int, t0_us: 
 
 
 def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
-    spy = shutil.which("py-spy")
+    # the venv's own copy first: `.venv/bin/plantstream` runs without the venv on PATH
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not spy:
-        say("bench: --profile needs py-spy on PATH (pip install py-spy); running without it")
+        say("bench: --profile needs py-spy (pip install -e '.[test]' installs it); running without it")
         return None
     return subprocess.Popen(
         [spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50", "-f", "speedscope", "-o", str(out)],
