@@ -149,22 +149,26 @@ class LoadGenerator:
         self.producer.flush(60)
 
 
-def _bench_config(settings: Settings, bootstrap: str, url: str, plant: SyntheticPlant, run_dir: Path) -> dict[str, Any]:
+def run_pipeline_section(name: str, bootstrap: str, url: str, run_dir: Path, partitions: int = 6) -> dict[str, Any]:
+    """The `pipeline` settings every bench run shares: its own topic prefix and group, SQLite in its run
+    folder. Callers add windows, alert rules and the like."""
     stamp = int(time.time())
+    return {
+        "kafka": {"bootstrap": bootstrap, "topic_prefix": f"{name}{stamp}.", "partitions": partitions},
+        "registry": {"url": url},
+        "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
+        "state_dir": str(run_dir),
+        "group_id": f"{name}{stamp}",
+    }
+
+
+def _bench_config(settings: Settings, bootstrap: str, url: str, plant: SyntheticPlant, run_dir: Path) -> dict[str, Any]:
     return {
         **plant.config(),
         "pipeline": {
+            **run_pipeline_section("bench", bootstrap, url, run_dir, settings.pipeline.kafka.partitions),
             "alerts": plant.alert_rules(),
-            "kafka": {
-                "bootstrap": bootstrap,
-                "topic_prefix": f"bench{stamp}.",
-                "partitions": settings.pipeline.kafka.partitions,
-            },
-            "registry": {"url": url},
             "windows": {"kpi_window_s": 10, "grace_s": 2},
-            "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-            "state_dir": str(run_dir),
-            "group_id": f"bench{stamp}",
         },
     }
 

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer
 
 import schemas
 from plantstream import kafka_clients, runstats, topics
-from plantstream.bench import machine, open_run, proc_usage
+from plantstream.bench import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.config import Settings
 from plantstream.synthetic import ALERT_TAG, SyntheticPlant
 from plantstream.up import say
@@ -151,7 +151,6 @@ class AlertListener:
 
 
 def _config(plant: SyntheticPlant, bootstrap: str, url: str, run_dir: Path, limit: float) -> dict[str, Any]:
-    stamp = int(time.time())
     rule = {
         "name": "bench-limit",
         "asset": "bench.*.*.*.*",
@@ -165,12 +164,8 @@ def _config(plant: SyntheticPlant, bootstrap: str, url: str, run_dir: Path, limi
     return {
         **plant.config(),
         "pipeline": {
-            "kafka": {"bootstrap": bootstrap, "topic_prefix": f"bencha{stamp}.", "partitions": 6},
-            "registry": {"url": url},
+            **run_pipeline_section("bencha", bootstrap, url, run_dir),
             "windows": {"kpi_window_s": 10, "grace_s": 2},
-            "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-            "state_dir": str(run_dir),
-            "group_id": f"bencha{stamp}",
             "alerts": [rule],
         },
     }

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plantstream import runstats
-from plantstream.bench import machine, open_run, proc_usage
+from plantstream.bench import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.bench_alerts import NOTE
 from plantstream.bench_worker import fill_backlog
 from plantstream.config import Settings
@@ -87,20 +87,13 @@ def run_memory_bench(
         raise ValueError(
             f"frames_per_asset ({frames_per_asset}) must exceed warmup_frames ({warmup_frames}) for warmed-up models"
         )
-    stamp = int(time.time())
     plant = SyntheticPlant(assets, tags, 1.0)
 
     def build(bootstrap: str, url: str, run_dir: Path) -> dict[str, Any]:
         return bench_raw(
             plant,
             warmup_frames,
-            {
-                "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchm{stamp}.", "partitions": 6},
-                "registry": {"url": url},
-                "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-                "state_dir": str(run_dir),
-                "group_id": f"benchm{stamp}",
-            },
+            run_pipeline_section("benchm", bootstrap, url, run_dir),
         )
 
     run = open_run(settings, "memory", build)

@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 
 import schemas
 from plantstream import kafka_clients, runstats, topics
-from plantstream.bench import machine, open_run, proc_usage
+from plantstream.bench import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.config import Settings
 from plantstream.synthetic import SyntheticPlant
 from plantstream.up import say
@@ -70,18 +70,13 @@ def run_worker_bench(
     settings: Settings, *, assets: int, tags: int, frames: int, rate_hz: float, profile: bool, timeout_s: float = 600
 ) -> dict[str, Any]:
     plant = SyntheticPlant(assets, tags, rate_hz)
-    stamp = int(time.time())
 
     def build(bootstrap: str, url: str, run_dir: Path) -> dict[str, Any]:
         return {
             **plant.config(),
             "pipeline": {
-                "kafka": {"bootstrap": bootstrap, "topic_prefix": f"benchw{stamp}.", "partitions": 6},
-                "registry": {"url": url},
+                **run_pipeline_section("benchw", bootstrap, url, run_dir),
                 "windows": {"kpi_window_s": 10, "grace_s": 2},
-                "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-                "state_dir": str(run_dir),
-                "group_id": f"benchw{stamp}",
                 "alerts": plant.alert_rules(),
             },
         }

@@ -70,9 +70,13 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             asset_rules[asset] = alert_rules.rules_for(settings.pipeline.alerts, asset)
         return asset_rules[asset]
 
+    def profile_of(asset: str) -> oee.AssetProfile | None:
+        rules_of(asset)  # resolves both
+        return oee_profiles[asset]
+
     def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[dict]]:
         # new keys in the asset's state dict, so the offset dedup above covers them too
-        rules, prof = rules_of(frame["asset"]), oee_profiles[frame["asset"]]
+        rules, prof = rules_of(frame["asset"]), profile_of(frame["asset"])
         windows_out = (
             oee.apply_frame(state.setdefault("oee", oee.new_state()), frame, prof, size_us, grace_us) if prof else []
         )
@@ -373,8 +377,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
             if idle_us <= idle_after_us:
                 continue
             closed = event_windows.advance_idle(state, asset, size_us, grace_us, idle_us, hop_us)
-            rules_of(asset)  # resolves the OEE profile of a state restored from the changelog
-            prof = oee_profiles[asset]
+            prof = profile_of(asset)
             # the machine is taken to stay in its last known state while its data is silent
             # (report by exception sends no unchanged state): see oee.advance_idle
             oee_closed = oee.advance_idle(oee_state, prof, size_us, grace_us, idle_us) if prof and oee_state else []

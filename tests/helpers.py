@@ -32,24 +32,9 @@ def produce(settings: Settings, topic: str, items: list[tuple[bytes | None, byte
 
 
 def consume_all(settings: Settings, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
-    """Read a topic from the beginning until `expect` messages or the timeout."""
-    c = Consumer(kafka_clients.consumer_config(settings, f"test-read-{os.getpid()}-{time.time_ns()}", "test"))
-    md = c.list_topics(topic, timeout=10).topics[topic]
-    c.assign([TopicPartition(topic, p, -2) for p in md.partitions])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < expect and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is not None and not m.error():
-            out.append(m)
-    # a short extra wait shows whether more than expected arrive (duplicates)
-    end = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        m = c.poll(0.2)
-        if m is not None and not m.error():
-            out.append(m)
-    c.close()
-    return out
+    """Read a topic from the beginning until `expect` messages or the timeout, and 1 s more (which
+    shows whether more than expected arrive: duplicates)."""
+    return consume_until(settings, topic, lambda out: len(out) >= expect, timeout)
 
 
 def consume_until(
@@ -63,11 +48,8 @@ def consume_until(
     c.assign([TopicPartition(topic, p, -2) for p in md.partitions])
     out: list[Any] = []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        batch = c.consume(500, 0.5)
-        out += [m for m in batch if not m.error()]
-        if batch and done(out):
-            break
+    while not done(out) and time.monotonic() < deadline:
+        out += [m for m in c.consume(500, 0.5) if not m.error()]
     end = time.monotonic() + linger
     while time.monotonic() < end:
         out += [m for m in c.consume(500, 0.2) if not m.error()]
