@@ -22,7 +22,7 @@ from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
-from processors import alert_rules, event_windows, oee
+from processors import alert_rules, event_windows, faust_fastpath, oee
 from processors.anomaly import AnomalyStage
 from processors.outputs import Outputs
 
@@ -280,6 +280,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         # One frame at a time: Faust's take_events batching was faster still, but lost a moved
         # partition's frames on rebalance (tests/integration/test_two_workers.py). Output records go
         # through librdkafka, the changed state to the changelog at commit time (`persist_changed`).
+        faust_fastpath.install(app.consumer)
         async for event in stream.events():
             note_offset(event.message.partition, event.message.offset)
             process_frame(event)
