@@ -281,7 +281,11 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         # partition's frames on rebalance (tests/integration/test_two_workers.py). Output records go
         # through librdkafka, the changed state to the changelog at commit time (`persist_changed`).
         faust_fastpath.install(app.consumer)
-        async for event in stream.events():
+        # iterating the stream itself: `stream.events()` is one more async generator step per frame
+        async for _ in stream:
+            event = stream.current_event
+            if event is None:  # not from the topic (nothing else feeds this agent)
+                continue
             note_offset(event.message.partition, event.message.offset)
             process_frame(event)
 
