@@ -3,7 +3,7 @@
 Pure logic, no Faust: the worker keeps one `AnomalyStage`, calls `score(asset, frame)` per frame and
 checkpoints `checkpoint(asset)` (JSON-able) into its table; `restore(asset, state)` continues exactly.
 
-Multivariate model (`MultivariateModel`, "xreg-multiscale/4"; docs/anomaly.md has the figures):
+Multivariate model (`MultivariateModel`, "xreg-multiscale/5"; docs/anomaly.md has the figures):
 
 1. Features: each signal, two slow first-order filters of it (30 and 300 frames: lagging relations such
    as a bearing temperature following the power become linear) and its square (curved relations such
@@ -20,9 +20,12 @@ Multivariate model (`MultivariateModel`, "xreg-multiscale/4"; docs/anomaly.md ha
    fit and of its normal level, see `_REF_EVERY`): the live fit learns a drift as it grows, the reference
    does not.
 4. Thresholds: per detector, `quantile` of its recent normal maximum over signals (a decayed
-   histogram, O(1) memory); score = max over detectors of (statistic / quantile); an alarm needs
-   `debounce_frames` of the last 1.5 x `debounce_frames` frames above `threshold_margin` and clears
-   after max(3 x debounce, 30) frames below 0.9 x margin (one incident stays one alarm).
+   histogram, O(1) memory); score = max over detectors of (statistic / quantile). The alarm level is
+   `threshold_margin`, raised while the thresholds are young (right after warm-up they rest on a few
+   hundred frames). An alarm rises on accumulated evidence (a CUSUM of log(score / level): `debounce_frames`
+   frames at twice the level, fewer far above it, many just above it) and clears after max(3 x debounce, 30)
+   frames below 0.9 x the level (one incident stays one alarm); it re-arms when a signal that was not among
+   its own turns far anomalous, so a long alarm does not hide the next fault.
 5. Learning: the residual sizes, detector levels and thresholds learn only from frames under the
    threshold, so a slow fault is not absorbed as normal; the relations (covariance) keep learning
    during an alarm, so an operating point the warm-up never saw does not keep a false alarm up.
@@ -61,7 +64,8 @@ State = dict[str, Any]
 log = logging.getLogger("plantstream.anomaly")
 
 _NUMERIC_TYPES = {t for t in TagType if t not in (TagType.BOOL, TagType.STRING)}
-_STATE_VERSION = 4  # multivariate: 1 was the PCA T²/SPE model, 2 xreg-multiscale/2, 3 xreg-multiscale/3
+# multivariate: 1 was the PCA T²/SPE model, 2 xreg-multiscale/2, 3 xreg-multiscale/3, 4 xreg-multiscale/4
+_STATE_VERSION = 5
 _BASELINE_STATE_VERSION = 1
 _QUANTILE_WINDOW = 1800  # recent normal scores the threshold quantile looks at (robust baseline)
 _REFRESH = 25  # frames between refits of the cross-signal regression while warming up
@@ -87,6 +91,13 @@ _REF_EVERY = 1200
 # capped there with room for heavy tails, a threshold learned from a young model's wander cannot blind it for hours
 _SLOW_Q_CAP = 6.0
 _REF_ARRAYS = ("proj", "mean", "dm", "dv")
+# a young threshold needs stronger evidence: the margin grows by this much per unit of the quantile's excess relative
+# uncertainty over its settled one (1/sqrt(expected exceedances): 0.82 at the 300 warm-up seeds of q 0.995, 0.24 once
+# settled), so it is x5.6 right after warm-up, x2.4 after 900 normal frames and back to 1 after ~3000
+_YOUNG_MARGIN = 8.0
+# during an alarm, a signal that was not among the alarm's own and is this many thresholds above for
+# `debounce_frames` frames in a row is a new incident: the alarm re-arms, so a long alarm does not hide the next fault
+_REARM_STRENGTH = 4.0
 
 
 class AnomalyModel(Protocol):
@@ -274,7 +285,7 @@ def _shares(tags: Sequence[str], weights: np.ndarray) -> dict[str, float]:
 class MultivariateModel:
     """Cross-signal regression residuals watched on three time scales (see the module doc)."""
 
-    name = "xreg-multiscale/4"
+    name = "xreg-multiscale/5"
 
     def __init__(self, asset: str, cfg: AnomalySettings, tags: Sequence[str] | None = None) -> None:
         self.asset, self.cfg = asset, cfg
@@ -316,6 +327,11 @@ class MultivariateModel:
         self.cand_dm: np.ndarray | None = None
         self.cand_dv: np.ndarray | None = None
         self.ref_age = 0  # frames judged since the last snapshot
+        # the signals of the current alarm (those above the threshold in its first frames), frames of the alarm so
+        # far, and frames in a row that another signal has been far above the threshold (see _REARM_STRENGTH)
+        self.alarm_tags: np.ndarray | None = None
+        self.alarm_age = 0
+        self.new_run = 0
         self.run_len: np.ndarray | None = None  # identical values in a row, per tag
         self.max_run: np.ndarray | None = None  # longest such run seen while warming up
         self._stuck_limit: np.ndarray | None = None  # run length that means stuck (from max_run)
@@ -540,14 +556,15 @@ class MultivariateModel:
         ratios = top / qs
         raw = float(ratios.max())
         weights = (u / qs[:, None]).max(axis=0)
-        margin = self.cfg.threshold_margin
+        base = self.cfg.threshold_margin
+        margin = base * self._young_factor()
         any_stuck = bool(stuck.any())
         if any_stuck:
             # a stuck sensor reads "perfectly normal": raise it explicitly and name it
             raw = max(raw, 3.0 * margin)
             weights = np.where(stuck, 1.0, 0.0)
         self.score = raw
-        is_anomaly = self.debounce.step(raw, margin)
+        is_anomaly = self._alarm(raw, margin, weights, stuck)
         assert self.contrib is not None
         shares = weights / max(float(weights.sum()), 1e-300)
         self.contrib = (1 - self.cfg.smoothing) * self.contrib + self.cfg.smoothing * shares
@@ -555,8 +572,9 @@ class MultivariateModel:
         if self.cfg.relearn_after_frames > 0 and self.debounce.above_run > self.cfg.relearn_after_frames:
             # a change that lasts this long is the new normal: warm up again on it
             self._rebaseline()
-        elif raw <= margin and not is_anomaly:
-            # learn from normal frames only, so a slow fault is not absorbed as the new normal
+        elif raw <= base and not is_anomaly:
+            # learn from normal frames only, so a slow fault is not absorbed as the new normal (judged by the settled
+            # margin: what a young threshold lets pass is not normal enough to teach it)
             self._learn_residual(rd)
             self._learn_detectors()
             self.quantiles.update(top.tolist())
@@ -570,6 +588,46 @@ class MultivariateModel:
             if self.ref_age >= _REF_EVERY:
                 self._snapshot()
         return _record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
+
+    def _young_factor(self) -> float:
+        """How much more than `threshold_margin` an alarm needs while the thresholds are young.
+
+        The thresholds are 0.995 quantiles learned from a few hundred warm-up frames when judging starts: ~1.5
+        expected exceedances, so the quantile itself is uncertain by ~80 % (1/sqrt of the exceedances), and the young
+        fit meets operating points the warm-up never saw. The margin grows with that uncertainty beyond its settled
+        level (the histogram's effective size is ~2 x its window) and returns to `threshold_margin` as normal frames
+        come in; frames in alarm do not count, so a young model stays cautious until it has seen enough normal."""
+        settled = 2 * _QUANTILE_WINDOW - 1
+        if self.quantiles.n >= settled:
+            return 1.0
+        tail = 1.0 - self.cfg.quantile
+        n = max(self.quantiles.n, 1)
+        excess = 1.0 / math.sqrt(n * tail) - 1.0 / math.sqrt(settled * tail)
+        return 1.0 + _YOUNG_MARGIN * max(excess, 0.0)
+
+    def _alarm(self, raw: float, margin: float, weights: np.ndarray, stuck: np.ndarray) -> bool:
+        """Debounce the score; re-arm when a signal outside the current alarm's set turns far anomalous.
+
+        The score is a max over signals, so without re-arming a fault that starts during another's alarm (or during
+        the return to normal after it) raises no alarm of its own and is lost."""
+        k = self.cfg.debounce_frames
+        if self.alarm_tags is None:
+            self.alarm_tags = np.zeros(len(weights), dtype=bool)
+        if self.debounce.active:
+            fresh = ((weights > _REARM_STRENGTH * margin) | stuck) & ~self.alarm_tags
+            self.new_run = self.new_run + 1 if fresh.any() else 0
+            if self.new_run >= k:
+                self.debounce.rearm()
+        is_anomaly = self.debounce.step(raw, margin)
+        if not is_anomaly:
+            if self.alarm_age or self.new_run:
+                self.alarm_tags[:] = False
+                self.alarm_age = self.new_run = 0
+        elif self.alarm_age < max(3 * k, 30):
+            # the alarm's own signals: those above the threshold in its first frames
+            self.alarm_age += 1
+            self.alarm_tags |= (weights > margin) | stuck
+        return is_anomaly
 
     def _residual_vs_reference(self, y: np.ndarray) -> np.ndarray | None:
         """The residual of each signal under the drift reference's fit and mean, in its residual size then; None
@@ -607,7 +665,8 @@ class MultivariateModel:
         self.n = self.res_n = self.det_n = 0
         self.mean = self.cov = self.coef = self.sd_fit = self.proj = self.fit_var = self.filt = self.r_prev = None
         self.d_var = self.z_scale = self.det = self.det_mean = self.det_var = None
-        self.contrib = self.run_len = self.max_run = self._stuck_limit = None
+        self.contrib = self.run_len = self.max_run = self._stuck_limit = self.alarm_tags = None
+        self.alarm_age = self.new_run = 0
         for k in _REF_ARRAYS:
             setattr(self, "ref_" + k, None)
             setattr(self, "cand_" + k, None)
@@ -635,7 +694,19 @@ class MultivariateModel:
         "max_run",
         *(f"{pre}_{k}" for pre in ("ref", "cand") for k in _REF_ARRAYS),
     )
-    _SCALARS = ("n", "frames", "rebaselines", "settle", "stopped", "score", "res_n", "det_n", "ref_age")
+    _SCALARS = (
+        "n",
+        "frames",
+        "rebaselines",
+        "settle",
+        "stopped",
+        "score",
+        "res_n",
+        "det_n",
+        "ref_age",
+        "alarm_age",
+        "new_run",
+    )
 
     def to_state(self) -> State:
         st: State = {
@@ -652,6 +723,7 @@ class MultivariateModel:
         for k in self._ARRAYS:
             a = getattr(self, k)
             st[k] = None if a is None else a.tolist()
+        st["alarm_tags"] = None if self.alarm_tags is None else self.alarm_tags.tolist()
         return st
 
     @classmethod
@@ -668,6 +740,7 @@ class MultivariateModel:
         for k in cls._ARRAYS:
             # contiguous float arrays, as the live model has, so BLAS takes the same path bit for bit
             setattr(m, k, None if st[k] is None else np.ascontiguousarray(np.array(st[k], dtype=float)))
+        m.alarm_tags = None if st["alarm_tags"] is None else np.array(st["alarm_tags"], dtype=bool)
         if m.coef is not None:
             m._project()
         if m.fit_var is not None:
@@ -679,7 +752,7 @@ class MultivariateModel:
 
 def _debounce(cfg: AnomalySettings) -> Debounce:
     k = cfg.debounce_frames
-    return Debounce(k=k, n=k + k // 2, clear=max(3 * k, 30), hysteresis=_HYSTERESIS)
+    return Debounce(k=k, clear=max(3 * k, 30), hysteresis=_HYSTERESIS)
 
 
 def _settle_frames(cfg: AnomalySettings) -> int:

@@ -7,13 +7,12 @@
 - `cross_coefficients`: for every signal, the ridge regression that predicts it from the features of
   the *other* signals (its own value, filtered copies and square left out), from one correlation
   matrix. Residuals of these predictions are what correlated faults break.
-- `Debounce`: k-of-n raise and hysteresis clear of an alarm.
+- `Debounce`: an alarm raised on accumulated evidence (a CUSUM of log score/threshold), cleared with hysteresis.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,40 +108,56 @@ def cross_coefficients(corr: np.ndarray, owner: np.ndarray, p: int, ridge: float
 
 
 class Debounce:
-    """Raise after `k` of the last `n` frames above the threshold; clear after `clear` frames in a row below
-    `hysteresis` x threshold. One stray frame neither raises nor clears; one incident stays one alarm."""
+    """Raise on accumulated evidence, clear after `clear` frames in a row below `hysteresis` x threshold.
 
-    def __init__(self, k: int, n: int, clear: int, hysteresis: float) -> None:
-        self.k, self.n, self.clear, self.hysteresis = k, max(n, k), clear, hysteresis
-        self.recent: deque[bool] = deque(maxlen=self.n)
+    The evidence is a CUSUM of log(score / threshold): it grows while the score is above the threshold, shrinks
+    below it, and the alarm rises at k ln 2, i.e. after k frames at twice the threshold, a few frames far above it,
+    many just above it. A fixed k-of-n count treats a score of 1.05 x threshold like one of 100 x: either it is
+    short and noise at the threshold's edge makes alarms (operating-point transients, a young fit), or it is long
+    and slow to raise on a clear fault. Each frame adds at most 0.34 of the bar, so it takes three: one wild frame
+    never raises an alarm alone. One incident stays one alarm; `rearm` ends the current one so a new incident can
+    raise its own.
+    """
+
+    def __init__(self, k: int, clear: int, hysteresis: float) -> None:
+        if k < 1 or clear < 1 or not 0.0 < hysteresis <= 1.0:
+            raise ValueError(f"Debounce needs k >= 1, clear >= 1 and 0 < hysteresis <= 1; got {k=}, {clear=}")
+        self.k, self.clear, self.hysteresis = k, clear, hysteresis
+        self.bar = k * math.log(2.0)
         self.active = False
+        self.evidence = 0.0  # log-ratio CUSUM while not active
         self.below = 0  # frames in a row under the clear level while active
         self.above_run = 0  # frames in a row above the threshold (for relearning a lasting change)
 
     def step(self, score: float, threshold: float) -> bool:
         over = score > threshold
-        self.recent.append(over)
         self.above_run = self.above_run + 1 if over else 0
         if not self.active:
-            self.active = sum(self.recent) >= self.k
+            gain = math.log(max(score, 1e-300) / threshold)
+            self.evidence = max(0.0, self.evidence + min(gain, 0.34 * self.bar))
+            self.active = self.evidence >= self.bar
             self.below = 0
         else:
             self.below = self.below + 1 if score <= self.hysteresis * threshold else 0
             if self.below >= self.clear:
                 self.active = False
-                self.recent.clear()
+                self.evidence = 0.0
         return self.active
 
+    def rearm(self) -> None:
+        """End the current alarm without waiting for the score to fall: the next step gathers fresh evidence."""
+        self.active, self.evidence, self.below = False, 0.0, 0
+
     def reset(self) -> None:
-        self.recent.clear()
-        self.active, self.below, self.above_run = False, 0, 0
+        self.rearm()
+        self.above_run = 0
 
     def to_state(self) -> State:
-        return {"recent": list(self.recent), "active": self.active, "below": self.below, "above_run": self.above_run}
+        return {"active": self.active, "evidence": self.evidence, "below": self.below, "above_run": self.above_run}
 
     def load(self, st: State) -> None:
-        self.recent = deque((bool(v) for v in st["recent"]), maxlen=self.n)
-        self.active, self.below, self.above_run = bool(st["active"]), int(st["below"]), int(st["above_run"])
+        self.active, self.evidence = bool(st["active"]), float(st["evidence"])
+        self.below, self.above_run = int(st["below"]), int(st["above_run"])
 
 
 class DecayedQuantiles:

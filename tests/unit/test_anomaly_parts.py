@@ -49,15 +49,26 @@ def test_cross_coefficients_predict_each_signal_from_the_others_only() -> None:
         cross_coefficients(corr, np.array([0, 1]), p=2, ridge=0.0)
 
 
-def test_debounce_needs_k_of_n_and_clears_with_hysteresis() -> None:
-    d = Debounce(k=3, n=4, clear=2, hysteresis=0.5)
-    assert [d.step(s, 1.0) for s in (2, 0, 2, 0)] == [False] * 4  # 2 of 4: a stray frame or two
-    assert [d.step(s, 1.0) for s in (2, 2)] == [False, True]  # 3 of the last 4 above
-    assert [d.step(s, 1.0) for s in (0.8, 0.4, 0.8, 0.4, 0.4)] == [True, True, True, True, False]
+def test_debounce_weighs_evidence_by_how_far_above_and_clears_with_hysteresis() -> None:
+    # bar: 3 frames at twice the threshold (3 ln 2); one frame adds at most 0.34 of it
+    far = Debounce(k=3, clear=2, hysteresis=0.5)
+    assert [far.step(s, 1.0) for s in (1000.0, 1000.0, 1000.0)] == [False, False, True]  # no wild frame alone
+    near = Debounce(k=3, clear=2, hysteresis=0.5)
+    raised = [near.step(1.1, 1.0) for _ in range(30)]  # ln 1.1 = 0.095 a frame: 22 frames to reach 2.08
+    assert raised.index(True) == 21 and all(raised[21:])
+    d = Debounce(k=3, clear=2, hysteresis=0.5)
+    assert [d.step(s, 1.0) for s in (2.5, 2.5, 0.2, 2.5, 2.5)] == [False] * 5  # the dip spent the evidence
+    assert d.step(2.5, 1.0)
+    assert [d.step(s, 1.0) for s in (0.4, 0.8, 0.4, 0.4)] == [True, True, True, False]  # 2 in a row under 0.5
+    assert [d.step(2.5, 1.0) for _ in range(3)] == [False, False, True]
     st = json.loads(json.dumps(d.to_state()))
-    e = Debounce(k=3, n=4, clear=2, hysteresis=0.5)
+    e = Debounce(k=3, clear=2, hysteresis=0.5)
     e.load(st)
     assert e.to_state() == d.to_state()
+    d.rearm()  # a new incident: the alarm ends and needs fresh evidence
+    assert [d.step(2.5, 1.0) for _ in range(3)] == [False, False, True]
+    with pytest.raises(ValueError, match="hysteresis"):
+        Debounce(k=0, clear=2, hysteresis=0.5)
 
 
 def test_noise_burst_on_one_sensor_is_detected_and_named() -> None:
