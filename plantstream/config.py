@@ -185,6 +185,17 @@ class Plant(Strict):
     shifts: list[Shift] = Field(default_factory=list, description="empty = planned operation 24/7")
 
 
+class ExternalListener(Strict):
+    """A second listener of the local broker, for clients that reach it through a NAT, port forward or proxy.
+
+    Kafka answers a metadata request with the endpoints of the listener it came in on, so clients that
+    bootstrap at advertised_host:advertised_port keep talking to that address (not to broker_port)."""
+
+    port: int = Field(ge=1, le=65535, description="port the broker binds on 127.0.0.1 for this listener")
+    advertised_host: str = Field(default="127.0.0.1", min_length=1, description="host clients are told to use")
+    advertised_port: int = Field(ge=1, le=65535, description="port clients are told to use (the forwarder's)")
+
+
 class KafkaSettings(Strict):
     bootstrap: str | None = Field(
         default=None, description="host:port list; empty means start the local broker with `plantstream kafka`"
@@ -202,6 +213,9 @@ class KafkaSettings(Strict):
     broker_port: int = Field(default=9092, ge=1, le=65535)
     controller_port: int = Field(default=9093, ge=1, le=65535)
     heap_mb: int = Field(default=768, ge=256)
+    external_listener: ExternalListener | None = Field(
+        default=None, description="local launcher: a second listener advertised at another address (NAT/proxy)"
+    )
 
 
 class RegistrySettings(Strict):
@@ -541,7 +555,11 @@ class AnomalySettings(Strict):
     window_frames: int = Field(default=3600, ge=50, description="memory of the running mean/covariance/median")
     quantile: float = Field(default=0.995, gt=0.5, lt=1.0, description="of normal scores, for the adaptive threshold")
     threshold_margin: float = Field(default=1.3, ge=1.0, description="threshold = margin x quantile of normal scores")
-    debounce_frames: int = Field(default=10, ge=1, description="consecutive frames above threshold before an alarm")
+    debounce_frames: int = Field(
+        default=10,
+        ge=1,
+        description="frames above threshold before an alarm (multivariate: evidence worth this many frames at 2x it)",
+    )
     smoothing: float = Field(default=0.2, gt=0, le=1.0, description="EWMA weight of the newest raw score")
     stuck_frames: int = Field(default=60, ge=3, description="identical values in a row that mean a stuck sensor")
     relearn_after_frames: int = Field(default=3600, ge=0, description="accept a lasting change as normal; 0 = never")

@@ -29,6 +29,9 @@ COMPONENT = "producer-modbus"
 _CALLBACK_POLL_S = 0.2
 _QUEUE_FULL_WAIT_S = 0.5
 _QUEUE_FULL_LOG_INTERVAL_S = 30.0
+# a stalled link (nothing forwarded, no connection closed) makes librdkafka report nothing until its
+# request timeouts (30-60 s): say so ourselves once frames have waited this long without any ack
+STALL_WARN_S = 10.0
 
 
 class FrameSink:
@@ -65,9 +68,15 @@ class FrameSink:
         extra = dict(config_overrides or {})
         if buffer is not None:
             extra["error_cb"] = self._on_error
-        self._producer = producer or Producer(kafka_clients.producer_config(settings, component, **extra))
+        # `is None`, not `or`: a Producer with an empty queue has len() 0, so it is falsy
+        self._producer = (
+            producer if producer is not None else Producer(kafka_clients.producer_config(settings, component, **extra))
+        )
         self._closing = threading.Event()
         self._last_full_log = 0.0
+        self._progress_at = time.monotonic()  # last ack, or last moment nothing waited for one
+        self._where = settings.pipeline.kafka.bootstrap or "the local broker"
+        self._stalled_since: float | None = None  # set while a stall warning stands
         self._callbacks = threading.Thread(target=self._serve_callbacks, name="frame-sink-callbacks", daemon=True)
         self._callbacks.start()
         self._drainer: threading.Thread | None = None
@@ -140,6 +149,7 @@ class FrameSink:
     def _serve_callbacks(self) -> None:
         while not self._closing.is_set():
             self._producer.poll(_CALLBACK_POLL_S)
+            self._check_stalled()
             if self._buffer is not None:
                 self._delete_acked()
                 self._update_buffer_stats()
@@ -171,8 +181,35 @@ class FrameSink:
             except BufferError:
                 self._wait_for_room(key.decode("utf-8", "replace"))
 
+    def _check_stalled(self) -> None:
+        now = time.monotonic()
+        waiting = len(self._producer)  # queued in librdkafka or in flight
+        if not waiting or not self._up.is_set():
+            self._progress_at = now  # idle, or an outage _on_error reported: no stall to time
+        elif self._stalled_since is None and now - self._progress_at >= STALL_WARN_S:
+            self._stalled_since = self._progress_at
+            self._add_stat("ack_stalls")
+            kept = f" (and in the store-and-forward buffer {self._buffer.path})" if self._buffer else ""
+            log.warning(
+                "Kafka has acknowledged no frame for %.0f s while %d wait in the producer's queue%s: the broker "
+                "is overloaded or the network to it stalls (connections open, no answers). Nothing is dropped; "
+                "they go out in order when it answers. Fix: check the broker and the network path to %s",
+                now - self._progress_at,
+                waiting,
+                kept,
+                self._where,
+            )
+
+    def _ack_seen(self) -> None:
+        now = time.monotonic()
+        self._progress_at = now
+        if self._stalled_since is not None:
+            log.info("Kafka acknowledges frames again after %.0f s without an ack", now - self._stalled_since)
+            self._stalled_since = None
+
     def _on_buffered_delivery(self, fid: int, err: KafkaError | None) -> None:
         if err is None:
+            self._ack_seen()
             self._add_stat("frames_acked")
             self._acked_ids.append(fid)
             return
@@ -289,6 +326,7 @@ class FrameSink:
 
     def _delivered(self, what: str, err: KafkaError | None) -> None:
         if err is None:
+            self._ack_seen()
             self._add_stat("frames_acked")
         else:
             self._failed(what, err)

@@ -38,12 +38,18 @@ class Stack:
     registry_url: str
     state_dir: Path | None  # set when the tests started the stack themselves
     launcher_settings: Settings | None
+    # the launcher's broker only: its external listener (real port) advertises proxy_port, where a test
+    # may put a StallProxy forwarding to external_port; clients bootstrapping there stay on the proxy
+    external_port: int | None = None
+    proxy_port: int | None = None
 
 
 def _launcher_settings(state_dir: Path) -> Settings:
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     raw["pipeline"]["state_dir"] = str(state_dir)
     raw["pipeline"]["kafka"].update(broker_port=free_port(), controller_port=free_port(), heap_mb=768)
+    # nothing listens on the advertised port until a test starts a proxy there (tests/faults/proxy.py)
+    raw["pipeline"]["kafka"]["external_listener"] = {"port": free_port(), "advertised_port": free_port()}
     raw["pipeline"]["registry"]["port"] = free_port()
     return Settings(**raw)
 
@@ -100,7 +106,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     r = registry.start(settings)
     assert k.bootstrap and r.url
     try:
-        yield Stack(k.bootstrap, r.url, state, settings)
+        ext = settings.pipeline.kafka.external_listener
+        assert ext is not None
+        yield Stack(k.bootstrap, r.url, state, settings, ext.port, ext.advertised_port)
     finally:
         registry.stop(settings)
         kafka.stop(settings)

@@ -52,33 +52,70 @@ def secured(settings: Settings) -> bool:
     return settings.pipeline.kafka.security_protocol == "SASL_SSL"
 
 
+EXTERNAL = "EXTERNAL"  # the name of the optional second listener (pipeline.kafka.external_listener)
+_TLS_HOSTS = ("127.0.0.1", "localhost")  # the names the local broker's certificate is issued for
+
+
+def _listeners(settings: Settings, protocol: str) -> list[str]:
+    """listeners / advertised.listeners / protocol map lines; inter-broker traffic stays on `protocol`.
+
+    With an external listener, clients bootstrapping at its advertised address get that address back in
+    metadata (Kafka answers with the endpoints of the listener a request came in on) and stay on it."""
+    k = settings.pipeline.kafka
+    ext = k.external_listener
+    listeners = [f"{protocol}://{HOST}:{k.broker_port}"]
+    advertised = [f"{protocol}://{HOST}:{k.broker_port}"]
+    protocols = [f"{protocol}:{protocol}"]
+    if ext is not None:
+        if ext.port in (k.broker_port, k.controller_port):
+            raise StackError(
+                f"pipeline.kafka.external_listener.port {ext.port} is already the broker_port or controller_port. "
+                "Fix: give the external listener a port of its own"
+            )
+        if protocol == "SASL_SSL" and ext.advertised_host not in _TLS_HOSTS:
+            raise StackError(
+                f"pipeline.kafka.external_listener.advertised_host {ext.advertised_host!r}: the secured local "
+                f"broker's certificate names only {', '.join(_TLS_HOSTS)}, so clients would reject it. Fix: "
+                "advertise one of those, or run the broker with security_protocol PLAINTEXT"
+            )
+        listeners.append(f"{EXTERNAL}://{HOST}:{ext.port}")
+        advertised.append(f"{EXTERNAL}://{ext.advertised_host}:{ext.advertised_port}")
+        protocols.append(f"{EXTERNAL}:{protocol}")  # the same security as the main listener
+    listeners.append(f"CONTROLLER://{HOST}:{k.controller_port}")
+    # the controller listener stays on loopback inside the one process; clients never see it
+    protocols.append("CONTROLLER:PLAINTEXT")
+    return [
+        f"listeners={','.join(listeners)}",
+        f"advertised.listeners={','.join(advertised)}",
+        f"inter.broker.listener.name={protocol}",
+        f"listener.security.protocol.map={','.join(protocols)}",
+    ]
+
+
 def _security_lines(settings: Settings, h: Path) -> list[str]:
     k = settings.pipeline.kafka
     if not secured(settings):
-        return [
-            f"listeners=PLAINTEXT://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{k.broker_port}",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        ]
+        return _listeners(settings, "PLAINTEXT")
     if not (k.sasl_mechanism and k.sasl_mechanism.startswith("SCRAM") and k.sasl_username and k.sasl_password):
         raise StackError(
             "a secured local broker (security_protocol: SASL_SSL) needs pipeline.kafka.sasl_mechanism SCRAM-SHA-256 "
             "or SCRAM-SHA-512, sasl_username and sasl_password (env PLANTSTREAM_PIPELINE__KAFKA__SASL_PASSWORD)"
         )
-    tls = ensure_broker_tls(h / "tls")
+    lines = _listeners(settings, "SASL_SSL")
+    tls = ensure_broker_tls(h / "tls", _TLS_HOSTS)
     mech = k.sasl_mechanism
     password = k.sasl_password.get_secret_value().replace('"', '\\"')
+    jaas = (
+        "org.apache.kafka.common.security.scram."
+        f'ScramLoginModule required username="{k.sasl_username}" password="{password}";'
+    )
+    # every SASL listener needs its own JAAS entry; the external one authenticates clients the same way
+    names = ["sasl_ssl"] + ([EXTERNAL.lower()] if k.external_listener is not None else [])
     return [
-        f"listeners=SASL_SSL://{HOST}:{k.broker_port},CONTROLLER://{HOST}:{k.controller_port}",
-        f"advertised.listeners=SASL_SSL://{HOST}:{k.broker_port}",
-        "inter.broker.listener.name=SASL_SSL",
-        # the controller listener stays on loopback inside the one process; clients only see SASL_SSL
-        "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+        *lines,
         f"sasl.enabled.mechanisms={mech}",
         f"sasl.mechanism.inter.broker.protocol={mech}",
-        f"listener.name.sasl_ssl.{mech.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram."
-        f'ScramLoginModule required username="{k.sasl_username}" password="{password}";',
+        *(f"listener.name.{name}.{mech.lower()}.sasl.jaas.config={jaas}" for name in names),
         "ssl.keystore.type=PEM",
         f"ssl.keystore.location={tls.keystore}",
         "ssl.truststore.type=PEM",
@@ -171,12 +208,14 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     if current.running:
         return current
     k = settings.pipeline.kafka
-    for port in (k.broker_port, k.controller_port):
+    ext = k.external_listener
+    for port in (k.broker_port, k.controller_port, *([ext.port] if ext else [])):
         if not port_free(HOST, port):
             raise StackError(
                 f"port {port} on {HOST} is taken by another program, so the local broker cannot start. "
                 f"Fix: stop that program, or choose free ports with PLANTSTREAM_PIPELINE__KAFKA__BROKER_PORT "
-                f"and PLANTSTREAM_PIPELINE__KAFKA__CONTROLLER_PORT (or point KAFKA_BOOTSTRAP at a broker)"
+                f"and PLANTSTREAM_PIPELINE__KAFKA__CONTROLLER_PORT (pipeline.kafka.external_listener.port for the "
+                f"external listener), or point KAFKA_BOOTSTRAP at a broker"
             )
     libs = maven.kafka_libs(k.version)
     h = home(settings)

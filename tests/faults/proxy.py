@@ -22,6 +22,7 @@ class StallProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
+        self.held_bytes = 0  # bytes that arrived while paused and waited for resume(): proof the stall bit
 
     @property
     def port(self) -> int:
@@ -78,6 +79,8 @@ class StallProxy:
                 data = await src.read(65536)
                 if not data:
                     break
+                if not self._running.is_set():
+                    self.held_bytes += len(data)
                 await self._running.wait()  # a stall that began during the read holds these bytes too
                 dst.write(data)
                 await dst.drain()
