@@ -39,27 +39,15 @@ import schemas
 from plantstream import kafka_clients, topics
 from plantstream.config import Settings
 from processors import event_windows
+from sinks.sqlite_store import KPI_COLUMNS
 
 RESULTS_FILE = os.environ.get("PLANTSTREAM_FAULT_RESULTS")
 SOAK = os.environ.get("PLANTSTREAM_SOAK", "") not in ("", "0", "false", "no")
 
 FrameKey = tuple[str, str, int]  # producer_id, device, seq
 KpiKey = tuple[str, str, int, int]  # asset, tag, window_start, window_end
-KPI_FIELDS = (
-    "unit",
-    "count",
-    "bad_count",
-    "min",
-    "max",
-    "mean",
-    "stddev",
-    "first",
-    "last",
-    "first_time",
-    "last_time",
-    "time_weighted_avg",
-    "rate_of_change",
-)
+# the statistics of a KPI window: the stored columns after its natural key (asset, tag, start, end)
+KPI_FIELDS = KPI_COLUMNS[4:]
 
 
 @dataclass
