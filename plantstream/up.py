@@ -29,6 +29,8 @@ class Child:
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -46,11 +48,17 @@ class Child:
             self.proc.wait()
 
 
-def _counts(state_dir: str) -> dict[str, int]:
-    merged: dict[str, int] = {}
+# A stage that dies is started again this many times per run (it resumes from its committed offsets,
+# a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+MAX_RESTARTS = 5
+
+
+def _counts(state_dir: str, carried: dict[str, int] | None = None) -> dict[str, int]:
+    """Every component's counters, plus those of its earlier, restarted incarnations (`carried`)."""
+    merged: dict[str, int] = dict(carried or {})
     for comp, snap in runstats.read_all(state_dir).items():
         for k, v in snap.get("counts", {}).items():
-            merged[f"{comp}.{k}"] = int(v)
+            merged[f"{comp}.{k}"] = merged.get(f"{comp}.{k}", 0) + int(v)
     return merged
 
 
@@ -61,8 +69,8 @@ def _produced(c: dict[str, int], what: str) -> int:
     return sum(c.get(f"{p}.{what}", 0) for p in PRODUCERS)
 
 
-def summary(state_dir: str, duration: float) -> dict[str, Any]:
-    c = _counts(state_dir)
+def summary(state_dir: str, duration: float, carried: dict[str, int] | None = None) -> dict[str, Any]:
+    c = _counts(state_dir, carried)
     return {
         "frames_produced": _produced(c, "frames_produced"),
         "frames_acked": _produced(c, "frames_acked"),
@@ -89,6 +97,7 @@ class Orchestrator:
         self.started_registry = False
         self.children: list[Child] = []
         self.stopping = False
+        self.carried: dict[str, int] = {}  # counters of restarted components' earlier incarnations
 
     def start_stack(self) -> tuple[str, str]:
         s = self.settings
@@ -128,24 +137,39 @@ class Orchestrator:
     def spawn(self, name: str, *args: str, env: dict[str, str]) -> Child:
         log = Path(self.state_dir) / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        child = Child(name, list(args), None, log, dict(env))
+        self._start(child)
+        self.children.append(child)
+        return child
+
+    def _start(self, child: Child) -> None:
         cmd = [sys.executable, "-m", "plantstream"]
         if self.config_path:
             cmd += ["--config", self.config_path]
-        cmd += list(args)
-        with open(log, "ab") as out:
+        cmd += child.args
+        with open(child.log, "ab") as out:
             # own process group: the terminal's Ctrl-C reaches only `up`, which stops children in order
             proc = subprocess.Popen(
                 cmd,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **env},
+                env={**os.environ, **child.env},
                 start_new_session=True,
             )
-        child = Child(name, list(args), proc, log)
-        self.children.append(child)
-        say(f"{name}: started (pid {proc.pid}, log {log})")
-        return child
+        child.proc = proc
+        say(f"{child.name}: started (pid {proc.pid}, log {child.log})")
+
+    def restart(self, child: Child) -> None:
+        """Start a dead child again; its counters so far are carried over into the run's figures."""
+        snap = runstats.read_all(self.state_dir).get(child.name, {})
+        for k, v in snap.get("counts", {}).items():
+            key = f"{child.name}.{k}"
+            self.carried[key] = self.carried.get(key, 0) + int(v)
+        (Path(self.state_dir) / "run" / f"{child.name}.json").unlink(missing_ok=True)
+        child.restarts += 1
+        time.sleep(min(child.restarts, 5))  # a broker or device that is down gets a moment to come back
+        self._start(child)
 
     def run(self, duration: float | None) -> dict[str, Any]:
         t0 = time.monotonic()
@@ -200,16 +224,24 @@ class Orchestrator:
                     code = dashboard.proc.returncode
                     say(f"dashboard exited (code {code}); the pipeline runs on. Its log:\n{tail(dashboard.log)}")
                 dead = [c for c in self.children if not c.alive()]
-                if dead:
-                    for c in dead:
+                for c in dead:
+                    code = c.proc.returncode if c.proc else "?"
+                    if c.restarts < MAX_RESTARTS:
                         say(
-                            f"{c.name} exited unexpectedly (code {c.proc.returncode if c.proc else '?'}); "
-                            f"last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}); restarting it ({c.restarts + 1} of "
+                            f"{MAX_RESTARTS}), it resumes where it left off. Last log lines:\n{tail(c.log)}"
                         )
-                    exit_code = 1
+                        self.restart(c)
+                    else:
+                        say(
+                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts; stopping "
+                            f"the pipeline. Fix the cause in its log {c.log}. Last log lines:\n{tail(c.log)}"
+                        )
+                        exit_code = 1
+                if exit_code:
                     break
                 if time.monotonic() - last_print >= 2.0:
-                    now = summary(self.state_dir, time.monotonic() - t0)
+                    now = summary(self.state_dir, time.monotonic() - t0, self.carried)
                     dt = time.monotonic() - last_print if last_print else 1.0
                     rate = (now["frames_acked"] - prev.get("frames_acked", 0)) / dt
                     srate = (now["samples_stored"] - prev.get("samples_stored", 0)) / dt
@@ -239,7 +271,7 @@ class Orchestrator:
             if self.started_kafka:
                 local_kafka.stop(self.settings)
                 say("kafka: stopped")
-        result = summary(self.state_dir, time.monotonic() - t0)
+        result = summary(self.state_dir, time.monotonic() - t0, self.carried)
         result["exit_code"] = exit_code
         return result
 
@@ -247,7 +279,7 @@ class Orchestrator:
         """Wait until the processor and the sink have consumed every acknowledged frame."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            c = _counts(self.state_dir)
+            c = _counts(self.state_dir, self.carried)
             acked = _produced(c, "frames_acked")
             processed = c.get("processor.frames_in", 0) + c.get("processor.frames_skipped_redelivered", 0)
             if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked:

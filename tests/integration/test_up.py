@@ -4,6 +4,9 @@ and every frame Kafka acknowledged found in SQLite exactly once."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -49,6 +52,10 @@ def test_up_survives_broker_restart_without_losing_acked_frames(stack: Stack, tm
         kafka.stop(stack.launcher_settings)
         time.sleep(5)  # the producer keeps polling; librdkafka holds the frames
         kafka.start(stack.launcher_settings)
+        # a stage that dies is started again and resumes from its committed offsets
+        pid = int(re.findall(r"processor: started \(pid (\d+)", err.read_text())[-1])
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: err.read_text().count("processor: started") == 2, 30, what="up to restart the processor")
         assert up.wait(150) == 0, err.read_text()[-4000:]
     finally:
         if up.poll() is None:
@@ -56,6 +63,7 @@ def test_up_survives_broker_restart_without_losing_acked_frames(stack: Stack, tm
     summary = json.loads(out.read_text().strip().splitlines()[-1])
     progress = err.read_text()
     assert "kafka: using configured broker" in progress and "stopping:" in progress
+    assert "processor exited unexpectedly (code -9); restarting it (1 of 5)" in progress, progress[-3000:]
 
     assert summary["frames_failed"] == 0
     assert summary["frames_acked"] == summary["frames_produced"] > 100

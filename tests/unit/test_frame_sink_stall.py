@@ -18,6 +18,9 @@ from producers import kafka_out
 from producers.kafka_out import FrameSink
 from tests.conftest import plant_raw
 
+# an address in the environment (KAFKA_BOOTSTRAP, left by an in-process `up`) would win over the test's
+pytestmark = pytest.mark.usefixtures("clean_env")
+
 FRAME = {
     "asset": "demo.springfield.stamping.line1.press1",
     "device": "press1-plc",
