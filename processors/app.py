@@ -76,7 +76,8 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
 
     def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[dict]]:
         # new keys in the asset's state dict, so the offset dedup above covers them too
-        rules, prof = rules_of(frame["asset"]), profile_of(frame["asset"])
+        prof = profile_of(frame["asset"])  # resolves the rules too
+        rules = asset_rules[frame["asset"]]
         windows_out = (
             oee.apply_frame(state.setdefault("oee", oee.new_state()), frame, prof, size_us, grace_us) if prof else []
         )

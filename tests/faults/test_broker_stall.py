@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 import schemas
 from plantstream import kafka_clients, topics
 from plantstream.config import Settings
+from plantstream.consumer_lag import partition_lag
 from plantstream.runstats import RunStats
 from producers.cli_glue import frame_sink
 from producers.modbus import run_modbus_producer
@@ -102,7 +103,7 @@ def lag(settings: Settings, group: str, logical: str) -> int:
         parts = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
         done = c.committed(parts, timeout=10)
         ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
-        return sum(end - max(0, tp.offset) for tp, end in zip(done, ends, strict=True))
+        return sum(partition_lag(end, -1, tp.offset) or 0 for tp, end in zip(done, ends, strict=True))
     finally:
         c.close()
 
