@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from plantstream import kafka_clients
+from plantstream.config import Settings
 from plantstream.runstats import RunStats
 
 log = logging.getLogger("plantstream.consumer_lag")
@@ -40,6 +42,23 @@ def lag_by_topic(rows: Iterable[tuple[str, int | None]], topics: Iterable[str]) 
         if lag is not None:
             out[topic] = out.get(topic, 0) + lag
     return out
+
+
+def committed_lag(settings: Settings, group: str, logical: str) -> int:
+    """Records of a topic past what `group` has committed (a partition it never committed counts whole).
+
+    From outside the group (this consumer never joins it): 0 means the group has consumed and committed
+    everything written so far. Raises KafkaException when the broker does not answer.
+    """
+    topic = settings.topic(logical)
+    c = Consumer(kafka_clients.consumer_config(settings, group, "lag-check"))
+    try:
+        parts = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
+        done = c.committed(parts, timeout=10)
+        ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
+        return sum(partition_lag(end, -1, tp.offset) or 0 for tp, end in zip(done, ends, strict=True))
+    finally:
+        c.close()
 
 
 class LagMeter:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plantstream import kafka_clients, runstats, topics
+from confluent_kafka import KafkaException
+
+from plantstream import consumer_lag, kafka_clients, runstats, topics
 from plantstream.config import Settings
 from plantstream.stack import kafka as local_kafka
 from plantstream.stack import registry as local_registry
@@ -276,16 +278,28 @@ class Orchestrator:
         return result
 
     def drain(self, timeout: float) -> None:
-        """Wait until the processor and the sink have consumed every acknowledged frame."""
+        """Wait until the processor and the sink have consumed and committed every acknowledged frame."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             c = _counts(self.state_dir, self.carried)
             acked = _produced(c, "frames_acked")
             processed = c.get("processor.frames_in", 0) + c.get("processor.frames_skipped_redelivered", 0)
-            if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked:
+            # the counts are the cheap first test; after a restart they include frames seen twice, so the
+            # word is the groups' committed offsets
+            if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked and self._committed_all():
                 return
             time.sleep(0.3)
         say("drain: timed out; the processor or sink is behind (they resume from committed offsets next run)")
+
+    def _committed_all(self) -> bool:
+        group = self.settings.pipeline.group_id
+        try:
+            return all(
+                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topics.READINGS) == 0
+                for stage in ("processor", "sink-storage")
+            )
+        except KafkaException:  # broker busy or away for a moment: ask again
+            return False
 
 
 def up(settings: Settings, config_path: str | None, duration: float | None) -> int:

@@ -22,7 +22,7 @@ from plantstream import kafka_clients, metrics, topics
 from plantstream.config import Settings
 from plantstream.runstats import RunStats
 from plantstream.serde import DecodeError
-from processors import alert_rules, event_windows, faust_fastpath, oee
+from processors import alert_rules, event_windows, faust_fastpath, faust_rebalance_fixes, oee
 from processors.anomaly import AnomalyStage
 from processors.outputs import Outputs
 
@@ -282,6 +282,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         # partition's frames on rebalance (tests/integration/test_two_workers.py). Output records go
         # through librdkafka, the changed state to the changelog at commit time (`persist_changed`).
         faust_fastpath.install(app.consumer)
+        faust_rebalance_fixes.install(app)  # the agents start before the first rebalance completes
         # iterating the stream itself: `stream.events()` is one more async generator step per frame
         async for _ in stream:
             event = stream.current_event

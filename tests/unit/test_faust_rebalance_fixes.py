@@ -1,0 +1,156 @@
+"""The two rebalance fixes, on mode's real flow-control queue and Faust's real (unstarted) consumer.
+
+Only the broker's answer to "where are the committed offsets" is given by the test: the consumer is
+not started, so `seek_to_committed` answers from a dict instead of a Kafka round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import faust
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+from processors import faust_rebalance_fixes
+
+READINGS = TP("plant.readings.v1", 0)
+
+
+def _flow() -> tuple[FlowControlEvent, FlowControlQueue[int]]:
+    flow = FlowControlEvent(initially_suspended=True)
+    return flow, FlowControlQueue(flow_control=flow, clear_on_resume=True)
+
+
+async def test_unguarded_resume_of_a_running_flow_drops_queued_events() -> None:
+    # why the guard exists: if mode stops doing this, the guard may go (and this test tells)
+    flow, queue = _flow()
+    flow.resume()
+    queue.put_nowait(1)
+    flow.resume()
+    assert queue.qsize() == 0
+
+
+async def test_resume_of_a_running_flow_keeps_queued_events() -> None:
+    flow, queue = _flow()
+    faust_rebalance_fixes.guard_resume(flow)
+    flow.resume()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    flow.resume()  # Faust's second resume after a rebalance
+    assert flow.is_active()
+    assert [queue.get_nowait(), queue.get_nowait()] == [1, 2]
+
+
+async def test_resume_after_a_suspension_still_clears_and_releases_waiting_producers() -> None:
+    flow, queue = _flow()
+    faust_rebalance_fixes.guard_resume(flow)
+    faust_rebalance_fixes.guard_resume(flow)  # idempotent: one guard, not two
+    flow.resume()
+    queue.put_nowait(1)  # the previous assignment's event
+    flow.suspend()
+    waiting = asyncio.create_task(flow.acquire())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    flow.resume()
+    await asyncio.wait_for(waiting, 1)
+    assert queue.qsize() == 0  # the consumer seeks back to the committed offsets: it comes again
+    assert flow.is_active()
+
+
+def _consumer(committed: Mapping[TP, int | None], during_seek: Callable[[], object] | None = None) -> Any:
+    app = faust.App("rebalance-fixes-test", broker="kafka://127.0.0.1:9", web_enabled=False)
+    consumer: Any = app.consumer
+
+    async def seek_to_committed() -> Mapping[TP, int | None]:
+        await asyncio.sleep(0)  # the round trip to the broker, during which the fetch loop goes on
+        if during_seek:
+            during_seek()
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed
+    return consumer
+
+
+def _deliver(consumer: Any, tp: TP, offsets: range) -> list[int]:
+    """What Faust's fetch loop does per record: make the message, pass it on unless behind the read offset."""
+    passed = []
+    for offset in offsets:
+        record = ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, None, b"x", None, 0, 1, ())
+        consumer._to_message(tp, record)
+        r = consumer._read_offset.get(tp)
+        if r is None or offset >= r:
+            consumer._read_offset[tp] = offset
+            passed.append(offset)
+    return passed
+
+
+async def test_unfixed_seek_moves_the_read_offset_back_behind_delivered_records() -> None:
+    consumer = _consumer({READINGS: 16}, lambda: _deliver(consumer, READINGS, range(16, 35)))
+    consumer.resume_flow()
+    await consumer.perform_seek()
+    assert consumer._read_offset[READINGS] == 16  # 35 then looks like a gap over 17..34: Faust's _add_gap
+
+
+async def test_seek_keeps_the_read_offset_of_records_delivered_from_the_committed_offset() -> None:
+    other = TP("plant.readings.v1", 1)
+    # the fetch loop delivers 16..34 from aiokafka's own start while the seek goes to the broker
+    consumer = _consumer({READINGS: 16, other: 40}, lambda: _deliver(consumer, READINGS, range(16, 35)))
+    faust_rebalance_fixes.keep_read_offsets(consumer)
+    faust_rebalance_fixes.keep_read_offsets(consumer)
+    consumer.resume_flow()
+    consumer._read_offset[other] = 12  # behind the committed offset: the seek moves it forward
+    await consumer.perform_seek()
+    assert consumer._read_offset[READINGS] == 34
+    assert consumer._read_offset[other] == 40
+    assert consumer._committed_offset[READINGS] == 16  # commits still start from the committed offset
+    assert _deliver(consumer, READINGS, range(16, 36)) == [34, 35]  # the repeats are dropped, 34 comes twice
+
+
+async def test_a_read_offset_left_from_before_the_resume_is_sought_back() -> None:
+    consumer = _consumer({READINGS: 32})
+    faust_rebalance_fixes.keep_read_offsets(consumer)
+    consumer._read_offset[READINGS] = 34  # set by the fetch loop just after the revocation, for a record
+    consumer.resume_flow()  # the agent never got
+    assert _deliver(consumer, READINGS, range(32, 36)) == [34, 35]  # 32 and 33 dropped against it
+    await consumer.perform_seek()
+    assert consumer._read_offset[READINGS] == 32  # so they come again
+
+
+async def test_seek_while_suspended_applies_as_is() -> None:
+    consumer = _consumer({READINGS: 16})
+    faust_rebalance_fixes.keep_read_offsets(consumer)
+    consumer.resume_flow()
+    _deliver(consumer, READINGS, range(16, 35))
+    consumer.stop_flow()  # a revocation: what was delivered before it is gone from the queues
+    await consumer.perform_seek()
+    assert consumer._read_offset[READINGS] == 16
+
+
+def _acked_twice(consumer: Any) -> None:
+    # committed 17; the agent acked 17..34; a gap was marked over 17..35 (the read offset moved back)
+    consumer._committed_offset[READINGS] = 17
+    consumer._acked[READINGS].extend(range(17, 35))
+    consumer._acked_index[READINGS].update(range(17, 35))
+    consumer._gap[READINGS].addi(17, 36)
+
+
+async def test_unfixed_offsets_acked_twice_let_the_commit_creep() -> None:
+    consumer = _consumer({})
+    _acked_twice(consumer)
+    assert consumer._new_offset(READINGS) == 18  # one offset per commit interval
+
+
+async def test_offsets_acked_twice_are_committed_in_one_go() -> None:
+    consumer = _consumer({})
+    faust_rebalance_fixes.dedupe_acked(consumer)
+    faust_rebalance_fixes.dedupe_acked(consumer)
+    _acked_twice(consumer)
+    assert consumer._new_offset(READINGS) == 35
+    consumer._committed_offset[READINGS] = 35  # what Faust records once that commit went through
+    consumer._acked[READINGS].append(35)  # the agent acks 35
+    consumer._acked_index[READINGS].add(35)
+    assert consumer._new_offset(READINGS) == 36
