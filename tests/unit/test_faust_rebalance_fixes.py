@@ -154,3 +154,46 @@ async def test_offsets_acked_twice_are_committed_in_one_go() -> None:
     consumer._acked[READINGS].append(35)  # the agent acks 35
     consumer._acked_index[READINGS].add(35)
     assert consumer._new_offset(READINGS) == 36
+
+
+CHANGELOG = TP("processor-kpi-windows-changelog", 0)
+
+
+def _fetching(batch: dict[TP, list[int]], assigned: set[TP]) -> tuple[Any, list[tuple[TP, int]]]:
+    """A consumer whose fetch hands out `batch` (offsets per partition); seeks are noted, not sent."""
+    consumer = _consumer({})
+    sought: list[tuple[TP, int]] = []
+
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[Any]], set[TP]]:
+        records = {
+            tp: [ConsumerRecord(tp.topic, tp.partition, o, 0, 0, None, b"x", None, 0, 1, ()) for o in offsets]
+            for tp, offsets in batch.items()
+        }
+        return records, set(batch)
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer._wait_next_records = wait_next_records
+    consumer.seek = seek
+    consumer.assignment = lambda: assigned
+    return consumer, sought
+
+
+async def test_a_batch_dropped_while_suspended_is_fetched_again_changelogs_included() -> None:
+    gone = TP("plant.readings.v1", 2)
+    consumer, sought = _fetching({CHANGELOG: [0, 1, 2, 3], READINGS: [40, 41], gone: [7]}, {CHANGELOG, READINGS})
+    faust_rebalance_fixes.rewind_dropped(consumer)
+    faust_rebalance_fixes.rewind_dropped(consumer)
+    consumer.stop_flow()  # a rebalance: Faust's getmany drops what this fetch returns
+    records, _ = await consumer._wait_next_records(1.0)
+    assert set(records) == {CHANGELOG, READINGS, gone}  # getmany still sees the batch (and drops it)
+    assert sorted(sought) == sorted([(CHANGELOG, 0), (READINGS, 40)])  # not the partition no longer ours
+
+
+async def test_a_batch_fetched_while_flowing_is_left_alone() -> None:
+    consumer, sought = _fetching({CHANGELOG: [0, 1]}, {CHANGELOG})
+    faust_rebalance_fixes.rewind_dropped(consumer)
+    consumer.resume_flow()
+    await consumer._wait_next_records(1.0)
+    assert sought == []
