@@ -29,23 +29,11 @@ seek. Found with a trace of the fetch loop over repeated runs of `tests/faults/t
    and once by the agent. Faust's `_new_offset` then finds the run of consecutive acked offsets
    stopped at the repeat, so the committed offset crept on by one per commit interval (6 runs of 20
    with only fix 1). Duplicates are now removed before Faust computes the offset to commit.
-
-4. `rewind_dropped`: when a fetched batch comes back while the flow is suspended, Faust's `getmany`
-   drops it and seeks to the committed offsets. Changelog partitions have none, so aiokafka's position
-   stayed past the dropped changelog records, and a table recovery then waited for them for good
-   ("No event received for active tp ...-changelog ... since recovery start"). Seen in 2 of 40
-   two-worker SIGKILL takeovers (`tests/integration/test_two_workers.py`, soak); the trace showed the
-   dropped batch holding the changelogs from offset 0. Now every partition of such a batch that is
-   still assigned is sought back to where the batch began (stream partitions then go on to their
-   committed offsets as before).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-log = logging.getLogger("plantstream.processor")
 
 
 def guard_resume(flow_control: Any) -> None:
@@ -137,34 +125,8 @@ def dedupe_acked(consumer: Any) -> None:
     consumer._plantstream_dedupe_acked = True
 
 
-def rewind_dropped(consumer: Any) -> None:
-    """Make this Faust consumer seek back over the records its fetch loop drops while the flow is
-    suspended, changelog partitions included (idempotent)."""
-    if getattr(consumer, "_plantstream_rewind_dropped", False):
-        return
-    wait_next_records = consumer._wait_next_records
-
-    async def rewinding_wait_next_records(timeout: float) -> Any:
-        records, active = await wait_next_records(timeout)
-        if records and not consumer.flow_active:
-            # getmany drops this batch and seeks to the committed offsets, which only stream partitions
-            # have: rewind every partition still assigned to where the batch began
-            assigned = consumer.assignment()
-            for tp, batch in records.items():
-                if batch and tp in assigned:
-                    try:
-                        await consumer.seek(tp, batch[0].offset)
-                    except Exception as e:  # unassigned meanwhile (another rebalance): its next owner seeks
-                        log.warning("could not seek %s back to %d after a dropped batch: %r", tp, batch[0].offset, e)
-        return records, active
-
-    consumer._wait_next_records = rewinding_wait_next_records
-    consumer._plantstream_rewind_dropped = True
-
-
 def install(app: Any) -> None:
     """All fixes on a Faust app; call before its first rebalance completes (its agents start before)."""
     guard_resume(app.flow_control)
     keep_read_offsets(app.consumer)
     dedupe_acked(app.consumer)
-    rewind_dropped(app.consumer)
