@@ -73,8 +73,21 @@ def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validat
         s = load_config(file)
     except ConfigError as e:
         raise _fail(str(e), 2) from e
+    from producers.replay import ReplayError, check_source
+
+    problems = []
+    for src in s.replay:
+        try:
+            check_source(src)
+        except ReplayError as e:
+            problems.append(f"  - replay[{src.name}]: {e}")
+    if problems:
+        raise _fail(f"{file}: {len(problems)} problem(s) in the replay sources:\n" + "\n".join(problems), 2)
     n_tags = sum(len(d.tags) for d in s.devices)
-    typer.echo(f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags)")
+    typer.echo(
+        f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags, "
+        f"{len(s.replay)} replay sources)"
+    )
 
 
 # --- local stack -------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from typing import Any, Protocol
 import numpy as np
 from river import stats
 
-from plantstream.config import AnomalySettings, Settings, TagRole, TagType
+from plantstream.config import AnomalySettings, ReplayTag, Settings, TagRole, TagType
 from processors import machine_state as ms
 from processors import oee
 from processors.anomaly_parts import Debounce, DecayedQuantiles, cross_coefficients
@@ -90,6 +90,8 @@ _MISSING_TAG_FRAMES = 50
 _SAY_LEFT_OUT_AFTER = 20  # frames: fewer cannot show whether a signal varies
 # scores are capped: a ratio to the threshold beyond this says nothing more and must stay finite through smoothing
 _SCORE_CAP = 1e9
+_LEARN_IN_ALARM = 1.0  # EXPERIMENT
+_ALARM_RATE = 0.0  # EXPERIMENT
 _WINSOR = 9.0  # squared deviations beyond 9x the typical one (3 sigma) are clipped while learning sizes
 _DETECTOR_MEMORY = 3  # x window_frames: memory of the detectors' normal levels
 _HYSTERESIS = 0.9  # an alarm clears below this share of the threshold
@@ -380,11 +382,13 @@ class MultivariateModel:
 
     # -- learning ------------------------------------------------------------------------------
 
-    def _learn_cov(self, dy: np.ndarray) -> None:
+    def _learn_cov(self, dy: np.ndarray, in_alarm: bool = False) -> None:
         """Learn from one frame given its deviation from the mean, `dy` = y - mean."""
         assert self.mean is not None and self.cov is not None
         # exact average while young, then an exponential window of `window_frames`
         a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames)
+        if in_alarm and _ALARM_RATE:
+            a = 1.0 / self.cfg.window_frames
         self.mean += a * dy
         # in place: (1 - a) (cov + a d d') without temporaries the size of cov
         ad = a * dy
@@ -703,10 +707,10 @@ class MultivariateModel:
             self._learn_detectors()
             self.quantiles.update(top.tolist())
             self._learn_cov(dy)
-        elif not any_stuck:
+        elif not any_stuck and _LEARN_IN_ALARM:
             # in alarm the relations still learn: an operating point the warm-up never saw must not keep a
             # false alarm up for an hour
-            self._learn_cov(dy)
+            self._learn_cov(dy, in_alarm=True)
         if self.ref_proj is not None:
             self.ref_age += 1
             if self.ref_age >= _REF_EVERY:
@@ -1023,12 +1027,11 @@ def model_from_state(st: State) -> MultivariateModel | RobustBaseline:
 def feature_tags(settings: Settings, asset: str) -> list[str]:
     """The asset's numeric process-value tags across its devices, in config order."""
     out: list[str] = []
-    for d in settings.devices:
-        if d.asset != asset:
-            continue
-        for tag in d.tags:
-            if tag.role is TagRole.PROCESS_VALUE and tag.type in _NUMERIC_TYPES and tag.name not in out:
-                out.append(tag.name)
+    for tag in settings.asset_tags(asset):
+        kind = getattr(tag, "type", None)
+        numeric = kind in _NUMERIC_TYPES or (kind is None and isinstance(tag, ReplayTag))  # replayed: untyped
+        if tag.role is TagRole.PROCESS_VALUE and numeric and tag.name not in out:
+            out.append(tag.name)
     return out
 
 
