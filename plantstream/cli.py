@@ -336,8 +336,9 @@ def bench_pipeline(
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
     from plantstream.bench import render, run_pipeline_bench, write_result
 
-    result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
-                                warmup_s=warmup)
+    result = run_pipeline_bench(
+        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -356,8 +357,9 @@ def bench_worker(
     from plantstream.bench import write_result
     from plantstream.bench_worker import render, run_worker_bench
 
-    result = run_worker_bench(ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate,
-                              profile=profile)
+    result = run_worker_bench(
+        ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -380,7 +382,12 @@ def bench_alerts(
     if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
         raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
     result = run_alert_latency_bench(
-        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup,
+        ctx_state.settings(),
+        assets=assets,
+        tags=tags,
+        rate_hz=rate,
+        duration_s=duration,
+        warmup_s=warmup,
         trip_every_s=trip_every,
     )
     typer.echo(render(result), err=True)
@@ -469,7 +476,6 @@ def bench_anomaly(
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(text + "\n")
     typer.echo(text)
-
 
 
 @bench_app.command("storage")

@@ -587,7 +587,12 @@ class AnomalySettings(Strict):
         default="auto", description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0"
     )
     tags: list[str] | None = Field(default=None, description="features; empty = the asset's numeric process values")
-    warmup_frames: int = Field(default=1200, ge=20, description="frames learned before the model judges")
+    warmup_frames: int = Field(default=1200, ge=20, description="frames learned before the model judges (at most)")
+    warmup_minutes: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="... or this much data, whichever comes first (never fewer than 120 frames); null: frames only",
+    )
     window_frames: int = Field(default=3600, ge=50, description="memory of the running mean/covariance/median")
     quantile: float = Field(default=0.995, gt=0.5, lt=1.0, description="of normal scores, for the adaptive threshold")
     threshold_margin: float = Field(default=1.3, ge=1.0, description="threshold = margin x quantile of normal scores")
