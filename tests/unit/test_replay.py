@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from plantstream.config import ReplaySource
+from plantstream.core.config import ReplaySource
 from producers.replay import ReplayError, count_rows, frames_from_batches, quality_of, read_batches
 
 ASSET = "demo.springfield.utilities.water.pump1"

@@ -1,0 +1,1 @@
+"""Simulated plants and devices for the demo, tests and benchmarks (`plantstream simulate`)."""
