@@ -18,7 +18,8 @@ T0 = 1_700_000_000_000_000  # us
 
 def device(**kw: Any) -> MqttDevice:
     base: dict[str, Any] = {"name": "labeler1", "asset": ASSET, "topic": "acme/spr/pack/line5/labeler1/{tag}"}
-    base.setdefault("tags", [{"name": "speed", "type": "float64", "unit": "m/min"}, {"name": "count", "type": "uint32"}])
+    tags = [{"name": "speed", "type": "float64", "unit": "m/min"}, {"name": "count", "type": "uint32"}]
+    base.setdefault("tags", tags)
     base.update(kw)
     return MqttDevice.model_validate(base)
 
