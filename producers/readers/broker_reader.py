@@ -119,6 +119,9 @@ class BrokerReader:
     def connected(self, session_present: bool) -> None:
         """Called after each (re)connect and subscribe."""
 
+    def acked(self, mids: list[int]) -> None:
+        """These QoS 1 messages were acknowledged (their frames are on disk)."""
+
     def disconnected(self) -> list[int]:
         """Called when the connection is lost: the device indexes that go dark (default: all)."""
         return list(range(len(self.devices)))
@@ -155,6 +158,8 @@ class BrokerReader:
         if ack:
             for mid in out.acks:
                 self.connection.ack(mid)
+            if out.acks:
+                self.acked(out.acks)
 
     def add_samples(
         self, di: int, samples: list[dict[str, Any]], *, historical: bool = False, mid: int | None = None
@@ -202,6 +207,7 @@ class BrokerReader:
             # unacknowledged QoS 1 messages of a persistent session come again: their samples wait for that
             self._cut(asm, ack=False) if not self._persistent_qos1(di) else self._drop_open(asm)
         self._unacked = 0
+        self.acked([])
         for di in self.disconnected():
             self.device_down(di, f"{self.connection.where}: {cause}")
 

@@ -50,6 +50,7 @@ class MqttReader(BrokerReader):
             d.timestamp_path is None and d.payload is not MqttPayloadKind.UMH_HISTORIAN for d in devices
         ]
         self._recent: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+        self._pending: dict[int, tuple[str, bytes]] = {}  # QoS 1 message id -> key, until acknowledged
         super().__init__(
             settings,
             broker_name,
@@ -90,22 +91,34 @@ class MqttReader(BrokerReader):
             self.bad_input(topic, payload, [e], self.mapping.device_of(topic))
             self.ack_now(mid)
             return
-        if self._arrival_time[di] and self._redelivered(topic, payload, msg.dup):
-            self._add("messages_redelivered")
-            self.ack_now(mid)
-            return
+        if self._arrival_time[di]:
+            key = (topic, payload)
+            if msg.dup and key in self._recent:
+                self._add("messages_redelivered")
+                self.ack_now(mid)
+                return
+            if mid is None:
+                self._remember(key)
+            else:
+                self._pending[mid] = key
         self.add_samples(di, samples, mid=mid)
         if problems:
             self.bad_input(topic, payload, problems, di)
 
-    def _redelivered(self, topic: str, payload: bytes, dup: bool) -> bool:
-        key = (topic, payload)
-        if dup and key in self._recent:
-            return True
+    def acked(self, mids: list[int]) -> None:
+        if not mids:  # a lost connection: what was not acknowledged comes again, not as a redelivery of ours
+            self._pending.clear()
+            return
+        for mid in mids:
+            key = self._pending.pop(mid, None)
+            if key is not None:
+                self._remember(key)
+
+    def _remember(self, key: tuple[str, bytes]) -> None:
+        """A message whose samples are on disk: a redelivery of it (DUP flag) is dropped."""
         self._recent[key] = None
         if len(self._recent) > RECENT_MESSAGES:
             self._recent.popitem(last=False)
-        return False
 
 
 async def run_mqtt_producer(

@@ -335,9 +335,15 @@ class MqttConnection:
 
     def _on_unregister_write(self, _c: Any, _u: Any, sock: Any) -> None:
         if self._loop is not None and sock.fileno() >= 0:
-            self._loop.call_soon_threadsafe(self._loop.remove_writer, sock.fileno())
+            self._loop.call_soon_threadsafe(self._forget_writer, sock.fileno())
+
+    def _forget_writer(self, fd: int) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(OSError, ValueError):  # the socket may be closed by now
+            self._loop.remove_writer(fd)
 
     def _forget_fd(self, fd: int) -> None:
         assert self._loop is not None
-        self._loop.remove_reader(fd)
-        self._loop.remove_writer(fd)
+        with contextlib.suppress(OSError, ValueError):
+            self._loop.remove_reader(fd)
+        self._forget_writer(fd)
