@@ -2,8 +2,9 @@
 
 A device's samples of one frame period become one live frame (and one historical frame for samples
 flagged historical, e.g. Sparkplug `is_historical`), each sample keeping its source time. A sample
-not newer than the last one accepted for its tag (per live/historical stream) is dropped: QoS 1
-redeliveries and republished values never duplicate a (tag, source_time). Report by exception
+equal to the last one accepted for its tag (same source time, value and quality) is dropped as a
+repeat; an older or same-millisecond different value is kept (sources may send out of order, and
+two changes can share a millisecond timestamp). Report by exception
 (deadbands, heartbeats) applies when a frame is cut. The MQTT message ids of a frame's messages are
 handed back with it, to be acknowledged once the frame is on disk.
 """
@@ -46,7 +47,7 @@ class FrameAssembler:
     _live: list[Sample] = field(default_factory=list)
     _history: list[Sample] = field(default_factory=list)
     _acks: list[int] = field(default_factory=list)
-    _last: dict[tuple[str, bool], int] = field(default_factory=dict)
+    _last: dict[tuple[str, bool], tuple[int, object, str]] = field(default_factory=dict)
     _duplicates: int = 0
     opened_at: float | None = None  # monotonic time of the first sample of the open frame
 
@@ -58,12 +59,11 @@ class FrameAssembler:
         last = self._last
         for s in samples:
             key = (s["tag"], historical)
-            t = s["source_time"]
-            before = last.get(key)
-            if before is not None and t <= before:
+            seen = (s["source_time"], s["value"], s["quality"])
+            if last.get(key) == seen:
                 self._duplicates += 1
                 continue
-            last[key] = t
+            last[key] = seen
             target.append(s)
         if self.opened_at is None and (self._live or self._history):
             self.opened_at = now
@@ -105,8 +105,6 @@ class FrameAssembler:
         samples = [
             {"tag": t.name, "source_time": scan_time, "value": None, "quality": "BAD", "unit": t.unit} for t in tags
         ]
-        for t in tags:  # a later real value at an earlier source time is still older than the gap
-            self._last[(t.name, False)] = max(self._last.get((t.name, False), scan_time), scan_time)
         return self._frame(samples, scan_time, False)
 
     def _frame(self, samples: list[Sample], scan_time: int, historical: bool) -> Frame:

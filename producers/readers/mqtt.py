@@ -1,9 +1,10 @@
 """The MQTT reader: `protocol: mqtt` devices (plain, JSON, UMH _historian payloads) into ReadingFrames.
 
 One connection per broker for all its devices (producers/readers/broker_reader.py); topics and
-payloads map to samples in producers/readers/mqtt_mapping.py. Samples of devices that take the
-arrival time (no timestamp in the payload) could not tell a QoS 1 redelivery from a new message by
-time, so a redelivered message (DUP flag) equal to one of the last ones seen is dropped.
+payloads map to samples in producers/readers/mqtt_mapping.py. A QoS 1 message we acknowledged whose
+PUBACK the broker lost (it went down) comes again with the DUP flag; one equal to a recently
+acknowledged message is dropped (a message not yet acknowledged is not framed before it comes again:
+broker_reader.py), so arrival-time samples are not doubled either.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import cast
 
 import paho.mqtt.client as mqtt
 
-from plantstream.config import MqttDevice, MqttPayloadKind, Settings
+from plantstream.config import MqttDevice, Settings
 from plantstream.runstats import RunStats
 from producers.device_events import EventEmit
 from producers.device_run import Emit, default_producer_id, now_us, run_devices
@@ -46,9 +47,6 @@ class MqttReader(BrokerReader):
     ) -> None:
         self.mapping = MqttMapping(devices)
         broker = settings.pipeline.mqtt.brokers[broker_name]
-        self._arrival_time = [
-            d.timestamp_path is None and d.payload is not MqttPayloadKind.UMH_HISTORIAN for d in devices
-        ]
         self._recent: OrderedDict[tuple[str, bytes], None] = OrderedDict()
         self._pending: dict[int, tuple[str, bytes]] = {}  # QoS 1 message id -> key, until acknowledged
         super().__init__(
@@ -91,16 +89,15 @@ class MqttReader(BrokerReader):
             self.bad_input(topic, payload, [e], self.mapping.device_of(topic))
             self.ack_now(mid)
             return
-        if self._arrival_time[di]:
-            key = (topic, payload)
-            if msg.dup and key in self._recent:
-                self._add("messages_redelivered")
-                self.ack_now(mid)
-                return
-            if mid is None:
-                self._remember(key)
-            else:
-                self._pending[mid] = key
+        key = (topic, payload)
+        if msg.dup and key in self._recent:
+            self._add("messages_redelivered")
+            self.ack_now(mid)
+            return
+        if mid is None:
+            self._remember(key)
+        else:
+            self._pending[mid] = key
         self.add_samples(di, samples, mid=mid)
         if problems:
             self.bad_input(topic, payload, problems, di)

@@ -165,16 +165,14 @@ class SparkplugReader(BrokerReader):
         for key, cause in ev.offline:
             if (i := self._by_scope.get(key)) is not None:
                 self.device_down(i, cause)
-        if ev.values:
-            if di is None:
-                if topic.kind not in ("NBIRTH", "DBIRTH"):
-                    problems.insert(0, BadInput("unconfigured_topic", "no configured device maps this node/device"))
-            else:
-                live, history = self._samples(di, ev.values, problems)
-                if history:
-                    self.add_samples(di, history, historical=True)
-                self.add_samples(di, live, mid=mid)
-                mid = None
+        if di is None and topic.kind in ("NDATA", "DDATA"):
+            problems.insert(0, BadInput("unconfigured_topic", "no configured device maps this node/device"))
+        elif ev.values and di is not None:
+            live, history = self._samples(di, ev.values, problems)
+            if history:
+                self.add_samples(di, history, historical=True)
+            self.add_samples(di, live, mid=mid)
+            mid = None
         if problems:
             self.bad_input(topic_text, payload, problems, di)
         self.ack_now(mid)

@@ -35,13 +35,14 @@ def test_period_cut_keeps_source_times_and_acks_after_the_cut() -> None:
 def test_redelivered_and_historical_samples() -> None:
     fa = FrameAssembler("dev", "a.b.c.d.e", "p1", period_s=1.0)
     fa.add([s("x", 10)], now=0)
-    fa.add([s("x", 10), s("x", 9)], now=0)  # a QoS 1 redelivery and an older value: dropped
+    fa.add([s("x", 10)], now=0)  # a repeat: dropped
+    fa.add([s("x", 10, 2.0), s("x", 9)], now=0)  # a second change in the same ms, and an older value: kept
     fa.add([s("x", 5)], now=0, historical=True)  # history is its own stream
     out = fa.cut(1)
-    assert out.duplicates == 2
+    assert out.duplicates == 1
     assert [(f["historical"], [x["source_time"] for x in f["samples"]]) for f in out.frames] == [
         (True, [5]),
-        (False, [10]),
+        (False, [10, 10, 9]),
     ]
     assert [f["seq"] for f in out.frames] == [0, 1]
 
