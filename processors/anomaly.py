@@ -79,6 +79,17 @@ _DETECTORS = ("fast", "rough", "slow")
 _ROUGH_ALPHA = 1.0 / 20  # EWMA weight of the roughness (squared change of the residual) detector
 _SLOW_ALPHA = 1.0 / 120  # EWMA weight of the drift (signed residual) detector
 _VAR_FLOOR = 1e-12
+# a value whose fourth power (the covariance of the squared features) overflows is no measurement: treated as missing
+_MAX_ABS = 1e60
+# a feature whose spread over the covariance window is below this share of its level (or exactly 0) carries no
+# information: it is left out of the fit instead of dividing by a zero variance (issue 15: a tag at 0.0 made NaN)
+_DEGENERATE_REL = 1e-9
+_DEGENERATE_ABS = 1e-150
+# frames a configured tag may stay without any value before the model goes on without it
+_MISSING_TAG_FRAMES = 50
+_SAY_LEFT_OUT_AFTER = 20  # frames: fewer cannot show whether a signal varies
+# scores are capped: a ratio to the threshold beyond this says nothing more and must stay finite through smoothing
+_SCORE_CAP = 1e9
 _WINSOR = 9.0  # squared deviations beyond 9x the typical one (3 sigma) are clipped while learning sizes
 _DETECTOR_MEMORY = 3  # x window_frames: memory of the detectors' normal levels
 _HYSTERESIS = 0.9  # an alarm clears below this share of the threshold
@@ -118,10 +129,14 @@ def scan_time_us(frame: Record) -> int:
 
 
 def _number(value: Any) -> float | None:
+    """A process value the models can square and multiply; None for bools, text, NaN, inf and absurd magnitudes."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    f = float(value)
-    return f if math.isfinite(f) else None
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    return f if -_MAX_ABS <= f <= _MAX_ABS else None
 
 
 def numeric_good_values(frame: Record) -> dict[str, float]:
@@ -145,6 +160,8 @@ class _FeatureVector:
         self.carried = 0  # samples filled in from the last value (missing or BAD): a data-quality note
         self._index: dict[str, int] = {t: i for i, t in enumerate(self.tags or ())}
         self._complete = False  # every tag seen once: from then on there is always a vector
+        self.waited = 0  # frames seen while some tag had never had a value
+        self.dropped: list[str] = []  # configured tags that never had a value: the model goes on without them
 
     def _fix_tags(self, tags: list[str]) -> None:
         self.tags = tags
@@ -170,7 +187,7 @@ class _FeatureVector:
                 v = _number(v)
                 if v is None:
                     continue
-            elif v - v != 0.0:  # inf or nan
+            elif not -_MAX_ABS <= v <= _MAX_ABS:  # nan, inf or an absurd magnitude
                 continue
             last[i] = v
             fresh[i] = True
@@ -178,9 +195,21 @@ class _FeatureVector:
             self.carried += sum(1 for f, v in zip(fresh, last, strict=True) if not f and v is not None)
         if not self._complete:
             if any(v is None for v in last):
-                return None  # a feature never seen yet: nothing to carry
+                self.waited += 1
+                if self.waited < _MISSING_TAG_FRAMES or all(v is None for v in last):
+                    return None  # a feature never seen yet: nothing to carry
+                self._drop_missing()
             self._complete = True
-        return np.array(last, dtype=float)
+        return np.array(self.last, dtype=float)
+
+    def _drop_missing(self) -> None:
+        """Go on without the tags that never had a usable value (all null, BAD, text or non-finite)."""
+        assert self.tags is not None
+        keep = [i for i, v in enumerate(self.last) if v is not None]
+        self.dropped += [self.tags[i] for i in range(len(self.tags)) if i not in keep]
+        values = [self.last[i] for i in keep]
+        self._fix_tags([self.tags[i] for i in keep])
+        self.last = values
 
     def keep_first(self) -> None:
         """Keep the first tag only (a univariate model given several)."""
@@ -190,13 +219,21 @@ class _FeatureVector:
         self.last[0] = first
 
     def to_state(self) -> State:
-        return {"tags": self.tags, "last": self.last, "carried": self.carried}
+        return {
+            "tags": self.tags,
+            "last": self.last,
+            "carried": self.carried,
+            "waited": self.waited,
+            "dropped": self.dropped,
+        }
 
     @classmethod
     def from_state(cls, st: State) -> _FeatureVector:
         fv = cls(st["tags"])
         fv.last = list(st["last"])
         fv.carried = st["carried"]
+        fv.waited = st.get("waited", 0)
+        fv.dropped = list(st.get("dropped", []))
         return fv
 
 
@@ -275,7 +312,10 @@ def _record(
     }
 
 
-def _shares(tags: Sequence[str], weights: np.ndarray) -> dict[str, float]:
+def _shares(tags: Sequence[str], weights: np.ndarray, active: np.ndarray | None = None) -> dict[str, float]:
+    if active is not None and not active.all():
+        tags = [t for t, a in zip(tags, active.tolist(), strict=True) if a]
+        weights = weights[active]
     total = float(weights.sum())
     if not total > 0:
         return {}
@@ -335,6 +375,8 @@ class MultivariateModel:
         self.run_len: np.ndarray | None = None  # identical values in a row, per tag
         self.max_run: np.ndarray | None = None  # longest such run seen while warming up
         self._stuck_limit: np.ndarray | None = None  # run length that means stuck (from max_run)
+        self.active: np.ndarray | None = None  # signals in the model (a constant one is left out), from the last fit
+        self._said_out: list[str] = []  # the left-out tags last logged
 
     # -- learning ------------------------------------------------------------------------------
 
@@ -356,14 +398,24 @@ class MultivariateModel:
 
     def _refit(self) -> None:
         assert self.cov is not None and self.mean is not None
-        # a constant sensor has no spread: floor relative to its level keeps scale invariance
-        floor = 1e-9 * np.abs(self.mean) + 1e-300
-        sd = np.sqrt(np.maximum(np.diag(self.cov), floor**2))
-        corr = self.cov / np.outer(sd, sd)
+        sd = np.sqrt(np.maximum(np.diag(self.cov), 0.0))
+        # a feature without spread (a closed valve at 0.0, an idle motor, a signal's square when it only takes +-1)
+        # carries no information: it neither predicts nor is predicted; a signal whose own value has no spread is
+        # left out of the model (its residual is 0) until it varies
+        flat = sd <= _DEGENERATE_REL * np.abs(self.mean) + _DEGENERATE_ABS
         p = len(self.features.tags or [])
+        if flat.any():
+            sd = np.where(flat, 1.0, sd)
+            corr = self.cov / np.outer(sd, sd)
+            corr[flat, :] = 0.0
+            corr[:, flat] = 0.0
+            corr[flat, flat] = 1.0
+        else:
+            corr = self.cov / np.outer(sd, sd)
         owner = np.tile(np.arange(p), len(corr) // p)
         self.coef = np.ascontiguousarray(cross_coefficients(corr, owner, p, _RIDGE))
         self.sd_fit = sd
+        self._set_active(~flat[:p])
         self._project()
         assert self.proj is not None
         # the residual's size under *this* fit, over the covariance's window: it follows the fit as it improves
@@ -371,13 +423,76 @@ class MultivariateModel:
         self.fit_var = np.einsum("im,mk,ik->i", self.proj, self.cov, self.proj)
         self._scale_residual()
 
+    def _set_active(self, active: np.ndarray) -> None:
+        """Signals in the model; a signal joining after being left out starts its detectors at their normal level."""
+        tags = self.features.tags or []
+        before = self.active
+        self.active = active
+        if before is not None and np.array_equal(before, active):
+            return
+        out = [t for t, a in zip(tags, active.tolist(), strict=True) if not a]
+        if out and self.n >= _SAY_LEFT_OUT_AFTER and out != self._said_out:
+            self._said_out = out
+            log.warning(
+                "asset %s: tag(s) %s have no spread (constant) over the model's window: left out of the anomaly "
+                "model until they vary",
+                self.asset,
+                out,
+            )
+        if before is None:
+            return
+        joined = active & ~before
+        if joined.any():
+            log.info(
+                "asset %s: tag(s) %s vary now: back in the anomaly model", self.asset, list(np.array(tags)[joined])
+            )
+            self._neutral_detectors(joined)
+
+    def _neutral_detectors(self, idx: np.ndarray) -> None:
+        """Detector states of the signals `idx` reset to the typical normal level of the others (their own were
+        learned on a residual fixed at 0, so any motion would read as infinitely anomalous)."""
+        others = self.active & ~idx if self.active is not None else ~idx
+        if not others.any():
+            others = np.ones_like(idx)
+
+        def typical(a: np.ndarray | None, neutral: float) -> None:
+            if a is None:
+                return
+            if a.ndim == 1:
+                a[idx] = float(np.median(a[others])) if others.any() else neutral
+            else:
+                a[:, idx] = np.median(a[:, others], axis=1)[:, None]
+
+        typical(self.det_mean, 1.0)
+        typical(self.det_var, 1.0)
+        for pre in ("ref", "cand"):
+            typical(getattr(self, pre + "_dm"), 0.0)
+            typical(getattr(self, pre + "_dv"), 1.0)
+        if self.det is not None and self.det_mean is not None:
+            self.det[:, idx] = self.det_mean[:, idx]
+        if self.d_var is not None and self.fit_var is not None:
+            self.d_var[idx] = 2.0 * np.maximum(self.fit_var[idx], _VAR_FLOOR)  # a white residual's change
+            self._scale_change()
+        if self.r_prev is not None:
+            self.r_prev = self.r_prev.copy()
+            self.r_prev[idx] = 0.0
+
+    def left_out(self) -> list[str]:
+        """The tags the model does not use: never had a value, or no spread over the model's window."""
+        tags = self.features.tags or []
+        flat = [] if self.active is None else [t for t, a in zip(tags, self.active.tolist(), strict=True) if not a]
+        return self.features.dropped + flat
+
     def _project(self) -> None:
         # standardising and predicting folded into one p x m matrix: one product per frame
         assert self.coef is not None and self.sd_fit is not None
         p = self.coef.shape[0]
         own = np.zeros_like(self.coef)
         own[:, :p] = np.eye(p)
-        self.proj = np.ascontiguousarray((own - self.coef) / self.sd_fit)
+        proj = (own - self.coef) / self.sd_fit
+        if self.active is not None and not self.active.all():
+            proj[~self.active, :] = 0.0
+        self.proj = np.ascontiguousarray(proj)
 
     def _learn_residual(self, rd: np.ndarray) -> None:
         """Learn the typical squared frame-to-frame change of the residual (`rd`: 2 x p, residual and change)."""
@@ -484,7 +599,10 @@ class MultivariateModel:
         if learning or self._stuck_limit is None:
             # a tag that repeats normally (quantised, idle) needs a much longer run to count as stuck
             self._stuck_limit = np.maximum(self.cfg.stuck_frames, 3 * self.max_run)
-        return self.run_len >= self._stuck_limit
+        stuck = self.run_len >= self._stuck_limit
+        if self.active is not None:
+            stuck &= self.active  # a tag left out for having no spread is constant by nature, not stuck
+        return stuck
 
     def update(self, frame: Record, running: bool = True) -> Record | None:
         """Score one frame and learn from it; `running` False (machine stopped) pauses the model."""
@@ -555,7 +673,13 @@ class MultivariateModel:
             qs[2] = min(qs[2], _SLOW_Q_CAP)
         ratios = top / qs
         raw = float(ratios.max())
-        weights = (u / qs[:, None]).max(axis=0)
+        if not raw <= _SCORE_CAP:
+            if raw != raw:  # NaN: a numeric state this guard's callers never expected; start over, do not stop
+                log.error("asset %s: the anomaly model's state turned non-finite; it warms up again", self.asset)
+                self._rebaseline()
+                return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+            raw = _SCORE_CAP
+        weights = np.minimum((u / qs[:, None]).max(axis=0), _SCORE_CAP)
         base = self.cfg.threshold_margin
         margin = base * self._young_factor()
         any_stuck = bool(stuck.any())
@@ -568,7 +692,7 @@ class MultivariateModel:
         assert self.contrib is not None
         shares = weights / max(float(weights.sum()), 1e-300)
         self.contrib = (1 - self.cfg.smoothing) * self.contrib + self.cfg.smoothing * shares
-        shares_now = _shares(tags, self.contrib)
+        shares_now = _shares(tags, self.contrib, self.active)
         if self.cfg.relearn_after_frames > 0 and self.debounce.above_run > self.cfg.relearn_after_frames:
             # a change that lasts this long is the new normal: warm up again on it
             self._rebaseline()
@@ -665,7 +789,7 @@ class MultivariateModel:
         self.n = self.res_n = self.det_n = 0
         self.mean = self.cov = self.coef = self.sd_fit = self.proj = self.fit_var = self.filt = self.r_prev = None
         self.d_var = self.z_scale = self.det = self.det_mean = self.det_var = None
-        self.contrib = self.run_len = self.max_run = self._stuck_limit = self.alarm_tags = None
+        self.contrib = self.run_len = self.max_run = self._stuck_limit = self.alarm_tags = self.active = None
         self.alarm_age = self.new_run = 0
         for k in _REF_ARRAYS:
             setattr(self, "ref_" + k, None)
@@ -724,6 +848,7 @@ class MultivariateModel:
             a = getattr(self, k)
             st[k] = None if a is None else a.tolist()
         st["alarm_tags"] = None if self.alarm_tags is None else self.alarm_tags.tolist()
+        st["active"] = None if self.active is None else self.active.tolist()
         return st
 
     @classmethod
@@ -741,6 +866,7 @@ class MultivariateModel:
             # contiguous float arrays, as the live model has, so BLAS takes the same path bit for bit
             setattr(m, k, None if st[k] is None else np.ascontiguousarray(np.array(st[k], dtype=float)))
         m.alarm_tags = None if st["alarm_tags"] is None else np.array(st["alarm_tags"], dtype=bool)
+        m.active = None if st.get("active") is None else np.array(st["active"], dtype=bool)
         if m.coef is not None:
             m._project()
         if m.fit_var is not None:
@@ -928,9 +1054,16 @@ class AnomalyStage:
             cfg = None  # an asset the config does not declare: defaults, tags learned from the frame
         return cfg, feature_tags(self.settings, asset)
 
-    def _model(self, asset: str) -> MultivariateModel | RobustBaseline | None:
+    def _model(self, asset: str, frame: Record) -> MultivariateModel | RobustBaseline | None:
         if asset not in self.models:
             cfg, tags = self._config(asset)
+            if not (cfg and cfg.tags) and not tags and (cfg is None or cfg.model == "auto"):
+                # tags learned from the data (a replayed or browsed asset): the first frame with numbers decides
+                seen = numeric_good_values(frame)
+                if not seen:
+                    return None
+                if len(seen) == 1:
+                    tags = list(seen)
             self.models[asset] = model_for(asset, cfg, tags)
         return self.models[asset]
 
@@ -952,7 +1085,7 @@ class AnomalyStage:
 
     def score(self, asset: str, frame: Record) -> Record | None:
         """An AnomalyScore record for this frame, or None (detection off, or no feature value yet)."""
-        model = self._model(asset)
+        model = self._model(asset, frame)
         if model is None:
             return None
         if isinstance(model, MultivariateModel):

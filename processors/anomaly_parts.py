@@ -221,7 +221,8 @@ class DecayedQuantiles:
             "idx": self.idx,
             "cum": self.cum,
             "total": self.total,
-            "value": self._value.tolist(),
+            # strict JSON: no value yet (inf) is null, which a table's JSON codec would otherwise turn into NaN
+            "value": [v if math.isfinite(v) else None for v in self._value.tolist()],
         }
 
     @classmethod
@@ -230,5 +231,5 @@ class DecayedQuantiles:
         dq = cls(st["q"], st["window"], counts.shape[0])
         dq.n, dq.counts = st["n"], counts
         dq.idx, dq.cum, dq.total = list(st["idx"]), list(st["cum"]), list(st["total"])
-        dq._value = np.array(st["value"], dtype=float)
+        dq._value = np.array([math.inf if v is None else v for v in st["value"]], dtype=float)
         return dq
