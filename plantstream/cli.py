@@ -248,6 +248,43 @@ def produce_opcua(
     raise typer.Exit(run_opcua(ctx_state.settings(), duration))
 
 
+@produce_app.command("mqtt")
+def produce_mqtt(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+) -> None:
+    """Subscribe to the configured MQTT topics (plain, JSON, UMH _historian) and produce ReadingFrames."""
+    from producers.service import run_mqtt
+
+    raise typer.Exit(run_mqtt(ctx_state.settings(), duration))
+
+
+@produce_app.command("sparkplug")
+def produce_sparkplug(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    discover: Annotated[
+        float | None,
+        typer.Option("--discover", help="listen this many seconds for births and print them as config (YAML)"),
+    ] = None,
+    broker: Annotated[str, typer.Option(help="--discover: a broker name of pipeline.mqtt.brokers")] = "local",
+    group: Annotated[str | None, typer.Option(help="--discover: only this Sparkplug group")] = None,
+) -> None:
+    """Run the Sparkplug B host application for the configured edge nodes and produce ReadingFrames."""
+    settings = ctx_state.settings()
+    if discover is not None:
+        import asyncio
+
+        from producers.readers.sparkplug import discover as run_discover
+
+        if broker not in settings.pipeline.mqtt.brokers:
+            known = sorted(settings.pipeline.mqtt.brokers)
+            raise _fail(f"--broker {broker!r}: not in pipeline.mqtt.brokers ({known})", 2)
+        typer.echo(asyncio.run(run_discover(settings, broker, discover, group)), nl=False)
+        return
+    from producers.service import run_sparkplug
+
+    raise typer.Exit(run_sparkplug(settings, duration))
+
+
 @produce_app.command("replay")
 def produce_replay(
     source: Annotated[str | None, typer.Option(help="name of a replay source in the config; default: all")] = None,

@@ -55,12 +55,20 @@ def frame_sink(settings: Settings, component: str, stats: RunStats) -> FrameSink
 
 
 def _run_device_producer(
-    settings: Settings, component: str, run: DeviceProducer, duration: float | None, *, device_events: bool = False
+    settings: Settings,
+    component: str,
+    run: DeviceProducer,
+    duration: float | None,
+    *,
+    device_events: bool = False,
+    dead_letters: bool = False,
 ) -> int:
     """Read devices until a signal or the duration; exit 1 if a frame was neither acked nor kept on disk.
 
     `device_events`: `run` takes `on_event=` and gets device-down/up Alert records for plant.alerts.v1.
+    `dead_letters`: `run` takes `dead_letters=`, where bad input goes (plant.deadletter.v1).
     """
+    from producers.dead_letters import DeadLetterSink
     from producers.device_events import AlertSink
 
     stats = RunStats(component, settings.pipeline.state_dir)
@@ -68,13 +76,18 @@ def _run_device_producer(
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
     sink = frame_sink(settings, component, stats)
     alerts = AlertSink.for_settings(settings) if device_events else None
-    extra = {"on_event": alerts.emit} if alerts is not None else {}
+    dead = DeadLetterSink(settings, component) if dead_letters else None
+    extra: dict[str, Any] = {"on_event": alerts.emit} if alerts is not None else {}
+    if dead is not None:
+        extra["dead_letters"] = dead
     try:
         run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration)
     finally:
         undelivered = sink.close(timeout=60)
         if alerts is not None:
             alerts.close(timeout=10)
+        if dead is not None:
+            dead.close(timeout=10)
         stats.flush()
     if undelivered:
         log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
@@ -92,6 +105,22 @@ def run_opcua(settings: Settings, duration: float | None) -> int:
     from producers.readers.opcua import run_opcua_producer
 
     return _run_device_producer(settings, "producer-opcua", run_opcua_producer, duration, device_events=True)
+
+
+def run_mqtt(settings: Settings, duration: float | None) -> int:
+    from producers.readers.mqtt import run_mqtt_producer
+
+    return _run_device_producer(
+        settings, "producer-mqtt", run_mqtt_producer, duration, device_events=True, dead_letters=True
+    )
+
+
+def run_sparkplug(settings: Settings, duration: float | None) -> int:
+    from producers.readers.sparkplug import run_sparkplug_producer
+
+    return _run_device_producer(
+        settings, "producer-sparkplug", run_sparkplug_producer, duration, device_events=True, dead_letters=True
+    )
 
 
 def run_replay(settings: Settings, source: str | None, speed: float | None) -> int:

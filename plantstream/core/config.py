@@ -176,7 +176,9 @@ class ModbusTcpDevice(ModbusDevice):
 
 
 # a string: OpcUaDevice is declared further down, with the other OPC UA settings
-Device = Annotated["ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice", Field(discriminator="protocol")]
+Device = Annotated[
+    "ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | MqttDevice | SparkplugDevice", Field(discriminator="protocol")
+]
 
 
 class Plant(Strict):
@@ -707,6 +709,198 @@ class SimulatorFaults(Strict):
         return self
 
 
+# --- MQTT and Sparkplug B ---------------------------------------------------------------------------
+
+
+class MqttBroker(Strict):
+    """An MQTT broker that mqtt and sparkplug_b devices name with `broker:` (pipeline.mqtt.brokers.<name>).
+
+    Devices on one broker share one connection per producer process."""
+
+    host: str | None = Field(
+        default=None, description="null = the local mosquitto `plantstream up` starts on pipeline.mqtt.local_port"
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="null = 1883, or 8883 with tls")
+    protocol_version: Literal["5", "3.1.1"] = Field(
+        default="5", description="5: the broker holds up to max_unacked messages for us, acked once on disk"
+    )
+    tls: bool = False
+    cafile: str | None = Field(default=None, description="CA bundle to verify the broker; null = system CAs")
+    certfile: str | None = Field(default=None, description="client certificate (PEM) for brokers that require one")
+    keyfile: str | None = Field(default=None, description="its private key (PEM)")
+    tls_insecure: bool = Field(default=False, description="skip the broker hostname check (test setups only)")
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = Field(
+        default=None, description="null = plantstream-<mqtt|sparkplug>-<broker name>; keep it stable for sessions"
+    )
+    clean_session: bool = Field(
+        default=False, description="false: a persistent session, the broker keeps QoS 1 messages while we are away"
+    )
+    session_expiry_s: int = Field(default=86400, ge=0, description="MQTT 5: how long the broker keeps the session")
+    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    max_unacked: int = Field(
+        default=10000,
+        ge=1,
+        le=65535,
+        description="QoS 1 messages received but not yet on disk (MQTT 5 Receive Maximum); a frame is cut early at it",
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> MqttBroker:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together (the client certificate and its key)")
+        if (self.certfile or self.cafile) and not self.tls:
+            raise ValueError("cafile/certfile/keyfile need tls: true")
+        if self.username is None and self.password is not None:
+            raise ValueError("password is set without username: add username (or drop password)")
+        return self
+
+    def effective_port(self, local_port: int) -> int:
+        if self.host is None:
+            return local_port
+        return self.port or (8883 if self.tls else 1883)
+
+
+class MqttSettings(Strict):
+    brokers: dict[str, MqttBroker] = Field(
+        default_factory=lambda: {"local": MqttBroker()}, description="name: broker; devices pick one with broker:"
+    )
+    local_port: int = Field(default=1883, ge=1, le=65535, description="port of the local mosquitto (host: null)")
+    sparkplug_host_id: str = Field(
+        default="plantstream",
+        pattern=r"^[^/+#]+$",
+        description="Sparkplug host application id: its STATE topic is spBv1.0/STATE/<id>",
+    )
+    rebirth_min_interval_s: float = Field(
+        default=5.0, ge=0, description="at most one Rebirth request per edge node this often"
+    )
+
+
+class MqttPayloadKind(StrEnum):
+    PLAIN = "plain"  # the payload is the value (a number, true/false, or text)
+    JSON = "json"  # a JSON object: value_path, timestamp_path, quality_path
+    UMH_HISTORIAN = "umh_historian"  # {"timestamp_ms": ..., "<tag>": value, ...} (United Manufacturing Hub)
+
+
+_TIME_FORMATS = ("iso8601", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
+
+
+class MqttTag(TagBase):
+    """One value of an mqtt device: a topic of its own (topic-per-tag) or a key of a JSON payload."""
+
+    type: TagType | None = Field(default=None, description="expected type; a value that does not fit is bad input")
+    key: str | None = Field(
+        default=None, description="the tag's name in the topic ({tag}) or JSON object; null = name"
+    )
+    topic: str | None = Field(default=None, description="this tag's own topic, instead of the device's template")
+    value_path: str | None = Field(
+        default=None, description="json: path to the value; null = the device's value_path, or key on a shared topic"
+    )
+    heartbeat_s: float | None = Field(default=None, gt=0, description="resend an unchanged value this often")
+
+
+class MqttDevice(Strict):
+    """Values an MQTT broker carries for one asset (plain, JSON or UMH _historian payloads)."""
+
+    name: str
+    protocol: Literal["mqtt"] = "mqtt"
+    asset: str
+    broker: str = Field(default="local", description="a name in pipeline.mqtt.brokers")
+    topic: str = Field(
+        description="the asset's topic; {tag} stands for one topic segment naming the tag, e.g. "
+        "acme/berlin/press/line1/press1/{tag} (ISA-95 topic-per-tag)"
+    )
+    payload: MqttPayloadKind = MqttPayloadKind.PLAIN
+    value_path: str = Field(default="value", description="json: dotted path to the value, e.g. value or data.v")
+    timestamp_path: str | None = Field(default=None, description="json: dotted path; null = arrival time")
+    timestamp_format: str = Field(
+        default="epoch_ms", description="iso8601, epoch_s, epoch_ms, epoch_us, epoch_ns, or a strptime pattern"
+    )
+    timezone: str = Field(default="UTC", description="zone of timestamps without an offset (IANA name)")
+    quality_path: str | None = Field(
+        default=None, description="json: GOOD/UNCERTAIN/BAD, a Sparkplug (192/500/0) or OPC UA status code"
+    )
+    qos: Literal[0, 1] = 1
+    frame_period_s: float = Field(default=1.0, gt=0, le=60, description="samples of this long make one frame")
+    tags: list[MqttTag] = Field(min_length=1)
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if not v or "#" in v or "+" in v or v.count("{tag}") > 1:
+            raise ValueError("topic is a concrete topic, with at most one {tag} segment and no MQTT wildcards")
+        if "{tag}" in v and "{tag}" not in v.split("/"):
+            raise ValueError("{tag} must be a whole topic segment, e.g. acme/site/area/line/machine/{tag}")
+        return v
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _time_format(cls, v: str) -> str:
+        if v not in _TIME_FORMATS and "%" not in v:
+            raise ValueError(f"timestamp_format is one of {list(_TIME_FORMATS)} or a strptime pattern with %")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown timezone {v!r}: use an IANA name such as UTC or Europe/Berlin") from e
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttDevice:
+        check_unique_tag_names(self.tags)
+        if self.payload is MqttPayloadKind.UMH_HISTORIAN and "{tag}" in self.topic:
+            raise ValueError("payload umh_historian carries the tags as JSON keys: drop {tag} from topic")
+        if self.payload is MqttPayloadKind.PLAIN and "{tag}" not in self.topic:
+            shared = [t.name for t in self.tags if t.topic is None]
+            if len(shared) > 1:
+                raise ValueError(
+                    f"tags {shared} would share the plain topic {self.topic!r}: put {{tag}} in the device topic, "
+                    "give each tag its topic, or use payload: json with a value_path per tag"
+                )
+        keys = [t.key or t.name for t in self.tags]
+        if dupes := sorted({k for k in keys if keys.count(k) > 1}):
+            raise ValueError(f"tag key(s) {dupes} used twice in one device")
+        return self
+
+
+class SparkplugMetric(TagBase):
+    """One metric of a Sparkplug B edge node or device, by the name its birth gives it."""
+
+    metric: str | None = Field(default=None, description="metric name in the birth, e.g. Process/Level; null = name")
+    type: TagType | None = Field(default=None, description="expected type; null = the birth's datatype")
+    heartbeat_s: float | None = Field(default=None, gt=0, description="resend an unchanged value this often")
+
+
+class SparkplugDevice(Strict):
+    """A Sparkplug B edge node (device_id null) or one device behind it, mapped onto one asset."""
+
+    name: str
+    protocol: Literal["sparkplug_b"] = "sparkplug_b"
+    asset: str
+    broker: str = Field(default="local", description="a name in pipeline.mqtt.brokers")
+    group_id: str = Field(pattern=r"^[^/+#]+$")
+    edge_node_id: str = Field(pattern=r"^[^/+#]+$")
+    device_id: str | None = Field(default=None, pattern=r"^[^/+#]+$", description="null = the node's own metrics")
+    frame_period_s: float = Field(default=1.0, gt=0, le=60, description="samples of this long make one frame")
+    tags: list[SparkplugMetric] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SparkplugDevice:
+        check_unique_tag_names(self.tags)
+        names = [t.metric or t.name for t in self.tags]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"metric(s) {dupes} mapped twice in one device")
+        return self
+
+
 class OpcUaClientSettings(Strict):
     """Secrets of the OPC UA producer: passwords by username, so they come from env or secret files."""
 
@@ -739,6 +933,7 @@ class Pipeline(Strict):
     simulator: SimulatorSettings = SimulatorSettings()
     opcua_server: OpcUaServerSettings = OpcUaServerSettings()
     opcua_client: OpcUaClientSettings = OpcUaClientSettings()
+    mqtt: MqttSettings = MqttSettings()
     alerting: AlertingSettings = AlertingSettings()
     metrics: MetricsSettings = MetricsSettings()
     store_forward: StoreForwardSettings = StoreForwardSettings()
@@ -798,6 +993,19 @@ class Settings(BaseSettings):
                     f"device {d.name!r} points at asset {d.asset!r}, which plant.assets does not declare; "
                     f"add it there or use one of {paths}"
                 )
+        brokers = self.pipeline.mqtt.brokers
+        spb: dict[tuple[str, str, str, str | None], str] = {}
+        for d in self.devices:
+            if isinstance(d, MqttDevice | SparkplugDevice) and d.broker not in brokers:
+                raise ValueError(
+                    f"device {d.name!r} names broker {d.broker!r}, which pipeline.mqtt.brokers does not declare "
+                    f"(declared: {sorted(brokers)})"
+                )
+            if isinstance(d, SparkplugDevice):
+                where = (d.broker, d.group_id, d.edge_node_id, d.device_id)
+                if where in spb:
+                    raise ValueError(f"devices {spb[where]!r} and {d.name!r} map the same Sparkplug node/device")
+                spb[where] = d.name
         for r in self.pipeline.alerts:
             if not any(r.asset == p or fnmatchcase(p, r.asset) for p in paths):
                 raise ValueError(f"alert rule {r.name!r}: asset {r.asset!r} matches no asset in plant.assets {paths}")
@@ -886,7 +1094,8 @@ def format_validation_error(source: str, raw: Any, exc: ValidationError) -> str:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # discriminated unions add the tag value to the path; it is noise to a reader
-        loc = tuple(p for p in loc if p not in ("modbus_tcp", "modbus_rtu", "opcua", "webhook", "email", "mqtt"))
+        tags = ("modbus_tcp", "modbus_rtu", "opcua", "sparkplug_b", "webhook", "email", "mqtt")
+        loc = tuple(p for p in loc if p not in tags)
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"], "")
         got = "" if err["type"] == "missing" else f" (got {_redact(loc, err.get('input'))})"

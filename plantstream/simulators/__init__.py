@@ -1,1 +1,1 @@
-"""Simulated plants and devices for the demo, tests and benchmarks (`plantstream simulate`)."""
+"""Every simulator of the plant: devices that `plantstream simulate` serves and benchmarks drive."""

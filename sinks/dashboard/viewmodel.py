@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from plantstream.core.config import DashboardSettings, OpcUaDevice, Settings, TagRole
+from plantstream.core.config import DashboardSettings, MqttDevice, OpcUaDevice, Settings, SparkplugDevice, TagRole
 
 US = 1_000_000
 
@@ -22,7 +22,12 @@ def scan_intervals(settings: Settings) -> dict[str, float]:
     """Seconds between two frames of each asset: its fastest device's poll or publishing interval."""
     out: dict[str, float] = {}
     for d in settings.devices:
-        interval = d.publishing_interval_ms / 1000 if isinstance(d, OpcUaDevice) else d.poll_interval_s
+        if isinstance(d, OpcUaDevice):
+            interval = d.publishing_interval_ms / 1000
+        elif isinstance(d, MqttDevice | SparkplugDevice):
+            interval = d.frame_period_s
+        else:
+            interval = d.poll_interval_s
         out[d.asset] = min(interval, out.get(d.asset, math.inf))
     return out
 
