@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from plantstream.config import ConfigError, Settings, load_config
+from plantstream.core.config import ConfigError, Settings, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and schema registry.")
@@ -152,7 +152,7 @@ def topics_apply() -> None:
     """Create or update the declared topics and register their schemas (idempotent)."""
     from confluent_kafka.admin import AdminClient
 
-    from plantstream import kafka_clients, topics
+    from plantstream.core import kafka_clients, topics
 
     s = ctx_state.settings()
     try:
@@ -186,7 +186,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Topics, partitions, message counts and rates, and lag per plantstream consumer group."""
-    from plantstream import kafka_clients
+    from plantstream.core import kafka_clients
     from plantstream.status import collect, render
 
     s = ctx_state.settings()
@@ -215,7 +215,7 @@ def simulate(
     fault_hours: Annotated[float | None, typer.Option(help="simulated hours the fault schedule covers")] = None,
 ) -> None:
     """Serve the configured plant's devices (Modbus TCP/RTU, OPC UA) with simulated machine signals."""
-    from producers.cli_glue import run_simulator, simulator_overrides
+    from plantstream.simulators.service import run_simulator, simulator_overrides
 
     try:
         settings = simulator_overrides(
@@ -231,7 +231,7 @@ def produce_modbus(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
 ) -> None:
     """Poll the configured Modbus devices and produce ReadingFrames to Kafka."""
-    from producers.cli_glue import run_modbus
+    from producers.service import run_modbus
 
     raise typer.Exit(run_modbus(ctx_state.settings(), duration))
 
@@ -248,7 +248,7 @@ def produce_opcua(
     if browse is not None:
         import asyncio
 
-        from producers.opcua import browse_tags, browse_yaml
+        from producers.readers.opcua import browse_tags, browse_yaml
 
         try:
             tags = asyncio.run(browse_tags(browse, username=username, password=os.environ.get("OPCUA_PASSWORD")))
@@ -256,9 +256,46 @@ def produce_opcua(
             raise _fail(f"cannot browse {browse}: {type(e).__name__}: {e}", 1) from e
         typer.echo(browse_yaml(tags), nl=False)
         return
-    from producers.cli_glue import run_opcua
+    from producers.service import run_opcua
 
     raise typer.Exit(run_opcua(ctx_state.settings(), duration))
+
+
+@produce_app.command("mqtt")
+def produce_mqtt(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+) -> None:
+    """Subscribe to the configured MQTT topics (plain, JSON, UMH _historian) and produce ReadingFrames."""
+    from producers.service import run_mqtt
+
+    raise typer.Exit(run_mqtt(ctx_state.settings(), duration))
+
+
+@produce_app.command("sparkplug")
+def produce_sparkplug(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    discover: Annotated[
+        float | None,
+        typer.Option("--discover", help="listen this many seconds for births and print them as config (YAML)"),
+    ] = None,
+    broker: Annotated[str, typer.Option(help="--discover: a broker name of pipeline.mqtt.brokers")] = "local",
+    group: Annotated[str | None, typer.Option(help="--discover: only this Sparkplug group")] = None,
+) -> None:
+    """Run the Sparkplug B host application for the configured edge nodes and produce ReadingFrames."""
+    settings = ctx_state.settings()
+    if discover is not None:
+        import asyncio
+
+        from producers.readers.sparkplug import discover as run_discover
+
+        if broker not in settings.pipeline.mqtt.brokers:
+            known = sorted(settings.pipeline.mqtt.brokers)
+            raise _fail(f"--broker {broker!r}: not in pipeline.mqtt.brokers ({known})", 2)
+        typer.echo(asyncio.run(run_discover(settings, broker, discover, group)), nl=False)
+        return
+    from producers.service import run_sparkplug
+
+    raise typer.Exit(run_sparkplug(settings, duration))
 
 
 @produce_app.command("replay")
@@ -267,7 +304,7 @@ def produce_replay(
     speed: Annotated[str, typer.Option(help="1 = original pace, 60 = 60x faster, max = as fast as possible")] = "max",
 ) -> None:
     """Replay historian exports (CSV/Parquet) as historical frames, with a progress bar."""
-    from producers.cli_glue import run_replay
+    from producers.service import run_replay
 
     try:
         pace = None if speed == "max" else float(speed)
@@ -297,7 +334,7 @@ def sink_storage() -> None:
 @sink_app.command("alerts")
 def sink_alerts() -> None:
     """Deliver alert state changes to the configured channels (webhook, e-mail, MQTT)."""
-    from sinks.alert_sink import main as run
+    from sinks.alerts.sink import main as run
 
     run(ctx_state.settings())
 
@@ -309,7 +346,7 @@ def dashboard_cmd(
     live: Annotated[bool, typer.Option("--live/--no-live", help="--no-live: the store's history only")] = True,
 ) -> None:
     """The plant's live web page: asset tree, OEE, trends, alerts with acknowledge, pipeline health."""
-    from plantstream.dashboard.server import main as run
+    from sinks.dashboard.server import main as run
 
     run(ctx_state.settings(), host=host, port=port, live=live)
 
@@ -334,7 +371,7 @@ def bench_pipeline(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
-    from plantstream.bench import render, run_pipeline_bench, write_result
+    from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
 
     result = run_pipeline_bench(
         ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
@@ -354,8 +391,8 @@ def bench_worker(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """One Faust worker draining a backlog with KPIs, OEE, alert rules and anomaly scoring on: samples/s."""
-    from plantstream.bench import write_result
-    from plantstream.bench_worker import render, run_worker_bench
+    from plantstream.bench.pipeline import write_result
+    from plantstream.bench.worker import render, run_worker_bench
 
     result = run_worker_bench(
         ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
@@ -376,8 +413,8 @@ def bench_alerts(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """p50/p95/p99 from a sample's timestamp to its alert on plant.alerts.v1, one worker under live load."""
-    from plantstream.bench import write_result
-    from plantstream.bench_alerts import render, run_alert_latency_bench
+    from plantstream.bench.alerts import render, run_alert_latency_bench
+    from plantstream.bench.pipeline import write_result
 
     if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
         raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
@@ -404,8 +441,8 @@ def bench_memory(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """RSS of one real worker holding windows, OEE, alert and anomaly-model state of ASSETS x TAGS."""
-    from plantstream.bench import write_result
-    from plantstream.bench_memory import render, run_memory_bench
+    from plantstream.bench.memory import render, run_memory_bench
+    from plantstream.bench.pipeline import write_result
 
     if assets < 1 or tags < 4 or warmup_frames < 20 or frames <= warmup_frames:
         raise _fail("need --assets >= 1, --tags >= 4, --warmup-frames >= 20 and --frames > --warmup-frames", 2)
@@ -425,8 +462,8 @@ def bench_modbus(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Register-block reads/s of one Modbus producer, and the others' rate with one silent device."""
-    from plantstream.bench import write_result
-    from producers.modbus_bench import run_modbus_bench
+    from plantstream.bench.modbus import run_modbus_bench
+    from plantstream.bench.pipeline import write_result
 
     result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
     write_result(result, json_out)
@@ -443,8 +480,8 @@ def bench_opcua(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """OPC UA data changes/s through one producer process into Kafka (servers in their own processes)."""
-    from plantstream.bench import write_result
-    from producers.opcua_bench import run_opcua_bench
+    from plantstream.bench.opcua import run_opcua_bench
+    from plantstream.bench.pipeline import write_result
 
     if nodes < servers or rate <= 0 or seconds <= 0 or repeats < 1 or servers < 1:
         raise _fail("need --nodes >= --servers >= 1, --rate > 0, --seconds > 0, --repeats >= 1", 2)
@@ -465,7 +502,7 @@ def bench_anomaly(
     """Anomaly detector on labelled simulated faults: event-level F1, false alarms/asset-hour, delay, frames/s."""
     from pathlib import Path
 
-    from processors.anomaly_bench import machine_description, run_benchmark
+    from plantstream.bench.anomaly import machine_description, run_benchmark
 
     if hours <= 0 or assets < 1:
         raise _fail("--hours must be > 0 and --assets >= 1", 2)
@@ -487,7 +524,7 @@ def bench_storage(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Samples/s into SQLite and PostgreSQL through the stores' write path."""
-    from sinks.storage_bench import main as storage_bench_main
+    from plantstream.bench.storage import main as storage_bench_main
 
     if runs < 1 or batches < 1 or frames < 1:
         raise _fail("--runs, --batches and --frames must be >= 1", 2)
@@ -503,8 +540,8 @@ def bench_dashboard(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
-    from plantstream.bench import write_result
-    from plantstream.dashboard.bench import run_dashboard_bench
+    from plantstream.bench.dashboard import run_dashboard_bench
+    from plantstream.bench.pipeline import write_result
 
     if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
         raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)

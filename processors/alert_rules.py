@@ -27,7 +27,7 @@ import math
 from fnmatch import fnmatchcase
 from typing import Any
 
-from plantstream.config import AlertKind, AlertRule
+from plantstream.core.config import AlertKind, AlertRule
 from processors import machine_state as ms
 
 AlertsState = dict[str, Any]

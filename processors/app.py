@@ -18,12 +18,12 @@ import faust
 from faust.serializers import codecs
 
 import schemas
-from plantstream import kafka_clients, metrics, topics
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from plantstream.serde import DecodeError
+from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import DecodeError
 from processors import alert_rules, event_windows, faust_fastpath, faust_rebalance_fixes, oee
-from processors.anomaly import AnomalyStage
+from processors.anomaly.model import AnomalyStage
 from processors.outputs import Outputs
 
 log = logging.getLogger("plantstream.processor")

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from plantstream.config import Settings, TagRole, TagType
+from plantstream.core.config import Settings, TagRole, TagType
 from processors import machine_state as ms
 
 OeeState = dict[str, Any]

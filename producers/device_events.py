@@ -18,9 +18,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.serde import Codec
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.serde import Codec
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from plantstream.config import ReplaySource
+from plantstream.core.config import ReplaySource
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from plantstream.config import ReplaySource, Settings
+from plantstream.core.config import ReplaySource, Settings
 from processors.anomaly import feature_tags
 from producers.replay import (
     ReplayError,
