@@ -834,9 +834,7 @@ class MqttTag(TagBase):
     """One value of an mqtt device: a topic of its own (topic-per-tag) or a key of a JSON payload."""
 
     type: TagType | None = Field(default=None, description="expected type; a value that does not fit is bad input")
-    key: str | None = Field(
-        default=None, description="the tag's name in the topic ({tag}) or JSON object; null = name"
-    )
+    key: str | None = Field(default=None, description="the tag's name in the topic ({tag}) or JSON object; null = name")
     topic: str | None = Field(default=None, description="this tag's own topic, instead of the device's template")
     value_path: str | None = Field(
         default=None, description="json: path to the value; null = the device's value_path, or key on a shared topic"
