@@ -87,7 +87,8 @@ def run(root: Path | None = None, cfg: AnomalySettings | None = None) -> dict[st
     checkpoint = json.loads(json.dumps(checkpoint))
     pca = PcaMonitor(train)
     per_fault: dict[str, Any] = {}
-    ours_far, pca_far = [], {"t2": [], "q": []}
+    ours_far: list[np.ndarray] = []
+    pca_far: dict[str, list[np.ndarray]] = {"t2": [], "q": []}
     for k in (0, *FAULTS):
         test = load(root, f"d{k:02d}_te.dat")
         stage = AnomalyStage(overrides={"te": cfg})
