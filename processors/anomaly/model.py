@@ -47,6 +47,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import pickle
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -59,6 +60,7 @@ from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRol
 from processors import machine_state as ms
 from processors import oee
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
+from processors.anomaly.river_detectors import RiverModel
 
 Record = dict[str, Any]
 State = dict[str, Any]
@@ -1093,9 +1095,10 @@ def _check_state(st: State, kind: str) -> None:
         )
 
 
-def model_for(
-    asset: str, cfg: AnomalySettings | None = None, tags: Sequence[str] | None = None
-) -> MultivariateModel | RobustBaseline | None:
+AnyModel = MultivariateModel | RobustBaseline | RiverModel
+
+
+def model_for(asset: str, cfg: AnomalySettings | None = None, tags: Sequence[str] | None = None) -> AnyModel | None:
     """The model an asset's settings ask for; None when detection is off (or it has no feature tags)."""
     cfg = cfg or AnomalySettings()
     chosen = list(cfg.tags or tags or [])
@@ -1105,6 +1108,8 @@ def model_for(
         kind = "robust_baseline" if len(chosen) == 1 else "multivariate"
     if kind == "off":
         return None
+    if kind == "river":
+        return RiverModel(asset, cfg, chosen or None)
     if kind == "robust_baseline":
         return RobustBaseline(asset, cfg, chosen or None)
     if len(chosen) == 1:
@@ -1115,9 +1120,11 @@ def model_for(
     return MultivariateModel(asset, cfg, chosen or None)
 
 
-def model_from_state(st: State) -> MultivariateModel | RobustBaseline:
+def model_from_state(st: State) -> AnyModel:
     if st.get("kind") == "robust_baseline":
         return RobustBaseline.from_state(st)
+    if st.get("kind") == "river":
+        return RiverModel.from_state(st)
     return MultivariateModel.from_state(st)
 
 
@@ -1138,7 +1145,7 @@ class AnomalyStage:
     def __init__(self, settings: Settings | None = None, overrides: dict[str, AnomalySettings] | None = None) -> None:
         self.settings = settings
         self.overrides = dict(overrides or {})
-        self.models: dict[str, MultivariateModel | RobustBaseline | None] = {}
+        self.models: dict[str, AnyModel | None] = {}
         self.state_tags: dict[str, tuple[frozenset[str], ms.StateMap] | None] = {}
         self.last_running: dict[str, bool] = {}  # the state holds between frames that carry no state sample
 
@@ -1154,7 +1161,7 @@ class AnomalyStage:
             cfg = None  # an asset the config does not declare: defaults, tags learned from the frame
         return cfg, feature_tags(self.settings, asset)
 
-    def _model(self, asset: str, frame: Record) -> MultivariateModel | RobustBaseline | None:
+    def _model(self, asset: str, frame: Record) -> AnyModel | None:
         if asset not in self.models:
             cfg, tags = self._config(asset)
             if not (cfg and cfg.tags) and not tags and (cfg is None or cfg.model == "auto"):
@@ -1223,7 +1230,7 @@ class AnomalyStage:
             return
         try:
             self.models[asset] = model_from_state(state)
-        except ValueError as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ImportError, pickle.UnpicklingError) as exc:
             # a checkpoint of an older model version (an upgrade): that model cannot continue; warm up afresh
             log.warning("asset %s: %s", asset, exc)
             self.models.pop(asset, None)
