@@ -23,6 +23,7 @@ import numpy as np
 
 from plantstream.core.config import AnomalySettings, RiverDetectorSettings, resolve_class
 from processors.anomaly.estimators import Debounce, DecayedQuantile
+from processors.anomaly.frames import FeatureVector, scan_time_us, score_record, shares
 
 Record = dict[str, Any]
 State = dict[str, Any]
@@ -57,12 +58,10 @@ class RiverModel:
     """An asset's anomaly model made of a River detector; see the module doc."""
 
     def __init__(self, asset: str, cfg: AnomalySettings, tags: list[str] | None = None) -> None:
-        from processors.anomaly.model import _FeatureVector  # the same tag handling as the built-in model
-
         self.asset, self.cfg = asset, cfg
         self.settings = cfg.river or RiverDetectorSettings()
         self.name = f"river:{self.settings.detector}"
-        self.features = _FeatureVector(cfg.tags or tags)
+        self.features = FeatureVector(cfg.tags or tags)
         self.template, self.per_tag = _build(self.settings)
         self.bounded = self.settings.detector.rpartition(".")[2] in _BOUNDED
         self.detectors: dict[str, Any] = {}  # tag -> detector (per tag) or "" -> the multivariate pipeline
@@ -121,8 +120,6 @@ class RiverModel:
     # -- the model interface ---------------------------------------------------------------------
 
     def update(self, frame: Record) -> Record | None:
-        from processors.anomaly.model import _record, _shares, scan_time_us
-
         vec = self.features(frame)
         if vec is None:
             return None
@@ -140,7 +137,7 @@ class RiverModel:
             if self.n >= self.cfg.warmup_frames // 2:
                 self.quantile.update(max(top, _TINY))
             self.n += 1
-            return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+            return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         limit = max(self._limit(), _TINY)
         ratio = min(top / limit, _SCORE_CAP) if math.isfinite(limit) else 0.0
         margin = self.cfg.threshold_margin
@@ -157,7 +154,7 @@ class RiverModel:
             self._learn(x)
             self.quantile.update(max(top, _TINY))
             self.n += 1
-        return _record(self.asset, t, self.name, ratio, margin, is_anomaly, False, _shares(tags, self.contrib))
+        return score_record(self.asset, t, self.name, ratio, margin, is_anomaly, False, shares(tags, self.contrib))
 
     def _track(self, vec: np.ndarray) -> None:
         a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames)
@@ -219,15 +216,13 @@ class RiverModel:
 
     @classmethod
     def from_state(cls, st: State) -> RiverModel:
-        from processors.anomaly.model import _FeatureVector
-
         if st.get("kind") != "river" or st.get("version") != _STATE_VERSION:
             raise ValueError(
                 f"anomaly checkpoint is kind={st.get('kind')!r} version={st.get('version')!r}, expected 'river' "
                 f"version {_STATE_VERSION}; drop the checkpoint so the model warms up again"
             )
         m = cls(st["asset"], AnomalySettings(**st["config"]))
-        m.features = _FeatureVector.from_state(st["features"])
+        m.features = FeatureVector.from_state(st["features"])
         m.detectors = pickle.loads(base64.b64decode(st["river"]))
         m.quantile = DecayedQuantile.from_state(st["quantile"])
         m.debounce.load(st["debounce"])
