@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -60,6 +60,7 @@ from processors import oee
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
 
 Record = dict[str, Any]
+Frame = Mapping[str, Any]  # a ReadingFrame (plantstream.core.records), decoded or built; read only
 State = dict[str, Any]
 log = logging.getLogger("plantstream.anomaly")
 
@@ -114,14 +115,14 @@ _REARM_STRENGTH = 4.0
 class AnomalyModel(Protocol):
     name: str
 
-    def update(self, frame: Record) -> Record | None:
+    def update(self, frame: Frame) -> Record | None:
         """Score one frame and learn from it; None when the frame holds none of the model's features."""
 
     def to_state(self) -> State:
         """JSON-able state from which `from_state` rebuilds a model that continues identically."""
 
 
-def scan_time_us(frame: Record) -> int:
+def scan_time_us(frame: Frame) -> int:
     t = frame["scan_time"]
     if isinstance(t, datetime):  # a decoder that keeps logical types
         return int(t.timestamp() * 1_000_000)
@@ -139,7 +140,7 @@ def _number(value: Any) -> float | None:
     return f if -_MAX_ABS <= f <= _MAX_ABS else None
 
 
-def numeric_good_values(frame: Record) -> dict[str, float]:
+def numeric_good_values(frame: Frame) -> dict[str, float]:
     """tag -> value of the frame's GOOD numeric samples (bools and strings are not process values)."""
     out: dict[str, float] = {}
     for s in frame.get("samples", ()):
@@ -168,7 +169,7 @@ class _FeatureVector:
         self.last = [None] * len(tags)
         self._index = {t: i for i, t in enumerate(tags)}
 
-    def __call__(self, frame: Record) -> np.ndarray | None:
+    def __call__(self, frame: Frame) -> np.ndarray | None:
         if self.tags is None:
             values = numeric_good_values(frame)
             if not values:
@@ -604,7 +605,7 @@ class MultivariateModel:
             stuck &= self.active  # a tag left out for having no spread is constant by nature, not stuck
         return stuck
 
-    def update(self, frame: Record, running: bool = True) -> Record | None:
+    def update(self, frame: Frame, running: bool = True) -> Record | None:
         """Score one frame and learn from it; `running` False (machine stopped) pauses the model."""
         x = self.features(frame)
         if x is None:
@@ -911,7 +912,7 @@ class RobustBaseline:
         self._devs.append(dev)
         self.n += 1
 
-    def update(self, frame: Record) -> Record | None:
+    def update(self, frame: Frame) -> Record | None:
         vec = self.features(frame)
         if vec is None:
             return None
@@ -1054,7 +1055,7 @@ class AnomalyStage:
             cfg = None  # an asset the config does not declare: defaults, tags learned from the frame
         return cfg, feature_tags(self.settings, asset)
 
-    def _model(self, asset: str, frame: Record) -> MultivariateModel | RobustBaseline | None:
+    def _model(self, asset: str, frame: Frame) -> MultivariateModel | RobustBaseline | None:
         if asset not in self.models:
             cfg, tags = self._config(asset)
             if not (cfg and cfg.tags) and not tags and (cfg is None or cfg.model == "auto"):
@@ -1067,7 +1068,7 @@ class AnomalyStage:
             self.models[asset] = model_for(asset, cfg, tags)
         return self.models[asset]
 
-    def _running(self, asset: str, frame: Record) -> bool:
+    def _running(self, asset: str, frame: Frame) -> bool:
         """False when the frame's machine_state sample says the asset is not RUNNING; True when unknown."""
         if asset not in self.state_tags:
             profile = oee.profile_for(self.settings, asset) if self.settings is not None else None
@@ -1083,7 +1084,7 @@ class AnomalyStage:
                     self.last_running[asset] = cls[0] == ms.RUNNING
         return self.last_running.get(asset, True)
 
-    def score(self, asset: str, frame: Record) -> Record | None:
+    def score(self, asset: str, frame: Frame) -> Record | None:
         """An AnomalyScore record for this frame, or None (detection off, or no feature value yet)."""
         model = self._model(asset, frame)
         if model is None:
