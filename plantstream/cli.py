@@ -73,8 +73,21 @@ def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validat
         s = load_config(file)
     except ConfigError as e:
         raise _fail(str(e), 2) from e
+    from producers.replay import ReplayError, check_source
+
+    problems = []
+    for src in s.replay:
+        try:
+            check_source(src)
+        except ReplayError as e:
+            problems.append(f"  - replay[{src.name}]: {e}")
+    if problems:
+        raise _fail(f"{file}: {len(problems)} problem(s) in the replay sources:\n" + "\n".join(problems), 2)
     n_tags = sum(len(d.tags) for d in s.devices)
-    typer.echo(f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags)")
+    typer.echo(
+        f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags, "
+        f"{len(s.replay)} replay sources)"
+    )
 
 
 # --- local stack -------------------------------------------------------------------------------
@@ -360,8 +373,9 @@ def bench_pipeline(
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
     from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
 
-    result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
-                                warmup_s=warmup)
+    result = run_pipeline_bench(
+        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -380,8 +394,9 @@ def bench_worker(
     from plantstream.bench.pipeline import write_result
     from plantstream.bench.worker import render, run_worker_bench
 
-    result = run_worker_bench(ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate,
-                              profile=profile)
+    result = run_worker_bench(
+        ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -404,7 +419,12 @@ def bench_alerts(
     if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
         raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
     result = run_alert_latency_bench(
-        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup,
+        ctx_state.settings(),
+        assets=assets,
+        tags=tags,
+        rate_hz=rate,
+        duration_s=duration,
+        warmup_s=warmup,
         trip_every_s=trip_every,
     )
     typer.echo(render(result), err=True)
@@ -493,7 +513,6 @@ def bench_anomaly(
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(text + "\n")
     typer.echo(text)
-
 
 
 @bench_app.command("storage")

@@ -411,6 +411,13 @@ class AlertRule(Strict):
         return self
 
 
+class ReplayTag(TagBase):
+    """A replayed column as a tag of its asset: plantstream name, unit and role, as on a device tag (a label column
+    of a benchmark export gets role status, so the anomaly model does not take it for a process value)."""
+
+    type: TagType | None = Field(default=None, description="only needed for counters (wrap-around)")
+
+
 class ReplaySource(Strict):
     """A historian export (CSV or Parquet) replayed by `plantstream produce replay` as historical frames."""
 
@@ -429,8 +436,15 @@ class ReplaySource(Strict):
     tag_column: str = Field(default="tag", description="long format: the column naming the tag")
     value_column: str = Field(default="value", description="long format: the column holding the value")
     quality_column: str | None = Field(default=None, description="GOOD/UNCERTAIN/BAD, or OPC UA-style codes")
-    tags: dict[str, str] = Field(default_factory=dict, description="column or source tag name -> plantstream tag")
+    tags: dict[str, str | ReplayTag] = Field(
+        default_factory=dict,
+        description="column (wide) or source tag name (long) -> plantstream tag name, or {name, unit, role, ...}; "
+        "when given, only these are replayed",
+    )
     units: dict[str, str] = Field(default_factory=dict, description="plantstream tag -> unit")
+    skip_columns: list[str] = Field(
+        default_factory=list, description="wide: columns not replayed (labels, comments) when tags is not given"
+    )
 
     @model_validator(mode="after")
     def _asset_given(self) -> ReplaySource:
@@ -439,6 +453,28 @@ class ReplaySource(Strict):
         if self.asset and not ASSET_PATH_RE.match(self.asset):
             raise ValueError(f"asset {self.asset!r} is not an ISA-95 path enterprise.site.area.line.machine")
         return self
+
+    def tag_name(self, column: str) -> str:
+        """The plantstream tag a column (or source tag) is replayed as."""
+        t = self.tags.get(column)
+        return column if t is None else t if isinstance(t, str) else t.name
+
+    def tag_unit(self, tag: str) -> str:
+        for t in self.tags.values():
+            if isinstance(t, ReplayTag) and t.name == tag and t.unit:
+                return t.unit
+        return self.units.get(tag, "")
+
+    def declared_tags(self) -> list[ReplayTag]:
+        """The replayed tags as tags of the asset (process values unless a role says otherwise)."""
+        out = []
+        for t in self.tags.values():
+            if isinstance(t, str):
+                t = ReplayTag(name=t, unit=self.units.get(t, ""))
+            elif not t.unit and t.name in self.units:
+                t = t.model_copy(update={"unit": self.units[t.name]})
+            out.append(t)
+        return out
 
 
 AlertSeverity = Literal["INFO", "WARNING", "CRITICAL"]
@@ -553,7 +589,12 @@ class AnomalySettings(Strict):
         default="auto", description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0"
     )
     tags: list[str] | None = Field(default=None, description="features; empty = the asset's numeric process values")
-    warmup_frames: int = Field(default=1200, ge=20, description="frames learned before the model judges")
+    warmup_frames: int = Field(default=1200, ge=20, description="frames learned before the model judges (at most)")
+    warmup_minutes: float | None = Field(
+        default=60.0,
+        gt=0,
+        description="... or this much data, whichever comes first (never fewer than 120 frames); null: frames only",
+    )
     window_frames: int = Field(default=3600, ge=50, description="memory of the running mean/covariance/median")
     quantile: float = Field(default=0.995, gt=0.5, lt=1.0, description="of normal scores, for the adaptive threshold")
     threshold_margin: float = Field(default=1.3, ge=1.0, description="threshold = margin x quantile of normal scores")
@@ -1037,6 +1078,14 @@ class Settings(BaseSettings):
             if a.path == path:
                 return a
         raise KeyError(path)
+
+    def asset_tags(self, path: str) -> list[TagBase]:
+        """The asset's declared tags: those of its devices, then those of replay sources with a fixed asset."""
+        out: list[TagBase] = [t for d in self.devices if d.asset == path for t in d.tags]
+        for src in self.replay:
+            if src.asset == path:
+                out += src.declared_tags()
+        return out
 
     def topic(self, base: str) -> str:
         return f"{self.pipeline.kafka.topic_prefix}{base}"

@@ -44,6 +44,7 @@ Per-tag contributions: each signal's largest detector ratio, normalised to sum 1
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import deque
@@ -54,7 +55,7 @@ from typing import Any, Protocol
 import numpy as np
 from river import stats
 
-from plantstream.core.config import AnomalySettings, Settings, TagRole, TagType
+from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRole, TagType
 from processors import machine_state as ms
 from processors import oee
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
@@ -89,6 +90,9 @@ _DEGENERATE_ABS = 1e-150
 # frames a configured tag may stay without any value before the model goes on without it
 _MISSING_TAG_FRAMES = 50
 _SAY_LEFT_OUT_AFTER = 20  # frames: fewer cannot show whether a signal varies
+_MIN_WARMUP = 120  # frames: the shortest warm-up however slow the sampling (relations, then sizes, then thresholds)
+_PLAN_GAPS = 10  # frame intervals looked at before the warm-up's length is fixed
+_TRAIN_WARMUP_SHARE = 0.6  # of a training history: warm-up; the rest settles the thresholds
 # scores are capped: a ratio to the threshold beyond this says nothing more and must stay finite through smoothing
 _SCORE_CAP = 1e9
 _WINSOR = 9.0  # squared deviations beyond 9x the typical one (3 sigma) are clipped while learning sizes
@@ -377,6 +381,14 @@ class MultivariateModel:
         self.max_run: np.ndarray | None = None  # longest such run seen while warming up
         self._stuck_limit: np.ndarray | None = None  # run length that means stuck (from max_run)
         self.active: np.ndarray | None = None  # signals in the model (a constant one is left out), from the last fit
+        # readiness: the warm-up's length in frames once planned (0: not yet, see _plan_warmup), the first frame's
+        # time, the time the model became ready (0: warming up), and whether it was trained from a normal history
+        self.warmup = 0
+        self.first_t = 0
+        self.ready_at = 0
+        self.trained = False
+        self.gaps: list[int] = []  # the first frame intervals (us), from which the warm-up is planned
+        self.last_t = 0
         self._said_out: list[str] = []  # the left-out tags last logged
 
     # -- learning ------------------------------------------------------------------------------
@@ -393,7 +405,7 @@ class MultivariateModel:
         self.cov *= 1 - a
         self.n += 1
         # the covariance moves slowly: refit often while it is being learned, less once warm
-        every = _REFRESH if self.n < self.cfg.warmup_frames else _REFRESH_WARM
+        every = _REFRESH if self.n < self._w() else _REFRESH_WARM
         if self.n % every == 0 or self.coef is None:
             self._refit()
 
@@ -633,8 +645,19 @@ class MultivariateModel:
         if self.mean is None:
             self.mean, self.cov = y.copy(), np.zeros((len(y), len(y)))
             self.run_len, self.max_run, self.contrib = np.zeros(p), np.zeros(p), np.zeros(p)
-        w = self.cfg.warmup_frames
+        if self.warmup == 0:
+            self._plan_warmup(t)
+        w = self._w()
         warming = self.n < w
+        if not warming and not self.ready_at:
+            self.ready_at = t
+            log.info(
+                "asset %s: anomaly model ready after %d frames (%.0f min of data)%s",
+                self.asset,
+                self.n,
+                (t - self.first_t) / 60e6,
+                f"; left out: {self.left_out()}" if self.left_out() else "",
+            )
         stuck = self._stuck(x, prev, learning=warming)
         dy = y - self.mean
         if self.n < w // 2:
@@ -696,6 +719,12 @@ class MultivariateModel:
         shares_now = _shares(tags, self.contrib, self.active)
         if self.cfg.relearn_after_frames > 0 and self.debounce.above_run > self.cfg.relearn_after_frames:
             # a change that lasts this long is the new normal: warm up again on it
+            log.warning(
+                "asset %s: anomaly model in alarm for %d frames: the change is taken as the new normal, warming up "
+                "again",
+                self.asset,
+                self.cfg.relearn_after_frames,
+            )
             self._rebaseline()
         elif raw <= base and not is_anomaly:
             # learn from normal frames only, so a slow fault is not absorbed as the new normal (judged by the settled
@@ -704,15 +733,69 @@ class MultivariateModel:
             self._learn_detectors()
             self.quantiles.update(top.tolist())
             self._learn_cov(dy)
-        elif not any_stuck:
+        elif not any_stuck and not self.trained:
             # in alarm the relations still learn: an operating point the warm-up never saw must not keep a
-            # false alarm up for an hour
+            # false alarm up for an hour. A model trained from a history declared normal (`train`) knows the
+            # operating points: it holds the alarm while the fault lasts (until `relearn_after_frames`)
             self._learn_cov(dy)
         if self.ref_proj is not None:
             self.ref_age += 1
             if self.ref_age >= _REF_EVERY:
                 self._snapshot()
         return _record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
+
+    def _w(self) -> int:
+        return self.warmup or self.cfg.warmup_frames
+
+    def _plan_warmup(self, t: int) -> None:
+        """Warm up for `warmup_minutes` of data or `warmup_frames` frames, whichever comes first (never fewer than
+        _MIN_WARMUP frames), judged from the first frames' intervals: a slow-sampled asset (one frame per minute)
+        is not kept waiting 20 hours, a 1 Hz one still learns on 20 minutes."""
+        if not self.first_t:
+            self.first_t = t
+        elif len(self.gaps) < _PLAN_GAPS:
+            self.gaps.append(t - self.last_t)
+        self.last_t = t
+        if len(self.gaps) < _PLAN_GAPS:
+            return
+        frames = self.cfg.warmup_frames
+        dt = sorted(self.gaps)[len(self.gaps) // 2]
+        if self.cfg.warmup_minutes is not None and dt > 0:
+            frames = min(frames, max(_MIN_WARMUP, round(self.cfg.warmup_minutes * 60e6 / dt)))
+        self.warmup = frames
+
+    def fit_history(self, frames: Iterable[Record], count: int) -> int:
+        """Train on `count` frames of history declared normal: warm up on the first 60 % (at most `warmup_frames`),
+        let the thresholds settle on the rest, and hold alarms from then on (see `trained`). -> frames used."""
+        if count < 2 * _MIN_WARMUP:
+            raise ValueError(
+                f"asset {self.asset}: {count} frames of history are too few to train on; need >= {2 * _MIN_WARMUP}"
+            )
+        self.warmup = min(self.cfg.warmup_frames, max(_MIN_WARMUP, int(count * _TRAIN_WARMUP_SHARE)))
+        used = 0
+        for f in frames:
+            if self.update(f) is not None:
+                used += 1
+        if self.n < self.warmup:
+            raise ValueError(
+                f"asset {self.asset}: only {self.n} of {count} frames carried every feature tag; the model needs "
+                f"{self.warmup} to be ready. Check the tags of the history"
+            )
+        self.trained = True
+        return used
+
+    def readiness(self) -> State:
+        """What the model is doing, for logs, metrics and the dashboard."""
+        w = self._w()
+        return {
+            "model": self.name,
+            "ready": self.n >= w and self.frames > 0,
+            "frames": self.n,
+            "warmup_frames": w,
+            "trained": self.trained,
+            "left_out": self.left_out(),
+            "rebaselines": self.rebaselines,
+        }
 
     def _young_factor(self) -> float:
         """How much more than `threshold_margin` an alarm needs while the thresholds are young.
@@ -783,7 +866,7 @@ class MultivariateModel:
         self.stopped = True
         self.debounce.reset()
         self.score = 0.0
-        warming = self.n < self.cfg.warmup_frames
+        warming = self.n < self._w()
         return _record(self.asset, t, self.name, 0.0, 0.0 if warming else self.cfg.threshold_margin, False, warming, {})
 
     def _rebaseline(self) -> None:
@@ -799,6 +882,7 @@ class MultivariateModel:
         self.quantiles = DecayedQuantiles(self.cfg.quantile, _QUANTILE_WINDOW, len(_DETECTORS))
         self.debounce = _debounce(self.cfg)
         self.rebaselines += 1
+        self.warmup, self.first_t, self.ready_at, self.trained, self.gaps = 0, 0, 0, False, []
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -831,6 +915,12 @@ class MultivariateModel:
         "ref_age",
         "alarm_age",
         "new_run",
+        "warmup",
+        "first_t",
+        "ready_at",
+        "trained",
+        "gaps",
+        "last_t",
     )
 
     def to_state(self) -> State:
@@ -862,7 +952,7 @@ class MultivariateModel:
         m.quantiles = DecayedQuantiles.from_state(st["quantiles"])
         m.debounce.load(st["debounce"])
         for k in cls._SCALARS:
-            setattr(m, k, st[k])
+            setattr(m, k, st.get(k, getattr(m, k)))  # readiness fields are newer than version 5: their defaults
         for k in cls._ARRAYS:
             # contiguous float arrays, as the live model has, so BLAS takes the same path bit for bit
             setattr(m, k, None if st[k] is None else np.ascontiguousarray(np.array(st[k], dtype=float)))
@@ -946,6 +1036,17 @@ class RobustBaseline:
             self._learn(x, dev)
         return _record(self.asset, t, self.name, score, threshold, is_anomaly, False, {tag: 1.0})
 
+    def readiness(self) -> State:
+        return {
+            "model": self.name,
+            "ready": self.n >= self.cfg.warmup_frames,
+            "frames": self.n,
+            "warmup_frames": self.cfg.warmup_frames,
+            "trained": False,
+            "left_out": self.features.dropped,
+            "rebaselines": self.rebaselines,
+        }
+
     def _rebaseline(self) -> None:
         self.n = 0
         self._median = stats.RollingQuantile(q=0.5, window_size=self.window)
@@ -1024,12 +1125,11 @@ def model_from_state(st: State) -> MultivariateModel | RobustBaseline:
 def feature_tags(settings: Settings, asset: str) -> list[str]:
     """The asset's numeric process-value tags across its devices, in config order."""
     out: list[str] = []
-    for d in settings.devices:
-        if d.asset != asset:
-            continue
-        for tag in d.tags:
-            if tag.role is TagRole.PROCESS_VALUE and tag.type in _NUMERIC_TYPES and tag.name not in out:
-                out.append(tag.name)
+    for tag in settings.asset_tags(asset):
+        kind = getattr(tag, "type", None)
+        numeric = kind in _NUMERIC_TYPES or (kind is None and isinstance(tag, ReplayTag))  # replayed: untyped
+        if tag.role is TagRole.PROCESS_VALUE and numeric and tag.name not in out:
+            out.append(tag.name)
     return out
 
 
@@ -1092,6 +1192,26 @@ class AnomalyStage:
         if isinstance(model, MultivariateModel):
             return model.update(frame, running=self._running(asset, frame))
         return model.update(frame)
+
+    def readiness(self) -> dict[str, State]:
+        """asset -> what its model is doing (warming up or ready, frames, left-out tags); for metrics and pages."""
+        return {a: m.readiness() for a, m in self.models.items() if m is not None}
+
+    def train(self, asset: str, frames: Iterable[Record], count: int) -> State:
+        """A model for `asset` fitted on `count` frames of normal history (see `MultivariateModel.fit_history`); it
+        replaces the asset's model and is returned as a checkpoint the worker restores."""
+        self.models.pop(asset, None)
+        it = iter(frames)
+        first = next(it, None)
+        if first is None:
+            raise ValueError(f"asset {asset}: no frames to train on")
+        model = self._model(asset, first)
+        if model is None:
+            raise ValueError(f"asset {asset}: anomaly detection is off or the history has no numeric tag")
+        if not isinstance(model, MultivariateModel):
+            raise ValueError(f"asset {asset}: only the multivariate model trains from history (this one: {model.name})")
+        model.fit_history(itertools.chain([first], it), count)
+        return model.to_state()
 
     def checkpoint(self, asset: str) -> State | None:
         model = self.models.get(asset)

@@ -158,9 +158,7 @@ def compare_kpis(expected: dict[KpiKey, dict[str, Any]], got: list[dict[str, Any
         elif not all(_same(g.get(f), want.get(f)) for f in KPI_FIELDS):
             check.mismatched.append(k)
             if len(check.diffs) < 3:
-                check.diffs.append(
-                    {f: (g.get(f), want.get(f)) for f in KPI_FIELDS if not _same(g.get(f), want.get(f))}
-                )
+                check.diffs.append({f: (g.get(f), want.get(f)) for f in KPI_FIELDS if not _same(g.get(f), want.get(f))})
     if complete:
         check.missing = sorted(set(expected) - set(keys))
     check.unexpected = sorted(set(check.unexpected))
