@@ -582,11 +582,71 @@ class AlertingSettings(Strict):
         return self
 
 
+def resolve_class(path: str, package: str = "river") -> type:
+    """A class by dotted path; a path without a package (`anomaly.HalfSpaceTrees`) is looked up in `package`."""
+    import importlib
+
+    module_name, _, name = path.rpartition(".")
+    if not module_name or not name:
+        raise ValueError(f"{path!r} is not a dotted path to a class, e.g. anomaly.HalfSpaceTrees or mypkg.mod.Detector")
+    errors = []
+    for candidate in (f"{package}.{module_name}", module_name):
+        try:
+            found = getattr(importlib.import_module(candidate), name, None)
+        except ImportError as e:
+            errors.append(str(e))
+            continue
+        if isinstance(found, type):
+            return found
+        errors.append(f"{candidate} has no class {name}")
+    raise ValueError(
+        f"cannot import {path!r} ({'; '.join(errors)}); use a River class such as "
+        "anomaly.HalfSpaceTrees or an importable package.module.Class"
+    )
+
+
+class RiverDetectorSettings(Strict):
+    """A River anomaly detector (or a user's own River-style estimator) as an asset's anomaly model."""
+
+    detector: str = Field(
+        default="anomaly.HalfSpaceTrees",
+        description="a River class (anomaly.HalfSpaceTrees, anomaly.OneClassSVM, anomaly.LocalOutlierFactor, "
+        "anomaly.GaussianScorer, ...) or a dotted path package.module.Class of your own with learn_one/score_one",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the detector")
+    preprocessing: str | None = Field(
+        default="preprocessing.MinMaxScaler",
+        description="a River transformer put before a multivariate detector (HalfSpaceTrees wants [0, 1]); null: none",
+    )
+    threshold: Literal["adaptive", "quantile_filter", "threshold_filter"] = Field(
+        default="adaptive",
+        description="adaptive: the quantile of normal scores x threshold_margin, as the built-in model; "
+        "quantile_filter / threshold_filter: River's anomaly.QuantileFilter(q=quantile) / ThresholdFilter",
+    )
+    threshold_value: float | None = Field(default=None, description="threshold_filter: the score limit")
+
+    @model_validator(mode="after")
+    def _importable(self) -> RiverDetectorSettings:
+        cls = resolve_class(self.detector)
+        if not (hasattr(cls, "score_one") and hasattr(cls, "learn_one")):
+            raise ValueError(f"{self.detector}: not an anomaly detector (it needs learn_one and score_one)")
+        if self.preprocessing:
+            resolve_class(self.preprocessing)
+        if self.threshold == "threshold_filter" and self.threshold_value is None:
+            raise ValueError("threshold: threshold_filter needs threshold_value")
+        return self
+
+
 class AnomalySettings(Strict):
     """Online anomaly detection of one asset (processors/anomaly/model.py); one model update per frame."""
 
-    model: Literal["auto", "multivariate", "robust_baseline", "off"] = Field(
-        default="auto", description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0"
+    model: Literal["auto", "multivariate", "robust_baseline", "river", "off"] = Field(
+        default="auto",
+        description="auto: multivariate with >= 2 feature tags, robust_baseline with 1, off with 0; "
+        "river: the detector given under river",
+    )
+    river: RiverDetectorSettings | None = Field(
+        default=None, description="model river: which detector and how (null: HalfSpaceTrees after a MinMaxScaler)"
     )
     tags: list[str] | None = Field(default=None, description="features; empty = the asset's numeric process values")
     warmup_frames: int = Field(default=1200, ge=20, description="frames learned before the model judges (at most)")
@@ -834,9 +894,7 @@ class MqttTag(TagBase):
     """One value of an mqtt device: a topic of its own (topic-per-tag) or a key of a JSON payload."""
 
     type: TagType | None = Field(default=None, description="expected type; a value that does not fit is bad input")
-    key: str | None = Field(
-        default=None, description="the tag's name in the topic ({tag}) or JSON object; null = name"
-    )
+    key: str | None = Field(default=None, description="the tag's name in the topic ({tag}) or JSON object; null = name")
     topic: str | None = Field(default=None, description="this tag's own topic, instead of the device's template")
     value_path: str | None = Field(
         default=None, description="json: path to the value; null = the device's value_path, or key on a shared topic"

@@ -422,9 +422,7 @@ class TrustListValidator:
                 options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
                 self._validator = CertificateValidator(options, cast(TrustStore, _ExactTrust(trusted)))
         if self._validator is None:
-            log.warning(
-                "OPC UA simulator: trust_dir %s holds no certificates: client certificate refused", self.folder
-            )
+            log.warning("OPC UA simulator: trust_dir %s holds no certificates: client certificate refused", self.folder)
             raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
         await self._validator(cert, app)
 

@@ -31,9 +31,7 @@ def executable() -> str:
 def needed(settings: Settings) -> bool:
     """True when a configured mqtt/sparkplug_b device uses a broker with host null (the local one)."""
     brokers = settings.pipeline.mqtt.brokers
-    return any(
-        isinstance(d, MqttDevice | SparkplugDevice) and brokers[d.broker].host is None for d in settings.devices
-    )
+    return any(isinstance(d, MqttDevice | SparkplugDevice) and brokers[d.broker].host is None for d in settings.devices)
 
 
 class Mosquitto:

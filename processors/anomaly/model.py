@@ -47,9 +47,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import pickle
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,9 +59,10 @@ from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRol
 from processors import machine_state as ms
 from processors import oee
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
+from processors.anomaly.frames import FeatureVector, Frame, numeric_good_values, scan_time_us, score_record, shares
+from processors.anomaly.river_detectors import RiverModel
 
 Record = dict[str, Any]
-Frame = Mapping[str, Any]  # a ReadingFrame (plantstream.core.records), decoded or built; read only
 State = dict[str, Any]
 log = logging.getLogger("plantstream.anomaly")
 
@@ -81,14 +82,10 @@ _DETECTORS = ("fast", "rough", "slow")
 _ROUGH_ALPHA = 1.0 / 20  # EWMA weight of the roughness (squared change of the residual) detector
 _SLOW_ALPHA = 1.0 / 120  # EWMA weight of the drift (signed residual) detector
 _VAR_FLOOR = 1e-12
-# a value whose fourth power (the covariance of the squared features) overflows is no measurement: treated as missing
-_MAX_ABS = 1e60
 # a feature whose spread over the covariance window is below this share of its level (or exactly 0) carries no
 # information: it is left out of the fit instead of dividing by a zero variance (issue 15: a tag at 0.0 made NaN)
 _DEGENERATE_REL = 1e-9
 _DEGENERATE_ABS = 1e-150
-# frames a configured tag may stay without any value before the model goes on without it
-_MISSING_TAG_FRAMES = 50
 _SAY_LEFT_OUT_AFTER = 20  # frames: fewer cannot show whether a signal varies
 _MIN_WARMUP = 120  # frames: the shortest warm-up however slow the sampling (relations, then sizes, then thresholds)
 _PLAN_GAPS = 10  # frame intervals looked at before the warm-up's length is fixed
@@ -124,122 +121,6 @@ class AnomalyModel(Protocol):
 
     def to_state(self) -> State:
         """JSON-able state from which `from_state` rebuilds a model that continues identically."""
-
-
-def scan_time_us(frame: Frame) -> int:
-    t = frame["scan_time"]
-    if isinstance(t, datetime):  # a decoder that keeps logical types
-        return int(t.timestamp() * 1_000_000)
-    return int(t)
-
-
-def _number(value: Any) -> float | None:
-    """A process value the models can square and multiply; None for bools, text, NaN, inf and absurd magnitudes."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:  # an int beyond float range
-        return None
-    return f if -_MAX_ABS <= f <= _MAX_ABS else None
-
-
-def numeric_good_values(frame: Frame) -> dict[str, float]:
-    """tag -> value of the frame's GOOD numeric samples (bools and strings are not process values)."""
-    out: dict[str, float] = {}
-    for s in frame.get("samples", ()):
-        if s.get("quality", "GOOD") != "GOOD":
-            continue
-        x = _number(s.get("value"))
-        if x is not None:
-            out[s["tag"]] = x
-    return out
-
-
-class _FeatureVector:
-    """Turns a frame into a fixed-order vector, carrying a tag's last value while it is missing or BAD."""
-
-    def __init__(self, tags: Sequence[str] | None) -> None:
-        self.tags: list[str] | None = list(tags) if tags else None
-        self.last: list[float | None] = [None] * len(self.tags) if self.tags else []
-        self.carried = 0  # samples filled in from the last value (missing or BAD): a data-quality note
-        self._index: dict[str, int] = {t: i for i, t in enumerate(self.tags or ())}
-        self._complete = False  # every tag seen once: from then on there is always a vector
-        self.waited = 0  # frames seen while some tag had never had a value
-        self.dropped: list[str] = []  # configured tags that never had a value: the model goes on without them
-
-    def _fix_tags(self, tags: list[str]) -> None:
-        self.tags = tags
-        self.last = [None] * len(tags)
-        self._index = {t: i for i, t in enumerate(tags)}
-
-    def __call__(self, frame: Frame) -> np.ndarray | None:
-        if self.tags is None:
-            values = numeric_good_values(frame)
-            if not values:
-                return None
-            # no configured tags: the first frame with numbers fixes them (sorted, so restarts agree)
-            self._fix_tags(sorted(values))
-        # one pass over the samples into the per-asset slots (no per-frame dict); the last sample of a tag wins
-        index, last = self._index, self.last
-        fresh = [False] * len(last)
-        for s in frame.get("samples", ()):
-            i = index.get(s["tag"])
-            if i is None or s.get("quality", "GOOD") != "GOOD":
-                continue
-            v = s.get("value")
-            if type(v) is not float:
-                v = _number(v)
-                if v is None:
-                    continue
-            elif not -_MAX_ABS <= v <= _MAX_ABS:  # nan, inf or an absurd magnitude
-                continue
-            last[i] = v
-            fresh[i] = True
-        if not all(fresh):
-            self.carried += sum(1 for f, v in zip(fresh, last, strict=True) if not f and v is not None)
-        if not self._complete:
-            if any(v is None for v in last):
-                self.waited += 1
-                if self.waited < _MISSING_TAG_FRAMES or all(v is None for v in last):
-                    return None  # a feature never seen yet: nothing to carry
-                self._drop_missing()
-            self._complete = True
-        return np.array(self.last, dtype=float)
-
-    def _drop_missing(self) -> None:
-        """Go on without the tags that never had a usable value (all null, BAD, text or non-finite)."""
-        assert self.tags is not None
-        keep = [i for i, v in enumerate(self.last) if v is not None]
-        self.dropped += [self.tags[i] for i in range(len(self.tags)) if i not in keep]
-        values = [self.last[i] for i in keep]
-        self._fix_tags([self.tags[i] for i in keep])
-        self.last = values
-
-    def keep_first(self) -> None:
-        """Keep the first tag only (a univariate model given several)."""
-        assert self.tags is not None
-        first = self.last[0]
-        self._fix_tags(self.tags[:1])
-        self.last[0] = first
-
-    def to_state(self) -> State:
-        return {
-            "tags": self.tags,
-            "last": self.last,
-            "carried": self.carried,
-            "waited": self.waited,
-            "dropped": self.dropped,
-        }
-
-    @classmethod
-    def from_state(cls, st: State) -> _FeatureVector:
-        fv = cls(st["tags"])
-        fv.last = list(st["last"])
-        fv.carried = st["carried"]
-        fv.waited = st.get("waited", 0)
-        fv.dropped = list(st.get("dropped", []))
-        return fv
 
 
 class _Threshold:
@@ -295,38 +176,6 @@ class _Alarm:
         self.score, self.above = st["score"], st["above"]
 
 
-def _record(
-    asset: str,
-    t: int,
-    model: str,
-    score: float,
-    threshold: float,
-    anomaly: bool,
-    warming: bool,
-    contributions: dict[str, float],
-) -> Record:
-    return {
-        "asset": asset,
-        "time": t,
-        "model": model,
-        "score": float(score),
-        "threshold": float(threshold) if math.isfinite(threshold) else 0.0,
-        "is_anomaly": bool(anomaly),
-        "warming_up": bool(warming),
-        "contributions": contributions,
-    }
-
-
-def _shares(tags: Sequence[str], weights: np.ndarray, active: np.ndarray | None = None) -> dict[str, float]:
-    if active is not None and not active.all():
-        tags = [t for t, a in zip(tags, active.tolist(), strict=True) if a]
-        weights = weights[active]
-    total = float(weights.sum())
-    if not total > 0:
-        return {}
-    return dict(zip(tags, (weights / total).tolist(), strict=True))
-
-
 class MultivariateModel:
     """Cross-signal regression residuals watched on three time scales (see the module doc)."""
 
@@ -334,7 +183,7 @@ class MultivariateModel:
 
     def __init__(self, asset: str, cfg: AnomalySettings, tags: Sequence[str] | None = None) -> None:
         self.asset, self.cfg = asset, cfg
-        self.features = _FeatureVector(cfg.tags or tags)
+        self.features = FeatureVector(cfg.tags or tags)
         self.quantiles = DecayedQuantiles(cfg.quantile, _QUANTILE_WINDOW, len(_DETECTORS))
         self.debounce = _debounce(cfg)
         self.alphas = np.array([[cfg.smoothing], [_ROUGH_ALPHA], [_SLOW_ALPHA]])
@@ -663,7 +512,7 @@ class MultivariateModel:
         if self.n < w // 2:
             # first half of warm-up: the mean, covariance and regression only
             self._learn_cov(dy)
-            return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+            return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         had_prev = self.r_prev is not None
         rd = self._residual(dy)
         if self.ref_proj is None and not warming and self.n >= self.cfg.window_frames and self.det_n >= _REF_EVERY:
@@ -675,21 +524,21 @@ class MultivariateModel:
             self.settle -= 1
             if self.d_var is not None:
                 self._detect(rd, z_ref)
-            return _record(self.asset, t, self.name, 0.0, self.cfg.threshold_margin, False, True, {})
+            return score_record(self.asset, t, self.name, 0.0, self.cfg.threshold_margin, False, True, {})
         if warming:
             # second half: residual sizes and the detectors' normal ranges, then the thresholds
             if had_prev:  # the first residual has no change to learn from
                 self._learn_residual(rd)
             if self.d_var is None:
                 self._learn_cov(dy)
-                return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+                return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
             self._detect(rd)
             self._learn_detectors()
             if self.n >= w * 3 // 4:
                 top, _ = self._judge()
                 self.quantiles.update(top.tolist())
             self._learn_cov(dy)
-            return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+            return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         self._detect(rd, z_ref)
         top, u = self._judge()
         qs = np.maximum(self.quantiles.get(), _VAR_FLOOR)  # a new array: capping it leaves the histogram alone
@@ -701,7 +550,7 @@ class MultivariateModel:
             if raw != raw:  # NaN: a numeric state this guard's callers never expected; start over, do not stop
                 log.error("asset %s: the anomaly model's state turned non-finite; it warms up again", self.asset)
                 self._rebaseline()
-                return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+                return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
             raw = _SCORE_CAP
         weights = np.minimum((u / qs[:, None]).max(axis=0), _SCORE_CAP)
         base = self.cfg.threshold_margin
@@ -714,9 +563,9 @@ class MultivariateModel:
         self.score = raw
         is_anomaly = self._alarm(raw, margin, weights, stuck)
         assert self.contrib is not None
-        shares = weights / max(float(weights.sum()), 1e-300)
-        self.contrib = (1 - self.cfg.smoothing) * self.contrib + self.cfg.smoothing * shares
-        shares_now = _shares(tags, self.contrib, self.active)
+        now = weights / max(float(weights.sum()), 1e-300)
+        self.contrib = (1 - self.cfg.smoothing) * self.contrib + self.cfg.smoothing * now
+        shares_now = shares(tags, self.contrib, self.active)
         if self.cfg.relearn_after_frames > 0 and self.debounce.above_run > self.cfg.relearn_after_frames:
             # a change that lasts this long is the new normal: warm up again on it
             log.warning(
@@ -742,7 +591,7 @@ class MultivariateModel:
             self.ref_age += 1
             if self.ref_age >= _REF_EVERY:
                 self._snapshot()
-        return _record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
+        return score_record(self.asset, t, self.name, raw, margin, is_anomaly, False, shares_now)
 
     def _w(self) -> int:
         return self.warmup or self.cfg.warmup_frames
@@ -764,7 +613,7 @@ class MultivariateModel:
             frames = min(frames, max(_MIN_WARMUP, round(self.cfg.warmup_minutes * 60e6 / dt)))
         self.warmup = frames
 
-    def fit_history(self, frames: Iterable[Record], count: int) -> int:
+    def fit_history(self, frames: Iterable[Frame], count: int) -> int:
         """Train on `count` frames of history declared normal: warm up on the first 60 % (at most `warmup_frames`),
         let the thresholds settle on the rest, and hold alarms from then on (see `trained`). -> frames used."""
         if count < 2 * _MIN_WARMUP:
@@ -867,7 +716,9 @@ class MultivariateModel:
         self.debounce.reset()
         self.score = 0.0
         warming = self.n < self._w()
-        return _record(self.asset, t, self.name, 0.0, 0.0 if warming else self.cfg.threshold_margin, False, warming, {})
+        return score_record(
+            self.asset, t, self.name, 0.0, 0.0 if warming else self.cfg.threshold_margin, False, warming, {}
+        )
 
     def _rebaseline(self) -> None:
         self.n = self.res_n = self.det_n = 0
@@ -946,7 +797,7 @@ class MultivariateModel:
     def from_state(cls, st: State) -> MultivariateModel:
         _check_state(st, "multivariate")
         m = cls(st["asset"], AnomalySettings(**st["config"]))
-        m.features = _FeatureVector.from_state(st["features"])
+        m.features = FeatureVector.from_state(st["features"])
         last = m.features.last
         m.x_prev = None if not last or any(v is None for v in last) else np.array(last, dtype=float)
         m.quantiles = DecayedQuantiles.from_state(st["quantiles"])
@@ -984,7 +835,7 @@ class RobustBaseline:
     def __init__(self, asset: str, cfg: AnomalySettings, tags: Sequence[str] | None = None) -> None:
         self.asset, self.cfg = asset, cfg
         wanted = list(cfg.tags or tags or [])
-        self.features = _FeatureVector(wanted[:1] or None)
+        self.features = FeatureVector(wanted[:1] or None)
         self.window = min(cfg.window_frames, max(cfg.warmup_frames, 50))
         self.threshold = _Threshold(cfg.quantile, cfg.threshold_margin)
         self.alarm = _Alarm(cfg)
@@ -1017,7 +868,7 @@ class RobustBaseline:
         mad = self._mad.get()
         if med is None or mad is None:
             self._learn(x, 0.0)
-            return _record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
+            return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         dev = abs(x - float(med))
         # a flat signal has MAD 0: floor relative to its level keeps the score finite and scale-free
         raw = dev / max(1.4826 * float(mad), 1e-9 * abs(float(med)), 1e-300)
@@ -1026,7 +877,7 @@ class RobustBaseline:
             if self.n >= self.cfg.warmup_frames // 2:
                 self.threshold.learn(score)
             self._learn(x, dev)
-            return _record(self.asset, t, self.name, score, 0.0, False, True, {})
+            return score_record(self.asset, t, self.name, score, 0.0, False, True, {})
         threshold = self.threshold.value()
         score, is_anomaly, learn = self.alarm.step(raw, threshold)
         if self.alarm.relearn_due():
@@ -1034,7 +885,7 @@ class RobustBaseline:
         elif learn:
             self.threshold.learn(score)
             self._learn(x, dev)
-        return _record(self.asset, t, self.name, score, threshold, is_anomaly, False, {tag: 1.0})
+        return score_record(self.asset, t, self.name, score, threshold, is_anomaly, False, {tag: 1.0})
 
     def readiness(self) -> State:
         return {
@@ -1076,7 +927,7 @@ class RobustBaseline:
     def from_state(cls, st: State) -> RobustBaseline:
         _check_state(st, "robust_baseline")
         m = cls(st["asset"], AnomalySettings(**st["config"]))
-        m.features = _FeatureVector.from_state(st["features"])
+        m.features = FeatureVector.from_state(st["features"])
         m.threshold = _Threshold.from_state(st["threshold"])
         m.alarm.load(st["alarm"])
         for x, d in zip(st["values"], st["devs"], strict=True):  # replay rebuilds the rolling medians
@@ -1094,9 +945,10 @@ def _check_state(st: State, kind: str) -> None:
         )
 
 
-def model_for(
-    asset: str, cfg: AnomalySettings | None = None, tags: Sequence[str] | None = None
-) -> MultivariateModel | RobustBaseline | None:
+AnyModel = MultivariateModel | RobustBaseline | RiverModel
+
+
+def model_for(asset: str, cfg: AnomalySettings | None = None, tags: Sequence[str] | None = None) -> AnyModel | None:
     """The model an asset's settings ask for; None when detection is off (or it has no feature tags)."""
     cfg = cfg or AnomalySettings()
     chosen = list(cfg.tags or tags or [])
@@ -1106,6 +958,8 @@ def model_for(
         kind = "robust_baseline" if len(chosen) == 1 else "multivariate"
     if kind == "off":
         return None
+    if kind == "river":
+        return RiverModel(asset, cfg, chosen or None)
     if kind == "robust_baseline":
         return RobustBaseline(asset, cfg, chosen or None)
     if len(chosen) == 1:
@@ -1116,9 +970,11 @@ def model_for(
     return MultivariateModel(asset, cfg, chosen or None)
 
 
-def model_from_state(st: State) -> MultivariateModel | RobustBaseline:
+def model_from_state(st: State) -> AnyModel:
     if st.get("kind") == "robust_baseline":
         return RobustBaseline.from_state(st)
+    if st.get("kind") == "river":
+        return RiverModel.from_state(st)
     return MultivariateModel.from_state(st)
 
 
@@ -1139,7 +995,7 @@ class AnomalyStage:
     def __init__(self, settings: Settings | None = None, overrides: dict[str, AnomalySettings] | None = None) -> None:
         self.settings = settings
         self.overrides = dict(overrides or {})
-        self.models: dict[str, MultivariateModel | RobustBaseline | None] = {}
+        self.models: dict[str, AnyModel | None] = {}
         self.state_tags: dict[str, tuple[frozenset[str], ms.StateMap] | None] = {}
         self.last_running: dict[str, bool] = {}  # the state holds between frames that carry no state sample
 
@@ -1155,7 +1011,7 @@ class AnomalyStage:
             cfg = None  # an asset the config does not declare: defaults, tags learned from the frame
         return cfg, feature_tags(self.settings, asset)
 
-    def _model(self, asset: str, frame: Frame) -> MultivariateModel | RobustBaseline | None:
+    def _model(self, asset: str, frame: Frame) -> AnyModel | None:
         if asset not in self.models:
             cfg, tags = self._config(asset)
             if not (cfg and cfg.tags) and not tags and (cfg is None or cfg.model == "auto"):
@@ -1197,7 +1053,7 @@ class AnomalyStage:
         """asset -> what its model is doing (warming up or ready, frames, left-out tags); for metrics and pages."""
         return {a: m.readiness() for a, m in self.models.items() if m is not None}
 
-    def train(self, asset: str, frames: Iterable[Record], count: int) -> State:
+    def train(self, asset: str, frames: Iterable[Frame], count: int) -> State:
         """A model for `asset` fitted on `count` frames of normal history (see `MultivariateModel.fit_history`); it
         replaces the asset's model and is returned as a checkpoint the worker restores."""
         self.models.pop(asset, None)
@@ -1224,7 +1080,7 @@ class AnomalyStage:
             return
         try:
             self.models[asset] = model_from_state(state)
-        except ValueError as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ImportError, pickle.UnpicklingError) as exc:
             # a checkpoint of an older model version (an upgrade): that model cannot continue; warm up afresh
             log.warning("asset %s: %s", asset, exc)
             self.models.pop(asset, None)
