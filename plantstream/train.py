@@ -14,7 +14,7 @@ import json
 import logging
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from producers.replay import frames_from_batches, read_batches
 
 log = logging.getLogger("plantstream.train")
 
-Frame = dict[str, Any]
+Frame = Mapping[str, Any]
 
 
 class TrainError(RuntimeError):
@@ -57,7 +57,7 @@ def store_frames(path: str, asset: str, since_us: int | None, until_us: int | No
             "SELECT ts, tag, value_num, quality FROM samples WHERE asset = ? AND ts >= ? AND ts < ? ORDER BY ts",
             (asset, since_us if since_us is not None else -(2**62), until_us if until_us is not None else 2**62),
         )
-        frame: Frame | None = None
+        frame: dict[str, Any] | None = None
         for ts, tag, value, quality in rows:
             if frame is None or frame["scan_time"] != ts:
                 if frame is not None:
