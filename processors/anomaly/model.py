@@ -1053,6 +1053,11 @@ class AnomalyStage:
         """asset -> what its model is doing (warming up or ready, frames, left-out tags); for metrics and pages."""
         return {a: m.readiness() for a, m in self.models.items() if m is not None}
 
+    def readiness_counts(self) -> dict[str, int]:
+        """Models by state, for the worker's metrics (gauge plantstream_anomaly_models{state=ready|warming_up})."""
+        states = [m["ready"] for m in self.readiness().values()]
+        return {"ready": sum(states), "warming_up": len(states) - sum(states)}
+
     def train(self, asset: str, frames: Iterable[Frame], count: int) -> State:
         """A model for `asset` fitted on `count` frames of normal history (see `MultivariateModel.fit_history`); it
         replaces the asset's model and is returned as a checkpoint the worker restores."""

@@ -43,6 +43,7 @@ def test_warm_up_ends_after_an_hour_of_data_or_1200_frames(dt_s: float, ready_at
     stage = AnomalyStage(overrides={"m": AnomalySettings(model="multivariate")})
     recs = [stage.score("m", f) for f in frames(correlated(1300), dt_s)]
     assert first_ready(recs) == ready_at
+    assert stage.readiness_counts() == {"ready": 1, "warming_up": 0}
     state = stage.readiness()["m"]
     assert state["ready"] and state["warmup_frames"] == ready_at and state["frames"] > ready_at
 
