@@ -20,6 +20,7 @@ from faust.serializers import codecs
 import schemas
 from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
+from plantstream.core.records import Alert
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
 from processors import alert_rules, event_windows, faust_fastpath, faust_rebalance_fixes, oee
@@ -74,7 +75,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
         rules_of(asset)  # resolves both
         return oee_profiles[asset]
 
-    def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[Alert]]:
         # new keys in the asset's state dict, so the offset dedup above covers them too
         prof = profile_of(frame["asset"])  # resolves the rules too
         rules = asset_rules[frame["asset"]]
@@ -139,7 +140,7 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     last_offset: dict[int, int] = {}  # readings partition -> last offset processed
     read_to_end_since: dict[int, float] = {}  # readings partition -> monotonic time it has been read to the end
 
-    def send_alerts(asset: str, records: list[dict]) -> None:
+    def send_alerts(asset: str, records: list[Alert]) -> None:
         for record in records:
             stats.add("alerts_raised" if record["state"] == "RAISED" else "alerts_cleared")
             outputs.send(alerts_topic, asset.encode(), alert_codec.encode(record))

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 import schemas
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
+from plantstream.core.records import ReadingFrame
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec, Decoder
 from producers.store_forward import DiskBuffer
@@ -86,7 +87,7 @@ class FrameSink:
             self._drainer = threading.Thread(target=self._drain, name="frame-sink-drain", daemon=True)
             self._drainer.start()
 
-    def emit(self, frame: dict[str, Any]) -> None:
+    def emit(self, frame: ReadingFrame) -> None:
         """Queue one frame for delivery; blocks only while librdkafka's local queue is full."""
         if self._closing.is_set():
             raise RuntimeError("FrameSink is closed")
@@ -156,7 +157,7 @@ class FrameSink:
 
     # --- store-and-forward ------------------------------------------------------------------------
 
-    def _emit_via_buffer(self, frame: dict[str, Any], buffer: DiskBuffer) -> None:
+    def _emit_via_buffer(self, frame: ReadingFrame, buffer: DiskBuffer) -> None:
         down = not self._up.is_set()
         key = frame["asset"].encode("utf-8")
         value = self._codec.encode({**frame, "buffered": True} if down else frame)

@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from plantstream.core import records
 from plantstream.core.config import ReplaySource
+from plantstream.core.records import QUALITIES, Quality, ReadingFrame, Sample, Value
 
 log = logging.getLogger(__name__)
-
-Frame = dict[str, Any]
 
 
 class ReplayError(ValueError):
@@ -168,13 +168,14 @@ def time_parser(src: ReplaySource) -> Callable[[Any], int]:
     return lambda cell: to_us(cell if isinstance(cell, datetime) else datetime.strptime(str(cell), fmt))
 
 
-def quality_of(cell: Any) -> str:
+def quality_of(cell: Any) -> Quality:
     if cell is None:
         return "GOOD"
     if isinstance(cell, str) and not cell.strip().lstrip("-").isdigit():
         q = cell.strip().upper()
-        if q in ("GOOD", "UNCERTAIN", "BAD"):
-            return q
+        for known in QUALITIES:
+            if q == known:
+                return known
         raise ValueError(f"quality {cell!r} is not GOOD, UNCERTAIN, BAD or an OPC UA status code")
     code = int(cell) & 0xFFFFFFFF
     # OPC UA StatusCode severity: the two top bits
@@ -202,12 +203,12 @@ class ReadProgress:
 
 def frames_from_batches(
     src: ReplaySource, batches: Iterator[pa.RecordBatch], producer_id: str, progress: ReadProgress | None = None
-) -> Iterator[Frame]:
+) -> Iterator[ReadingFrame]:
     """ReadingFrames from the export's rows: one per row (wide), one per (asset, time) run (long)."""
     parse_time = time_parser(src)
     seq = 0
     read = progress or ReadProgress()
-    pending: Frame | None = None
+    pending: ReadingFrame | None = None
     value_cols: list[str] | None = None
     names: dict[str, str] = {}
     units: dict[str, str] = {}
@@ -256,24 +257,23 @@ def frames_from_batches(
         yield pending
 
 
-def _sample(units: dict[str, str], src: ReplaySource, tag: str, t: int, value: Any, quality: str) -> dict[str, Any]:
+def _sample(units: dict[str, str], src: ReplaySource, tag: str, t: int, value: Value, quality: Quality) -> Sample:
     unit = units.get(tag)
     if unit is None:
         unit = units[tag] = src.tag_unit(tag)
-    return {"tag": tag, "source_time": t, "value": value, "quality": quality, "unit": unit}
+    return records.sample(tag, t, value, quality, unit)
 
 
-def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, samples: list[dict[str, Any]]) -> Frame:
-    return {
-        "asset": asset,
-        "device": f"replay:{src.name}",
-        "seq": seq,
-        "producer_id": producer_id,
-        "scan_time": t,
-        "historical": True,
-        "buffered": False,
-        "samples": samples,
-    }
+def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, samples: list[Sample]) -> ReadingFrame:
+    return records.reading_frame(
+        asset=asset,
+        device=f"replay:{src.name}",
+        seq=seq,
+        producer_id=producer_id,
+        scan_time=t,
+        samples=samples,
+        historical=True,
+    )
 
 
 # --- replaying -------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, sa
 
 def replay(
     src: ReplaySource,
-    emit: Callable[[Frame], None],
+    emit: Callable[[ReadingFrame], None],
     *,
     speed: float | None,
     should_stop: Callable[[], bool] = lambda: False,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from plantstream.core.config import AnomalySettings
+from plantstream.core.records import ReadingFrame, reading_frame, sample
 from plantstream.simulators.faults import PUMP_TAGS, UNITS, Fault, faulty_series
 from processors.anomaly.model import AnomalyStage, MultivariateModel
 
@@ -92,23 +93,23 @@ def run_benchmark(
         flag_times: list[float] = []
         t_score = time.perf_counter()
         for i, t in enumerate(times_l):
-            frame = {
-                "asset": asset,
-                "device": "bench",
-                "seq": i,
-                "producer_id": "bench",
-                "scan_time": T0_US + int(t * S),
-                "samples": [
-                    {
-                        "tag": tag,
-                        "source_time": T0_US + int(t * S),
-                        "value": None if bad[i, j] else cols[tag][i],
-                        "quality": "BAD" if bad[i, j] else "GOOD",
-                        "unit": UNITS[tag],
-                    }
+            frame = reading_frame(
+                asset=asset,
+                device="bench",
+                seq=i,
+                producer_id="bench",
+                scan_time=T0_US + int(t * S),
+                samples=[
+                    sample(
+                        tag,
+                        T0_US + int(t * S),
+                        None if bad[i, j] else cols[tag][i],
+                        "BAD" if bad[i, j] else "GOOD",
+                        UNITS[tag],
+                    )
                     for j, tag in enumerate(PUMP_TAGS)
                 ],
-            }
+            )
             rec = stage.score(asset, frame)
             if rec is not None:
                 flags.append(rec["is_anomaly"])
@@ -165,7 +166,7 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def synthetic_frames(tags: int, frames: int, seed: int = 0) -> list[dict[str, Any]]:
+def synthetic_frames(tags: int, frames: int, seed: int = 0) -> list[ReadingFrame]:
     """Frames of a `tags`-signal asset driven by a few shared loads (correlated, different scales), as the
     worker receives them: one sample per tag, GOOD quality, 1 frame/s."""
     if tags < 2 or frames < 1:
@@ -179,14 +180,14 @@ def synthetic_frames(tags: int, frames: int, seed: int = 0) -> list[dict[str, An
     names = [f"tag{k:03d}" for k in range(tags)]
     cols = values.T.tolist()
     return [
-        {
-            "asset": "bench.cost",
-            "scan_time": T0_US + j * S,
-            "samples": [
-                {"tag": n, "source_time": T0_US + j * S, "value": v, "quality": "GOOD"}
-                for n, v in zip(names, cols[j], strict=True)
-            ],
-        }
+        reading_frame(
+            asset="bench.cost",
+            device="bench",
+            seq=j,
+            producer_id="bench",
+            scan_time=T0_US + j * S,
+            samples=[sample(n, T0_US + j * S, v) for n, v in zip(names, cols[j], strict=True)],
+        )
         for j in range(frames)
     ]
 

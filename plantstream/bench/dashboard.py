@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from plantstream.core.config import Settings
+from plantstream.core.records import ReadingFrame, reading_frame, sample
 
 CHROMIUM = "/usr/bin/chromium"
 ASSET = "bench.site.area.line.machine1"
@@ -89,25 +90,20 @@ def fill_store(
     windows: dict[tuple[str, int], list[float]] = {}
     samples = 0
     try:
-        batch: list[dict[str, Any]] = []
+        batch: list[ReadingFrame] = []
         scores: list[dict[str, Any]] = []
         for i in range(n):
             t = start + i * step
             vals = [synthetic(i, k, scan_s) for k in range(tags)]
             batch.append(
-                {
-                    "asset": ASSET,
-                    "device": "machine1-plc",
-                    "seq": i,
-                    "producer_id": "bench",
-                    "scan_time": t,
-                    "historical": False,
-                    "buffered": False,
-                    "samples": [
-                        {"tag": f"pv{k:02d}", "source_time": t, "value": v, "quality": "GOOD"}
-                        for k, v in enumerate(vals)
-                    ],
-                }
+                reading_frame(
+                    asset=ASSET,
+                    device="machine1-plc",
+                    seq=i,
+                    producer_id="bench",
+                    scan_time=t,
+                    samples=[sample(f"pv{k:02d}", t, v) for k, v in enumerate(vals)],
+                )
             )
             ws = t - t % window_us
             if ws + window_us <= end_us:  # closed windows only, as the processor emits them

@@ -17,6 +17,7 @@ import yaml
 
 from plantstream.bench.pipeline import machine, proc_usage
 from plantstream.core.config import Settings
+from plantstream.core.records import ReadingFrame
 from producers import modbus_codec
 from producers.readers.modbus import run_modbus_producer
 
@@ -70,7 +71,7 @@ async def _silent_server(port: int) -> asyncio.Server:
 async def _measure(settings: Settings, seconds: float, silent_port: int | None) -> dict[str, Any]:
     per_device: dict[str, int] = {}
 
-    def emit(frame: dict[str, Any]) -> None:
+    def emit(frame: ReadingFrame) -> None:
         per_device[frame["device"]] = per_device.get(frame["device"], 0) + 1
 
     server = await _silent_server(silent_port) if silent_port else None

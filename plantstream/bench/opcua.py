@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from plantstream.core.config import Settings
+from plantstream.core.records import ReadingFrame
 
 WARMUP_S = 3.0
 
@@ -127,7 +128,7 @@ async def _measure(settings: Settings, seconds: float) -> dict[str, Any]:
     sink = FrameSink(settings, codec, stats)
     counted = {"samples": 0, "frames": 0}
 
-    def emit(frame: dict[str, Any]) -> None:
+    def emit(frame: ReadingFrame) -> None:
         counted["samples"] += len(frame["samples"])
         counted["frames"] += 1
         sink.emit(frame)

@@ -20,14 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from plantstream.core.records import ReadingFrame, reading_frame, sample
 from sinks.stores.base import Store
 
 T0 = 1_767_225_600_000_000
 
 
-def make_batches(n_batches: int, frames_per_batch: int, seed: int = 1) -> list[list[dict[str, Any]]]:
+def make_batches(n_batches: int, frames_per_batch: int, seed: int = 1) -> list[list[ReadingFrame]]:
     rng = random.Random(seed)
-    batches: list[list[dict[str, Any]]] = []
+    batches: list[list[ReadingFrame]] = []
     seq = 0
     for _ in range(n_batches):
         batch = []
@@ -35,26 +36,21 @@ def make_batches(n_batches: int, frames_per_batch: int, seed: int = 1) -> list[l
             t = T0 + seq * 100_000
             asset = f"acme.site.area.line{seq % 10}.m{seq % 7}"
             batch.append(
-                {
-                    "producer_id": "bench",
-                    "device": f"d{seq % 70}",
-                    "seq": seq,
-                    "asset": asset,
-                    "scan_time": t,
-                    "historical": False,
-                    "buffered": False,
-                    "samples": [
-                        {"tag": f"tag{k}", "source_time": t, "value": rng.random() * 100, "quality": "GOOD", "unit": ""}
-                        for k in range(rng.randint(20, 50))
-                    ],
-                }
+                reading_frame(
+                    asset=asset,
+                    device=f"d{seq % 70}",
+                    seq=seq,
+                    producer_id="bench",
+                    scan_time=t,
+                    samples=[sample(f"tag{k}", t, rng.random() * 100) for k in range(rng.randint(20, 50))],
+                )
             )
             seq += 1
         batches.append(batch)
     return batches
 
 
-def time_run(store: Store, batches: list[list[dict[str, Any]]]) -> dict[str, float]:
+def time_run(store: Store, batches: list[list[ReadingFrame]]) -> dict[str, float]:
     samples = 0
     start = time.perf_counter()
     for b in batches:
@@ -67,7 +63,7 @@ def time_run(store: Store, batches: list[list[dict[str, Any]]]) -> dict[str, flo
     return {"samples": samples, "seconds": round(elapsed, 4), "samples_per_s": round(samples / elapsed)}
 
 
-def bench(open_fresh: Callable[[int], Store], batches: list[list[dict[str, Any]]], runs: int) -> dict[str, Any]:
+def bench(open_fresh: Callable[[int], Store], batches: list[list[ReadingFrame]], runs: int) -> dict[str, Any]:
     results = [time_run(open_fresh(i), batches) for i in range(runs)]
     return {"runs": results, "median_samples_per_s": statistics.median(r["samples_per_s"] for r in results)}
 
@@ -103,7 +99,7 @@ def run(
     return out
 
 
-def _bench_postgres(batches: list[list[dict[str, Any]]], runs: int, dsn: str | None) -> dict[str, Any]:
+def _bench_postgres(batches: list[list[ReadingFrame]], runs: int, dsn: str | None) -> dict[str, Any]:
     import psycopg
 
     from plantstream.stack.postgres import LocalPostgres

@@ -13,7 +13,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import fastavro
@@ -60,7 +60,7 @@ class Codec:
         self.parsed = parse_internal(schemas.schema_json(name))
         self._header = HEADER.pack(MAGIC, schema_id)
 
-    def encode(self, record: dict[str, Any]) -> bytes:
+    def encode(self, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
         buf.write(self._header)
         fastavro.schemaless_writer(buf, self.parsed, record)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from plantstream.core.records import ReadingFrame, reading_frame, sample
+
 STATE_TAG = "state"
 TOTAL_TAG = "count_total"
 GOOD_TAG = "count_good"
@@ -95,7 +97,7 @@ class SyntheticPlant:
         noise = self._rng.normal(0.0, 0.01, size=len(self.pv_tags))
         return np.asarray(self.levels[a] * (1.0 + self.coupling[a] * (load - 1.0) + noise))
 
-    def frame(self, a: int, scan_time_us: int) -> dict[str, Any]:
+    def frame(self, a: int, scan_time_us: int) -> ReadingFrame:
         seq = self.seq[a]
         self.seq[a] += 1
         state = self.state_at(seq)
@@ -109,17 +111,12 @@ class SyntheticPlant:
             (GOOD_TAG, float(self.total[a] - self.scrap[a])),
         ]
         pvs = self.values(a, seq).tolist()
-        samples = [
-            {"tag": t, "source_time": scan_time_us, "value": v, "quality": "GOOD", "unit": ""}
-            for t, v in [*fixed, *zip(self.pv_tags, pvs, strict=True)]
-        ]
-        return {
-            "asset": self.assets[a],
-            "device": f"m{a:05d}",
-            "seq": seq,
-            "producer_id": "bench",
-            "scan_time": scan_time_us,
-            "historical": False,
-            "buffered": False,
-            "samples": samples,
-        }
+        samples = [sample(t, scan_time_us, v) for t, v in [*fixed, *zip(self.pv_tags, pvs, strict=True)]]
+        return reading_frame(
+            asset=self.assets[a],
+            device=f"m{a:05d}",
+            seq=seq,
+            producer_id="bench",
+            scan_time=scan_time_us,
+            samples=samples,
+        )

@@ -9,13 +9,14 @@ per-tag contributions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 Record = dict[str, Any]
+Frame = Mapping[str, Any]  # a ReadingFrame (plantstream.core.records), decoded or built; read only
 State = dict[str, Any]
 
 # a value whose fourth power (the covariance of the squared features) overflows is no measurement: treated as missing
@@ -24,7 +25,7 @@ _MAX_ABS = 1e60
 _MISSING_TAG_FRAMES = 50
 
 
-def scan_time_us(frame: Record) -> int:
+def scan_time_us(frame: Frame) -> int:
     t = frame["scan_time"]
     if isinstance(t, datetime):  # a decoder that keeps logical types
         return int(t.timestamp() * 1_000_000)
@@ -42,7 +43,7 @@ def _number(value: Any) -> float | None:
     return f if -_MAX_ABS <= f <= _MAX_ABS else None
 
 
-def numeric_good_values(frame: Record) -> dict[str, float]:
+def numeric_good_values(frame: Frame) -> dict[str, float]:
     """tag -> value of the frame's GOOD numeric samples (bools and strings are not process values)."""
     out: dict[str, float] = {}
     for s in frame.get("samples", ()):
@@ -71,7 +72,7 @@ class FeatureVector:
         self.last = [None] * len(tags)
         self._index = {t: i for i, t in enumerate(tags)}
 
-    def __call__(self, frame: Record) -> np.ndarray | None:
+    def __call__(self, frame: Frame) -> np.ndarray | None:
         if self.tags is None:
             values = numeric_good_values(frame)
             if not values:

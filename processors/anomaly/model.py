@@ -59,7 +59,7 @@ from plantstream.core import machine_state as ms
 from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRole, TagType
 from processors import oee
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
-from processors.anomaly.frames import FeatureVector, numeric_good_values, scan_time_us, score_record, shares
+from processors.anomaly.frames import FeatureVector, Frame, numeric_good_values, scan_time_us, score_record, shares
 from processors.anomaly.river_detectors import RiverModel
 
 Record = dict[str, Any]
@@ -116,7 +116,7 @@ _REARM_STRENGTH = 4.0
 class AnomalyModel(Protocol):
     name: str
 
-    def update(self, frame: Record) -> Record | None:
+    def update(self, frame: Frame) -> Record | None:
         """Score one frame and learn from it; None when the frame holds none of the model's features."""
 
     def to_state(self) -> State:
@@ -466,7 +466,7 @@ class MultivariateModel:
             stuck &= self.active  # a tag left out for having no spread is constant by nature, not stuck
         return stuck
 
-    def update(self, frame: Record, running: bool = True) -> Record | None:
+    def update(self, frame: Frame, running: bool = True) -> Record | None:
         """Score one frame and learn from it; `running` False (machine stopped) pauses the model."""
         x = self.features(frame)
         if x is None:
@@ -613,7 +613,7 @@ class MultivariateModel:
             frames = min(frames, max(_MIN_WARMUP, round(self.cfg.warmup_minutes * 60e6 / dt)))
         self.warmup = frames
 
-    def fit_history(self, frames: Iterable[Record], count: int) -> int:
+    def fit_history(self, frames: Iterable[Frame], count: int) -> int:
         """Train on `count` frames of history declared normal: warm up on the first 60 % (at most `warmup_frames`),
         let the thresholds settle on the rest, and hold alarms from then on (see `trained`). -> frames used."""
         if count < 2 * _MIN_WARMUP:
@@ -853,7 +853,7 @@ class RobustBaseline:
         self._devs.append(dev)
         self.n += 1
 
-    def update(self, frame: Record) -> Record | None:
+    def update(self, frame: Frame) -> Record | None:
         vec = self.features(frame)
         if vec is None:
             return None
@@ -1011,7 +1011,7 @@ class AnomalyStage:
             cfg = None  # an asset the config does not declare: defaults, tags learned from the frame
         return cfg, feature_tags(self.settings, asset)
 
-    def _model(self, asset: str, frame: Record) -> AnyModel | None:
+    def _model(self, asset: str, frame: Frame) -> AnyModel | None:
         if asset not in self.models:
             cfg, tags = self._config(asset)
             if not (cfg and cfg.tags) and not tags and (cfg is None or cfg.model == "auto"):
@@ -1024,7 +1024,7 @@ class AnomalyStage:
             self.models[asset] = model_for(asset, cfg, tags)
         return self.models[asset]
 
-    def _running(self, asset: str, frame: Record) -> bool:
+    def _running(self, asset: str, frame: Frame) -> bool:
         """False when the frame's machine_state sample says the asset is not RUNNING; True when unknown."""
         if asset not in self.state_tags:
             profile = oee.profile_for(self.settings, asset) if self.settings is not None else None
@@ -1040,7 +1040,7 @@ class AnomalyStage:
                     self.last_running[asset] = cls[0] == ms.RUNNING
         return self.last_running.get(asset, True)
 
-    def score(self, asset: str, frame: Record) -> Record | None:
+    def score(self, asset: str, frame: Frame) -> Record | None:
         """An AnomalyScore record for this frame, or None (detection off, or no feature value yet)."""
         model = self._model(asset, frame)
         if model is None:
@@ -1053,7 +1053,7 @@ class AnomalyStage:
         """asset -> what its model is doing (warming up or ready, frames, left-out tags); for metrics and pages."""
         return {a: m.readiness() for a, m in self.models.items() if m is not None}
 
-    def train(self, asset: str, frames: Iterable[Record], count: int) -> State:
+    def train(self, asset: str, frames: Iterable[Frame], count: int) -> State:
         """A model for `asset` fitted on `count` frames of normal history (see `MultivariateModel.fit_history`); it
         replaces the asset's model and is returned as a checkpoint the worker restores."""
         self.models.pop(asset, None)

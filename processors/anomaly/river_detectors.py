@@ -23,7 +23,7 @@ import numpy as np
 
 from plantstream.core.config import AnomalySettings, RiverDetectorSettings, resolve_class
 from processors.anomaly.estimators import Debounce, DecayedQuantile
-from processors.anomaly.frames import FeatureVector, scan_time_us, score_record, shares
+from processors.anomaly.frames import FeatureVector, Frame, scan_time_us, score_record, shares
 
 Record = dict[str, Any]
 State = dict[str, Any]
@@ -119,7 +119,7 @@ class RiverModel:
 
     # -- the model interface ---------------------------------------------------------------------
 
-    def update(self, frame: Record) -> Record | None:
+    def update(self, frame: Frame) -> Record | None:
         vec = self.features(frame)
         if vec is None:
             return None

@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
+from plantstream.core.records import ReadingFrame
 from plantstream.core.runstats import RunStats
 
-Frame = dict[str, Any]
-Emit = Callable[[Frame], None]
+Emit = Callable[[ReadingFrame], None]
 
 STATS_FLUSH_INTERVAL_S = 1.0
 

@@ -24,11 +24,12 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 
 from plantstream.core.config import ModbusRtuDevice, ModbusTag, ModbusTcpDevice, RegisterTable, Settings
+from plantstream.core.records import ReadingFrame, Sample, reading_frame, sample
 from plantstream.core.runstats import RunStats
 from producers import modbus_codec
 from producers.device_events import EventEmit, OutageTracker
 from producers.modbus_codec import ReadBlock, Value
-from producers.readers.base import Emit, Frame, default_producer_id, now_us, run_devices, wait_stop
+from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
 from producers.report_by_exception import ExceptionFilter
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,10 @@ class ModbusPoller:
     def close(self) -> None:
         self._client.close()
 
-    async def poll_once(self) -> Frame:
+    async def poll_once(self) -> ReadingFrame:
         """Read every tag once and build the frame (BAD samples for whatever could not be read)."""
         scan_time = now_us()
-        samples: dict[str, dict[str, Any]] = {}
+        samples: dict[str, Sample] = {}
         failures: list[tuple[str, str]] = []  # (where, cause)
         silent_cause: str | None = None
         for block in self._blocks:
@@ -164,18 +165,15 @@ class ModbusPoller:
                 samples[tag.name] = self._decoded_sample(tag, block, data, scan_time, failures)
         self._report(failures)
         self._track_outage(silent_cause, scan_time)
-        frame = {
-            "asset": self.device.asset,
-            "device": self.device.name,
-            "seq": -1,  # numbered when emitted: frames suppressed by report-by-exception leave no gap
-            "producer_id": self._producer_id,
-            "scan_time": scan_time,
-            "historical": False,
-            "buffered": False,
+        return reading_frame(
+            asset=self.device.asset,
+            device=self.device.name,
+            seq=-1,  # numbered when emitted: frames suppressed by report-by-exception leave no gap
+            producer_id=self._producer_id,
+            scan_time=scan_time,
             # config order, not read order: consumers and people see tags as they were declared
-            "samples": [samples[t.name] for t in self.device.tags],
-        }
-        return frame
+            samples=[samples[t.name] for t in self.device.tags],
+        )
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -248,7 +246,7 @@ class ModbusPoller:
         data: Sequence[int],
         scan_time: int,
         failures: list[tuple[str, str]],
-    ) -> dict[str, Any]:
+    ) -> Sample:
         words = block.words_of(tag, data)
         try:
             value = modbus_codec.decode(words, tag)
@@ -300,7 +298,7 @@ class ModbusPoller:
         if event is not None and self._on_event is not None:
             self._on_event(event)
 
-    def _count_frame(self, frame: Frame) -> None:
+    def _count_frame(self, frame: ReadingFrame) -> None:
         samples = frame["samples"]
         self._add_stat("frames_produced")
         self._add_stat("samples_read", len(samples))
@@ -321,16 +319,11 @@ def _describe_failures(failures: list[tuple[str, str]]) -> str:
     return "; ".join(f"{', '.join(wheres)}: {cause}" for cause, wheres in by_cause.items())
 
 
-def _sample(tag: ModbusTag, scan_time: int, value: Value | None) -> dict[str, Any]:
+def _sample(tag: ModbusTag, scan_time: int, value: Value | None) -> Sample:
     if isinstance(value, int) and not _AVRO_LONG_MIN <= value <= _AVRO_LONG_MAX:
         value = float(value)
-    return {
-        "tag": tag.name,
-        "source_time": scan_time,  # Modbus carries no source timestamps: the scan time is the best one
-        "value": value,
-        "quality": "BAD" if value is None else "GOOD",
-        "unit": tag.unit,
-    }
+    # Modbus carries no source timestamps: the scan time is the best one
+    return sample(tag.name, scan_time, value, "BAD" if value is None else "GOOD", tag.unit)
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:

@@ -36,9 +36,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plantstream.core.config import OpcUaDevice, OpcUaSecurityMode, OpcUaSecurityPolicy, OpcUaTag, Settings, TagType
+from plantstream.core.records import Quality, ReadingFrame, Sample, reading_frame, sample
 from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit, OutageTracker
-from producers.readers.base import Emit, Frame, default_producer_id, now_us, run_devices, wait_stop
+from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,11 @@ def int_range(kind: TagType) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def quality_of(status: ua.StatusCode | int | None) -> str:
+def quality_of(status: ua.StatusCode | int | None) -> Quality:
     """GOOD, UNCERTAIN or BAD: the severity bits (31-30) of an OPC UA StatusCode."""
     code = 0 if status is None else status if isinstance(status, int) else int(status.value)
-    return ("GOOD", "UNCERTAIN", "BAD", "BAD")[(code >> 30) & 0b11]
+    qualities: tuple[Quality, ...] = ("GOOD", "UNCERTAIN", "BAD", "BAD")
+    return qualities[(code >> 30) & 0b11]
 
 
 def status_name(status: ua.StatusCode | int) -> str:
@@ -169,8 +171,8 @@ class FrameBuilder:
         self.seq = 0
         self._last_sent: list[int | None] = [None] * len(device.tags)
 
-    def frame(self, changes: Sequence[Change], scan_time: int) -> Frame | None:
-        samples: list[dict[str, Any]] = []
+    def frame(self, changes: Sequence[Change], scan_time: int) -> ReadingFrame | None:
+        samples: list[Sample] = []
         for c in changes:
             t = c.source_time if c.source_time is not None else scan_time
             last = self._last_sent[c.tag]
@@ -180,30 +182,23 @@ class FrameBuilder:
             tag = self.device.tags[c.tag]
             quality = quality_of(c.status)
             value = None if quality == "BAD" else avro_value(c.value, tag)
-            samples.append({"tag": tag.name, "source_time": t, "value": value, "quality": quality, "unit": tag.unit})
+            samples.append(sample(tag.name, t, value, quality, tag.unit))
         return self._frame(samples, scan_time) if samples else None
 
-    def bad_frame(self, tags: Sequence[int], scan_time: int) -> Frame:
+    def bad_frame(self, tags: Sequence[int], scan_time: int) -> ReadingFrame:
         """Every listed tag BAD at scan_time: marks a gap; does not move the duplicate check."""
-        samples = [
-            {"tag": self.device.tags[i].name, "source_time": scan_time, "value": None, "quality": "BAD", "unit": ""}
-            for i in tags
-        ]
-        for s, i in zip(samples, tags, strict=True):
-            s["unit"] = self.device.tags[i].unit
+        samples = [sample(self.device.tags[i].name, scan_time, None, "BAD", self.device.tags[i].unit) for i in tags]
         return self._frame(samples, scan_time)
 
-    def _frame(self, samples: list[dict[str, Any]], scan_time: int) -> Frame:
-        frame = {
-            "asset": self.device.asset,
-            "device": self.device.name,
-            "seq": self.seq,
-            "producer_id": self._producer_id,
-            "scan_time": scan_time,
-            "historical": False,
-            "buffered": False,
-            "samples": samples,
-        }
+    def _frame(self, samples: list[Sample], scan_time: int) -> ReadingFrame:
+        frame = reading_frame(
+            asset=self.device.asset,
+            device=self.device.name,
+            seq=self.seq,
+            producer_id=self._producer_id,
+            scan_time=scan_time,
+            samples=samples,
+        )
         self.seq += 1
         return frame
 
@@ -604,7 +599,7 @@ class OpcUaDeviceReader:
         if event is not None and self._on_event is not None:
             self._on_event(event)
 
-    def _send(self, frame: Frame) -> None:
+    def _send(self, frame: ReadingFrame) -> None:
         samples = frame["samples"]
         self._add_stat("frames_produced")
         self._add_stat("samples_read", len(samples))

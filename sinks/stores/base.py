@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from plantstream.core.config import RetentionSettings
@@ -15,7 +15,7 @@ class StoreUnavailable(Exception):
 class Store(Protocol):
     def write(
         self,
-        frames: Iterable[dict[str, Any]],
+        frames: Iterable[Mapping[str, Any]],
         kpis: Iterable[dict[str, Any]],
         records: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, int]: ...

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -458,7 +458,7 @@ class PostgresStore:
 
     def write(
         self,
-        frames: Iterable[dict[str, Any]],
+        frames: Iterable[Mapping[str, Any]],
         kpis: Iterable[dict[str, Any]],
         records: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, int]:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ class SqliteStore:
 
     def write(
         self,
-        frames: Iterable[dict[str, Any]],
+        frames: Iterable[Mapping[str, Any]],
         kpis: Iterable[dict[str, Any]],
         records: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, int]:

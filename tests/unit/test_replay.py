@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from plantstream.core.config import ReplaySource, Settings
-from processors.anomaly import feature_tags
+from processors.anomaly.model import feature_tags
 from producers.replay import (
     ReplayError,
     check_source,
