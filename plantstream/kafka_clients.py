@@ -28,7 +28,7 @@ def bootstrap(settings: Settings) -> str:
     from plantstream.stack import kafka as local
 
     status = local.status(settings)
-    if status.running and status.bootstrap:
+    if status.bootstrap:  # any node runs (one node of a cluster may be down for a while)
         return status.bootstrap
     raise BrokerNotConfigured(
         "no Kafka broker: pipeline.kafka.bootstrap (env KAFKA_BOOTSTRAP) is empty and the local broker is "

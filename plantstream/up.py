@@ -56,12 +56,24 @@ MAX_RESTARTS = 5
 
 
 def _counts(state_dir: str, carried: dict[str, int] | None = None) -> dict[str, int]:
-    """Every component's counters, plus those of its earlier, restarted incarnations (`carried`)."""
+    """Every component's counters, summed over its processes (`processor`, `processor-2`, ...) and over their
+    earlier, restarted incarnations (`carried`)."""
     merged: dict[str, int] = dict(carried or {})
     for comp, snap in runstats.read_all(state_dir).items():
         for k, v in snap.get("counts", {}).items():
-            merged[f"{comp}.{k}"] = merged.get(f"{comp}.{k}", 0) + int(v)
+            key = f"{runstats.base_component(comp)}.{k}"
+            merged[key] = merged.get(key, 0) + int(v)
     return merged
+
+
+def stop_together(children: list[Child], timeout: float) -> None:
+    """SIGTERM to every child at once, then wait for each: workers of one group stopped one by one would hand
+    their partitions to the next one just before it stops too."""
+    for c in children:
+        if c.alive() and c.proc is not None:
+            c.proc.send_signal(signal.SIGTERM)
+    for c in children:
+        c.stop(timeout)
 
 
 PRODUCERS = ("producer-modbus", "producer-opcua")
@@ -166,7 +178,7 @@ class Orchestrator:
         """Start a dead child again; its counters so far are carried over into the run's figures."""
         snap = runstats.read_all(self.state_dir).get(child.name, {})
         for k, v in snap.get("counts", {}).items():
-            key = f"{child.name}.{k}"
+            key = f"{runstats.base_component(child.name)}.{k}"
             self.carried[key] = self.carried.get(key, 0) + int(v)
         (Path(self.state_dir) / "run" / f"{child.name}.json").unlink(missing_ok=True)
         child.restarts += 1
@@ -191,8 +203,17 @@ class Orchestrator:
         ]:
             say(change)
         topics.register_schemas(self.settings, kafka_clients.registry(self.settings))
-        sink = self.spawn("sink-storage", "sink", "storage", env=env)
-        processor = self.spawn("processor", "process", env=env)
+        p = self.settings.pipeline
+        if p.workers > 1 or p.storage.sinks > 1:
+            say(f"{p.workers} worker(s) and {p.storage.sinks} storage sink(s), each in its consumer group")
+        sinks = [
+            self.spawn(runstats.instance_name("sink-storage", i), "sink", "storage", "--instance", str(i), env=env)
+            for i in range(1, p.storage.sinks + 1)
+        ]
+        processors = [
+            self.spawn(runstats.instance_name("processor", i), "process", "--instance", str(i), env=env)
+            for i in range(1, p.workers + 1)
+        ]
         alert_sink = (
             self.spawn("sink-alerts", "sink", "alerts", env=env) if self.settings.pipeline.alerting.channels else None
         )
@@ -262,8 +283,8 @@ class Orchestrator:
                 producer.stop(30)
             simulator.stop(10)
             self.drain(timeout=30)
-            processor.stop(30)
-            sink.stop(30)
+            stop_together(processors, 30)
+            stop_together(sinks, 30)
             if alert_sink is not None:
                 alert_sink.stop(30)
             dashboard.stop(10)
