@@ -377,12 +377,15 @@ def bench_pipeline(
     duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
     warmup: Annotated[float, typer.Option(help="seconds before measuring")] = 15.0,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
     from plantstream.bench import render, run_pipeline_bench, write_result
 
-    result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
-                                warmup_s=warmup)
+    settings = with_overrides(ctx_state.settings(), brokers=brokers)
+    result = run_pipeline_bench(
+        settings, assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))

@@ -282,7 +282,7 @@ class Orchestrator:
             for producer in producers:
                 producer.stop(30)
             simulator.stop(10)
-            self.drain(timeout=30)
+            self.drain(timeout=60)
             stop_together(processors, 30)
             stop_together(sinks, 30)
             if alert_sink is not None:
@@ -300,7 +300,8 @@ class Orchestrator:
 
     def drain(self, timeout: float) -> None:
         """Wait until the processor and the sink have consumed and committed every acknowledged frame."""
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         while time.monotonic() < deadline:
             c = _counts(self.state_dir, self.carried)
             acked = _produced(c, "frames_acked")
@@ -308,16 +309,20 @@ class Orchestrator:
             # the counts are the cheap first test; after a restart they include frames seen twice, so the
             # word is the groups' committed offsets
             if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked and self._committed_all():
+                say(f"drain: everything processed and stored in {time.monotonic() - t0:.1f}s")
                 return
             time.sleep(0.3)
         say("drain: timed out; the processor or sink is behind (they resume from committed offsets next run)")
 
     def _committed_all(self) -> bool:
+        """The processor committed every reading (so its outputs are confirmed), then the storage sink committed
+        every reading and every output: all of it is stored."""
         group = self.settings.pipeline.group_id
+        sink_topics = (topics.READINGS, topics.KPI, topics.OEE, topics.ANOMALIES, topics.ALERTS)
         try:
             return all(
-                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topics.READINGS) == 0
-                for stage in ("processor", "sink-storage")
+                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topic) == 0
+                for stage, topic in [("processor", topics.READINGS), *(("sink-storage", t) for t in sink_topics)]
             )
         except KafkaException:  # broker busy or away for a moment: ask again
             return False
