@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DURATION ?=
 
-.PHONY: demo test lint install clean stop
+.PHONY: demo test lint install clean stop proto
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is required (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
@@ -27,9 +27,15 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
+	$(BIN)/python tools/lint_imports.py
 
 test: lint
 	$(BIN)/pytest -q
+
+# the Sparkplug B payload module from our .proto (run after editing it; a unit test checks it is current)
+proto: $(STAMP)
+	$(BIN)/protoc -I . --python_out=. --pyi_out=. producers/readers/sparkplug_b.proto
 
 stop: $(STAMP)
 	$(BIN)/plantstream kafka stop

@@ -19,12 +19,13 @@ from confluent_kafka.admin import AdminClient
 from faust.serializers import codecs
 
 import schemas
-from plantstream import kafka_clients, metrics, topics
-from plantstream.config import Settings
-from plantstream.runstats import RunStats, instance_name
-from plantstream.serde import DecodeError
+from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core.config import Settings
+from plantstream.core.records import Alert
+from plantstream.core.runstats import RunStats, instance_name
+from plantstream.core.serde import DecodeError
 from processors import alert_rules, event_windows, faust_fastpath, faust_rebalance_fixes, oee
-from processors.anomaly import AnomalyStage
+from processors.anomaly.model import AnomalyStage
 from processors.outputs import Outputs
 
 log = logging.getLogger("plantstream.processor")
@@ -76,7 +77,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         rules_of(asset)  # resolves both
         return oee_profiles[asset]
 
-    def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    def oee_and_alerts(state: dict[str, Any], frame: dict[str, Any]) -> tuple[list[dict], list[Alert]]:
         # new keys in the asset's state dict, so the offset dedup above covers them too
         prof = profile_of(frame["asset"])  # resolves the rules too
         rules = asset_rules[frame["asset"]]
@@ -143,7 +144,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     last_offset: dict[int, int] = {}  # readings partition -> last offset processed
     read_to_end_since: dict[int, float] = {}  # readings partition -> monotonic time it has been read to the end
 
-    def send_alerts(asset: str, records: list[dict]) -> None:
+    def send_alerts(asset: str, records: list[Alert]) -> None:
         for record in records:
             stats.add("alerts_raised" if record["state"] == "RAISED" else "alerts_cleared")
             outputs.send(alerts_topic, asset.encode(), alert_codec.encode(record))

@@ -29,7 +29,7 @@ from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from plantstream.config import Asset, Shift
+from plantstream.core.config import Asset, Shift
 
 RUNNING = "RUNNING"
 IDLE = "IDLE"
@@ -42,7 +42,7 @@ CLASSES = (RUNNING, IDLE, PLANNED_STOP, UNPLANNED_STOP)
 Classified = tuple[str, str]
 StateMap = dict[int, Classified]
 
-# producers/simulator.py MachineState; the simulator serves no reason codes, so the code is the reason
+# plantstream/simulators/modbus.py MachineState; the simulator serves no reason codes, so the code is the reason
 DEFAULT_STATE_MAP: StateMap = {1: (RUNNING, ""), 2: (IDLE, ""), 3: (PLANNED_STOP, "3"), 4: (UNPLANNED_STOP, "4")}
 
 

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from plantstream.config import Settings, TagRole, TagType
+from plantstream.core.config import Settings, TagRole, TagType
 from processors import machine_state as ms
 
 OeeState = dict[str, Any]
@@ -79,16 +79,14 @@ def profile_for(settings: Settings, asset: str) -> AssetProfile | None:
         return None
     state_tags: set[str] = set()
     counters: dict[str, tuple[str, int | float | None]] = {}
-    for d in settings.devices:
-        if d.asset != asset:
-            continue
-        for t in d.tags:
-            if t.role is TagRole.MACHINE_STATE:
-                state_tags.add(t.name)
-            elif t.role in _ROLE_KEY:
-                bits = _BITS.get(t.type) if t.type else None  # an OPC UA tag may leave its type unset
-                modulus = (2**bits if t.scale == 1 else 2**bits * abs(t.scale)) if bits else None
-                counters[t.name] = (_ROLE_KEY[t.role], modulus)
+    for t in settings.asset_tags(asset):
+        if t.role is TagRole.MACHINE_STATE:
+            state_tags.add(t.name)
+        elif t.role in _ROLE_KEY:
+            kind = getattr(t, "type", None)
+            bits = _BITS.get(kind) if kind else None  # an OPC UA or replayed tag may leave its type unset
+            modulus = (2**bits if t.scale == 1 else 2**bits * abs(t.scale)) if bits else None
+            counters[t.name] = (_ROLE_KEY[t.role], modulus)
     if not state_tags:
         return None
     return AssetProfile(

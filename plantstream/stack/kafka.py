@@ -20,27 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plantstream.config import Settings
+from plantstream.core import local_stack
+from plantstream.core.config import Settings
+from plantstream.core.local_stack import ProcessInfo, alive, read_info, write_info
 from plantstream.stack import maven
-from plantstream.stack.process import (
-    ProcessInfo,
-    alive,
-    port_free,
-    read_info,
-    spawn,
-    tail,
-    terminate,
-    write_info,
-)
+from plantstream.stack.process import StackError, java, port_free, spawn, tail, terminate
 from plantstream.stack.tls import ensure_broker_tls
 
 _log = logging.getLogger("plantstream.stack")
 
 HOST = "127.0.0.1"
-
-
-class StackError(RuntimeError):
-    pass
 
 
 NODE_PORT_STEP = 100  # node n listens on broker_port + 100*(n-1), controller_port + 100*(n-1)
@@ -84,9 +73,7 @@ class KafkaStatus:
 
 
 def home(settings: Settings) -> Path:
-    p = Path(settings.pipeline.state_dir).expanduser().resolve() / "kafka"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return local_stack.service_home(settings, local_stack.KAFKA)
 
 
 def heap_mb(settings: Settings, count: int) -> int:
@@ -112,12 +99,13 @@ def nodes(settings: Settings, count: int | None = None) -> list[Node]:
 
 
 def _topology_home(settings: Settings, count: int) -> Path:
-    return home(settings) if count == 1 else home(settings) / f"cluster-{count}"
+    return home(settings) if count == 1 else home(settings) / local_stack.cluster_dir(count)
 
 
 def _topologies(settings: Settings) -> list[int]:
     """Node counts with storage under the state folder, the configured one first."""
-    found = [int(p.name.removeprefix("cluster-")) for p in sorted(home(settings).glob("cluster-[0-9]*"))]
+    dirs = sorted(home(settings).glob(local_stack.cluster_dir("[0-9]*")))
+    found = [int(p.name.removeprefix(local_stack.cluster_dir(""))) for p in dirs]
     if (home(settings) / "pid.json").exists():
         found.append(1)
     k = settings.pipeline.kafka.brokers
@@ -203,11 +191,6 @@ def _security_lines(settings: Settings, node: Node) -> list[str]:
         "ssl.truststore.type=PEM",
         f"ssl.truststore.location={tls.ca_cert}",
     ]
-
-
-def local_ca(settings: Settings) -> Path:
-    """The CA certificate clients of the local secured broker trust."""
-    return home(settings) / "tls" / "ca.pem"
 
 
 def replication_defaults(count: int) -> tuple[int, int]:
@@ -331,13 +314,6 @@ def status(settings: Settings) -> KafkaStatus:
     return found
 
 
-def _java() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise StackError("Java is not on PATH. Fix: install a Java 17+ runtime (Debian: openjdk-17-jre-headless)")
-    return java
-
-
 # JVM flags of a cluster node: three JVMs share two cores with the pipeline, so a serial collector (no
 # GC threads) on a small heap, and few compiler threads
 _SMALL_JVM = ["-XX:+UseSerialGC", "-XX:CICompilerCount=2", "-XX:ReservedCodeCacheSize=64m", "-Xss512k"]
@@ -361,11 +337,11 @@ def _cluster_id(where: Path) -> str:
     return cluster
 
 
-def _format(settings: Settings, java: str, classpath: str, node: Node, cluster: str) -> None:
+def _format(settings: Settings, java_exe: str, classpath: str, node: Node, cluster: str) -> None:
     if (node.data / "meta.properties").exists():
         return
     fmt_cmd = [
-        java,
+        java_exe,
         "-Xshare:auto",
         "-XX:TieredStopAtLevel=1",  # a one-shot tool: start fast, never optimise
         "-cp",
@@ -413,7 +389,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
                 )
     libs = maven.kafka_libs(k.version)
     classpath = f"{libs}/*"
-    java = _java()
+    java_exe = java()
     cluster = _cluster_id(_topology_home(settings, count))
     (_topology_home(settings, count) / "ports.json").write_text(json.dumps([k.broker_port, k.controller_port]))
     for n in todo:
@@ -421,13 +397,13 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
         (n.home / "server.properties").write_text(_properties(settings, n.data, n, count))
         (n.home / "log4j2.properties").write_text(_LOG4J2.format(log=n.home / "server.log"))
     with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:  # one JVM each; in parallel
-        list(pool.map(lambda n: _format(settings, java, classpath, n, cluster), todo))
+        list(pool.map(lambda n: _format(settings, java_exe, classpath, n, cluster), todo))
     procs: list[tuple[Node, subprocess.Popen[bytes]]] = []
     try:
         for n in todo:
             marker = str(n.home / "server.properties")
             cmd = [
-                java,
+                java_exe,
                 *_jvm_flags(settings, count),
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={n.home / 'log4j2.properties'}",
@@ -462,7 +438,7 @@ def _wait_ready(
 ) -> None:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.kafka_clients import security_config
+    from plantstream.core.kafka_clients import security_config
 
     bootstrap = ",".join(n.endpoint for n in ns)
     deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from plantstream.config import Settings
+from plantstream.core.config import Settings
 from plantstream.stack import kafka
 
 
@@ -63,7 +63,7 @@ def controller(settings: Settings) -> tuple[int | None, int | None]:
 
 def partitions(settings: Settings, timeout: float = 5.0) -> tuple[list[int], list[PartitionState]]:
     """The brokers the metadata lists and the state of every partition (internal topics included)."""
-    from plantstream.kafka_clients import admin_config
+    from plantstream.core.kafka_clients import admin_config
 
     admin = AdminClient({**admin_config(settings), "log_level": 0})
     md = admin.list_topics(timeout=timeout)

@@ -40,12 +40,12 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from psycopg.rows import dict_row
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
 from processors import event_windows
 from processors import oee as oee_math
-from sinks import postgres_store
-from sinks.sqlite_store import KPI_COLUMNS, RECORD_COLUMNS
+from sinks.stores import postgres as postgres_store
+from sinks.stores.sqlite import KPI_COLUMNS, RECORD_COLUMNS
 
 RESULTS_FILE = os.environ.get("PLANTSTREAM_FAULT_RESULTS")
 SOAK = os.environ.get("PLANTSTREAM_SOAK", "") not in ("", "0", "false", "no")

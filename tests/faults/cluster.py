@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 import yaml
 
-from plantstream import runstats, topics
-from plantstream.config import DEMO_CONFIG, Settings
+from plantstream.core import runstats, topics
+from plantstream.core.config import DEMO_CONFIG, Settings
 from plantstream.stack import kafka, kafka_health
 from plantstream.stack.process import port_free
 from tests.conftest import Stack, free_port, plant_raw, write_config
@@ -360,7 +360,7 @@ def record(report: Report, scenario: str) -> None:
     pause in stored data per scenario over the runs recorded so far."""
     if not RESULTS_FILE:
         return
-    from plantstream.bench import machine
+    from plantstream.bench.pipeline import machine
 
     path = Path(RESULTS_FILE)
     doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"runs": []}

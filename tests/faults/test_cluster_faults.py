@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
 from plantstream.stack import kafka
-from sinks.pg_local import LocalPostgres
+from plantstream.stack.postgres import LocalPostgres
 from tests.conftest import Stack, plant_raw
 from tests.faults import cluster as c
 from tests.faults.checker import SOAK

@@ -20,8 +20,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from plantstream import kafka_clients, runstats, topics
-from plantstream.config import Settings, TagRole, TagType
+from plantstream.core import kafka_clients, runstats, topics
+from plantstream.core.config import Settings, TagRole, TagType
 from processors import event_windows, oee
 from tests.conftest import write_config
 from tests.helpers import frame_codec, spawn_cli

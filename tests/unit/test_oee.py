@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Asset, Settings, Shift, ShiftBreak, StateCode, load_config
+from plantstream.core.config import Asset, Settings, Shift, ShiftBreak, StateCode, load_config
 from processors import machine_state as ms
 from processors import oee
 

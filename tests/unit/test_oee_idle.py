@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Shift
+from plantstream.core.config import Shift
 from processors import machine_state as ms
 from processors import oee
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from plantstream import metrics, runstats
-from plantstream.config import Settings
-from plantstream.topics import Replication, ReplicationError, replication
+from plantstream.core import metrics, runstats
+from plantstream.core.config import Settings
+from plantstream.core.topics import Replication, ReplicationError, replication
 
 PLANT: dict[str, Any] = {"plant": {"assets": [{"path": "a.b.c.d.e"}]}, "devices": []}
 
