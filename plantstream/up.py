@@ -33,6 +33,10 @@ class Child:
     log: Path = field(default_factory=Path)
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
+    restarted_at: list[float] = field(default_factory=list)  # monotonic times of its restarts
+
+    def recent_restarts(self, now: float) -> int:
+        return sum(1 for t in self.restarted_at if now - t < RESTART_WINDOW_S)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -50,9 +54,11 @@ class Child:
             self.proc.wait()
 
 
-# A stage that dies is started again this many times per run (it resumes from its committed offsets,
-# a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+# A stage that dies is started again up to this many times within RESTART_WINDOW_S (it resumes from its
+# committed offsets, a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+# A window, not a total: a long run outlives many broker failures, each of which may take a stage down.
 MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
 
 
 def _counts(state_dir: str, carried: dict[str, int] | None = None) -> dict[str, int]:
@@ -182,7 +188,10 @@ class Orchestrator:
             self.carried[key] = self.carried.get(key, 0) + int(v)
         (Path(self.state_dir) / "run" / f"{child.name}.json").unlink(missing_ok=True)
         child.restarts += 1
-        time.sleep(min(child.restarts, 5))  # a broker or device that is down gets a moment to come back
+        now = time.monotonic()
+        child.restarted_at.append(now)
+        # a broker or device that is down gets a moment to come back
+        time.sleep(min(child.recent_restarts(now), 5))
         self._start(child)
 
     def run(self, duration: float | None) -> dict[str, Any]:
@@ -249,16 +258,19 @@ class Orchestrator:
                 dead = [c for c in self.children if not c.alive()]
                 for c in dead:
                     code = c.proc.returncode if c.proc else "?"
-                    if c.restarts < MAX_RESTARTS:
+                    recent = c.recent_restarts(time.monotonic())
+                    if recent < MAX_RESTARTS:
                         say(
-                            f"{c.name} exited unexpectedly (code {code}); restarting it ({c.restarts + 1} of "
-                            f"{MAX_RESTARTS}), it resumes where it left off. Last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}); restarting it ({recent + 1} of "
+                            f"{MAX_RESTARTS} within {RESTART_WINDOW_S / 60:.0f} min), it resumes where it left off. "
+                            f"Last log lines:\n{tail(c.log)}"
                         )
                         self.restart(c)
                     else:
                         say(
-                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts; stopping "
-                            f"the pipeline. Fix the cause in its log {c.log}. Last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts within "
+                            f"{RESTART_WINDOW_S / 60:.0f} min; stopping the pipeline. Fix the cause in its log "
+                            f"{c.log}. Last log lines:\n{tail(c.log)}"
                         )
                         exit_code = 1
                 if exit_code:

@@ -144,19 +144,19 @@ class PauseMeter:
                     self._last[device] = seq
                     self.moves.setdefault(device, []).append(now)
 
-    def longest(self, since: float, until: float | None = None) -> float:
-        """The longest pause of any device within [since, until] (a pause still open at `until` counts)."""
+    def longest(self, since: float, until: float | None = None) -> tuple[float, str, float]:
+        """The longest pause of any device ending within [since, until] (a pause still open at `until`
+        counts): (seconds, device, monotonic time it began)."""
         until = until or time.monotonic()
-        worst = 0.0
-        for moves in self.moves.values():
+        worst = (0.0, "", since)
+        for device, moves in self.moves.items():
             inside = [t for t in moves if since <= t <= until]
             before = [t for t in moves if t < since]
-            points = ([before[-1]] if before else []) + inside
+            points = [*([before[-1]] if before else []), *inside, until]
             for a, b in itertools.pairwise(points):
-                worst = max(worst, b - a)
-            if points:
-                worst = max(worst, until - points[-1])
-        return round(worst, 2)
+                if b - a > worst[0]:
+                    worst = (b - a, device, a)
+        return round(worst[0], 2), worst[1], worst[2]
 
 
 @dataclass
@@ -189,8 +189,19 @@ class UpRun:
         wait_for(lambda: self.acked() >= before + more, timeout, 0.2, f"{more} more frames acked: {what}")
         assert self.proc.poll() is None, self.err.read_text()[-3000:]
 
-    def mark(self, what: str, **figures: Any) -> None:
-        self.events.append({"t": round(time.monotonic() - self.started, 1), "event": what, **figures})
+    def mark(self, what: str, began: float, **figures: Any) -> None:
+        """Record a fault that began at monotonic time `began`, with the longest pause in stored data since."""
+        pause, device, at = self.meter.longest(began)
+        self.events.append(
+            {
+                "t": round(began - self.started, 1),
+                "event": what,
+                "longest_pause_s": pause,
+                "paused_device": device,
+                "pause_began_s_after_fault": round(at - began, 1),
+                **figures,
+            }
+        )
 
     def kill_component(self, component: str) -> int:
         pid = self.pid_of(component)
@@ -199,7 +210,7 @@ class UpRun:
 
     def finish(self, scenario: str, fault_from: float, **extra: Any) -> Report:
         """Stop `up` (producer first, then the drain), then check everything against the readings topic."""
-        longest = self.meter.longest(fault_from)
+        longest, device, _ = self.meter.longest(fault_from)
         self.meter.__exit__()
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -221,6 +232,7 @@ class UpRun:
             producer_acked=summary["frames_acked"],
             producer_failed=summary["frames_failed"],
             longest_pause_s=longest,
+            longest_pause_device=device,
             duration_s=summary["duration_s"],
             **extra,
         )
@@ -285,11 +297,13 @@ def readings(run: UpRun) -> str:
 def leader_sigkill(run: UpRun, cluster: Cluster) -> None:
     """SIGKILL the leader of readings partition 0; writes go on once a new leader is elected; restart it."""
     old = cluster.leader(readings(run), 0)
+    began = time.monotonic()
     cluster.kill(old)
     elected = cluster.wait_new_leader(readings(run), 0, old)
     run.wait_acked(FRAMES_AFTER_FAULT, 90, f"after SIGKILL of leader node {old}")
     in_sync = cluster.restart()
-    run.mark("leader-sigkill", node=old, new_leader_s=round(elected, 1), in_sync_s=round(in_sync, 1))
+    run.wait_acked(FRAMES_AFTER_FAULT, 90, f"after leader node {old} is back")
+    run.mark("leader-sigkill", began, node=old, new_leader_s=round(elected, 1), in_sync_s=round(in_sync, 1))
 
 
 def broker_stopped(run: UpRun, cluster: Cluster, seconds: float) -> None:
@@ -297,6 +311,7 @@ def broker_stopped(run: UpRun, cluster: Cluster, seconds: float) -> None:
     with min.insync.replicas 2 of the other two; then start it and wait until every partition is in sync."""
     node = cluster.leader(readings(run), 1)
     t0 = time.monotonic()
+    began = t0
     cluster.stop(node)
     wait_for(
         lambda: bool(kafka_health.health(cluster.settings).under_replicated),
@@ -309,7 +324,10 @@ def broker_stopped(run: UpRun, cluster: Cluster, seconds: float) -> None:
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
     run.wait_acked(FRAMES_AFTER_FAULT, 90, f"with node {node} stopped for {seconds:.0f}s")
     in_sync = cluster.restart()
-    run.mark("broker-stopped", node=node, stopped_s=round(seconds), under_replicated=urp, in_sync_s=round(in_sync, 1))
+    run.wait_acked(FRAMES_AFTER_FAULT, 90, f"after node {node} is back")
+    run.mark(
+        "broker-stopped", began, node=node, stopped_s=round(seconds), under_replicated=urp, in_sync_s=round(in_sync, 1)
+    )
 
 
 def controller_sigkill(run: UpRun, cluster: Cluster) -> None:
@@ -317,6 +335,7 @@ def controller_sigkill(run: UpRun, cluster: Cluster) -> None:
     old, epoch = cluster.controller()
     assert old is not None and epoch is not None, "no active controller found"
     t0 = time.monotonic()
+    began = t0
     cluster.kill(old)
 
     def elected() -> bool:
@@ -327,8 +346,10 @@ def controller_sigkill(run: UpRun, cluster: Cluster) -> None:
     took = time.monotonic() - t0
     run.wait_acked(FRAMES_AFTER_FAULT, 90, f"after SIGKILL of controller node {old}")
     in_sync = cluster.restart()
+    run.wait_acked(FRAMES_AFTER_FAULT, 90, f"after controller node {old} is back")
     run.mark(
         "controller-sigkill",
+        began,
         node=old,
         new_controller=cluster.controller()[0],
         election_s=round(took, 1),
@@ -339,6 +360,7 @@ def controller_sigkill(run: UpRun, cluster: Cluster) -> None:
 def worker_and_sink_sigkill(run: UpRun, cluster: Cluster) -> None:
     """SIGKILL a worker and a sink while the leader of readings partition 0 is SIGKILLed; `up` restarts them."""
     old = cluster.leader(readings(run), 0)
+    began = time.monotonic()
     cluster.kill(old)
     killed = {c: run.kill_component(c) for c in ("processor-2", "sink-storage-2")}
     cluster.wait_new_leader(readings(run), 0, old)
@@ -349,7 +371,8 @@ def worker_and_sink_sigkill(run: UpRun, cluster: Cluster) -> None:
     wait_for(restarted, 90, 0.3, "up to restart the killed worker and sink")
     run.wait_acked(FRAMES_AFTER_FAULT, 90, "after the worker, the sink and a leader were killed")
     in_sync = cluster.restart()
-    run.mark("worker-sink-sigkill-during-leader-change", node=old, in_sync_s=round(in_sync, 1))
+    run.wait_acked(FRAMES_AFTER_FAULT, 90, f"after node {old} is back")
+    run.mark("worker-sink-sigkill-during-leader-change", began, node=old, in_sync_s=round(in_sync, 1))
 
 
 # --- figures ------------------------------------------------------------------------------------------------
@@ -393,5 +416,17 @@ def record(report: Report, scenario: str) -> None:
             ),
         }
     doc["summary"] = summary
+    per_fault: dict[str, list[float]] = {}
+    for r in doc["runs"]:
+        for e in r.get("events", []):
+            per_fault.setdefault(e["event"], []).append(e["longest_pause_s"])
+    doc["pause_per_fault"] = {
+        name: {
+            "faults": len(ps),
+            "longest_pause_s_median": round(statistics.median(ps), 2),
+            "longest_pause_s_max": max(ps),
+        }
+        for name, ps in sorted(per_fault.items())
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
