@@ -18,7 +18,7 @@ import schemas
 from plantstream.core.config import Settings
 from plantstream.core.serde import Registry
 
-log = logging.getLogger("plantstream.topics")
+log = logging.getLogger("plantstream.core.topics")
 
 DAY_MS = 24 * 3600 * 1000
 
