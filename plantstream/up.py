@@ -262,8 +262,8 @@ class Orchestrator:
                     if recent < MAX_RESTARTS:
                         say(
                             f"{c.name} exited unexpectedly (code {code}); restarting it ({recent + 1} of "
-                            f"{MAX_RESTARTS} within {RESTART_WINDOW_S / 60:.0f} min), it resumes where it left off. "
-                            f"Last log lines:\n{tail(c.log)}"
+                            f"{MAX_RESTARTS}), it resumes where it left off (at most {MAX_RESTARTS} restarts per "
+                            f"{RESTART_WINDOW_S / 60:.0f} min). Last log lines:\n{tail(c.log)}"
                         )
                         self.restart(c)
                     else:
