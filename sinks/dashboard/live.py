@@ -127,11 +127,6 @@ class LiveFeed:
                     self.last_message = time.monotonic()
                     if self.state != "live":
                         self.state, self.detail = "live", "reading " + ", ".join(sorted(kinds))
-                if self.state == "broker" and time.monotonic() - self._checked > 5.0:
-                    self._checked = time.monotonic()
-                    with contextlib.suppress(KafkaException):
-                        consumer.list_topics(timeout=2)  # answers again: the broker is back
-                        self.state, self.detail = "live", "reading " + ", ".join(sorted(kinds))
                     topic = m.topic() or ""
                     try:
                         record = decoders[topic].decode(m.value())
@@ -142,5 +137,10 @@ class LiveFeed:
                     kind = kinds[topic]
                     self.counts[kind] += 1
                     self.deliver(kind, record)
+                if self.state == "broker" and time.monotonic() - self._checked > 5.0:
+                    self._checked = time.monotonic()
+                    with contextlib.suppress(KafkaException):
+                        consumer.list_topics(timeout=2)  # answers again: the broker is back
+                        self.state, self.detail = "live", "reading " + ", ".join(sorted(kinds))
         finally:
             consumer.close()

@@ -348,14 +348,18 @@ class Hub:
             machine.close_timeline(segs, last if last is not None else before[0] if before else None, now, gap)
             out["timeline"] = segs
             real = [s for s in segs if s["state"] != machine.NO_DATA]
-            if real and real[-1]["end"] >= now - gap:
-                since = real[-1]["start"]
+            if real:
+                held = real[-1]
+                since = held["start"]
                 value = rows[-1][1] if rows else before[1] if before else None
                 if since <= shift["start"] and value is not None:  # it began before the shift: look further back
                     week = 7 * 86_400 * US
                     since = self.history.value_since(asset, m.state_tag, shift["start"], value, week) or since
-                out["since"] = since
-                self.states.seed(asset, since)
+                out["since"], out["since_state"] = since, held["state"]
+                cur = self.states.current.get(asset)
+                # the live state continues the stored one (no silence between): it began at the stored start
+                if cur is not None and cur["state"] == held["state"] and cur["since"] <= held["end"] + gap:
+                    self.states.seed(asset, since)
         out["marks"] = machine.calendar_marks(self.calendar, shift["start"], shift["end"])
         windows = self.history.oee_windows(asset, shift["start"], now + 1, shifts=False)
         so_far = oee_view.combine(windows, a.ideal_cycle_time_s)

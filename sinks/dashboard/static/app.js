@@ -195,12 +195,10 @@ function machineNow() {  // the live tracker's state, its start made earlier by 
   const sh = S.shift;
   if (!m && sh && sh.timeline.length) {
     const last = sh.timeline[sh.timeline.length - 1];
-    if (last.state !== "NO_DATA") return { state: last.state, reason: last.reason, since: sh.since || last.start, since_known: !!sh.since };
+    if (last.state !== "NO_DATA") return { state: last.state, reason: last.reason, since: sh.since || last.start, since_known: true };
   }
   if (!m) return null;
-  let since = m.since, known = m.since_known;
-  if (!known && sh && sh.since && sh.since <= since) { since = sh.since; known = true; }
-  return { ...m, since, since_known: known };
+  return m;
 }
 function renderMachine() {
   const m = machineNow(), badge = $("#machine-state"), sinceBox = $("#state-since");
@@ -323,6 +321,7 @@ async function loadShift() {
     const sh = await api(`api/shift?asset=${encodeURIComponent(asset)}`);
     if (asset !== S.selected) return;
     S.shift = sh;
+    if (sh.machine) (S.live || (S.live = { values: { values: {}, quality: {}, time: 0 }, rates: {} })).machine = sh.machine;
   } catch (e) { console.error(e); return; }
   renderTimeline(); renderOee(); renderShifts(); renderMachine();
 }
@@ -394,7 +393,7 @@ function chartOpts(width, height, series, extra = {}) {
       bind: { dblclick: () => () => { S.zoom = null; applyWindow(); return null; } } },
     scales: { x: { time: true } },
     axes: [
-      { stroke: "#8a96a3", grid: { stroke: "#243040", width: 1 }, ticks: { stroke: "#243040" }, size: 28 },
+      { stroke: "#8a96a3", grid: { stroke: "#243040", width: 1 }, ticks: { stroke: "#243040" }, size: 28, space: 70 },
       { stroke: "#8a96a3", grid: { stroke: "#243040", width: 1 }, ticks: { stroke: "#243040" }, size: 52, values: (u, vals) => vals.map(fmtShort) },
     ],
     legend: { live: true },
@@ -623,7 +622,7 @@ function updateConn() {
   if (es.readyState === EventSource.CLOSED) return setConn("disconnected", "disconnected", "the server closed the stream");
   if (es.readyState === EventSource.CONNECTING) return setConn(S.everOpen ? "reconnecting" : "connecting", S.everOpen ? "reconnecting…" : "connecting…", "no stream to the dashboard server");
   const age = (Date.now() - S.lastEvent) / 1000;
-  if (age > 7) return setConn("stale", `no word for ${age.toFixed(0)} s`, "the stream is open but the server sends nothing (it ticks every 2 s)");
+  if (age > 5) return setConn("stale", `no word for ${age.toFixed(0)} s`, "the stream is open but the server sends nothing (it ticks every 2 s)");
   const f = S.feed;
   if (f && f.state !== "live") return setConn("degraded", f.state === "off" ? "history only" : f.state === "broker" ? "Kafka unreachable" : "waiting for topics", f.detail);
   setConn("live", "live", f ? `${f.detail}; newest record ${f.last_record_age_s === null ? "–" : f.last_record_age_s + " s"} ago` : "");
