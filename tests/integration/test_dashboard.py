@@ -521,6 +521,7 @@ def test_browser_operator_trends_state_oee_and_ack(dash: Dash, browser: Any) -> 
         # the anomaly trend: warm-up shaded and labelled, the alarm marked
         assert page.get_attribute("#trends", "data-warmup") == "1"
         assert page.get_attribute("#trends", "data-alarms") == "1"
+        assert page.inner_text("#model-note") == "model ready"  # readiness beside the chart (its last score)
         page.screenshot(path=str(ARTIFACTS / "dashboard-trends-hover.png"), full_page=True)
         # machine state by name, since when; the shift's timeline; OEE with the reason a factor is undefined
         page.wait_for_selector("#machine-state[data-state='PLANNED_STOP']")

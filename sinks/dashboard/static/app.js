@@ -441,11 +441,11 @@ function drawWarmup(u) {
   }
   ctx.restore();
 }
-function modelNote() {
+function modelNote() {  // readiness of the asset's anomaly model, from its latest score
   const a = S.live && S.live.anomaly, an = S.history && S.history.anomaly;
-  if (a && a.warming_up) return { text: "model learning what normal looks like (warm-up): no alarms until it is done", cls: "model" };
-  if (a) return { text: `model ${a.model} ready · ${a.is_anomaly ? "ANOMALY" : "normal"}`, cls: a.is_anomaly ? "sev-CRITICAL" : "" };
-  if (an && an.t.length) return { text: an.warming[an.warming.length - 1] ? "model in warm-up (learning)" : "model ready", cls: "" };
+  if (a && a.warming_up) return { text: `model ${a.model} warming up: learning what normal looks like, not judging yet`, cls: "model" };
+  if (a) return { text: `model ${a.model} ready${a.is_anomaly ? " · ANOMALY" : ""}`, cls: a.is_anomaly ? "sev-CRITICAL" : "" };
+  if (an && an.t.length) return an.warming[an.warming.length - 1] ? { text: "model warming up: not judging yet", cls: "model" } : { text: "model ready", cls: "" };
   return { text: "no anomaly scores yet", cls: "" };
 }
 function drawTrends() {
