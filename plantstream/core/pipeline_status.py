@@ -9,7 +9,6 @@ between two samples: messages per second per topic, and each stage's main counte
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from plantstream.core.config import Settings
 STALE_AFTER_S = 15.0  # a component's run file not rewritten for this long: it hangs (they flush every 1-2 s)
 
 # the counter whose rate says a component is doing its work
-INSTANCE = re.compile(r"-\d+$")  # processor-2: the second instance of a stage, in the same group
 RATE_COUNTERS = {"processor": "frames_in", "sink-storage": "samples_stored", "sink-alerts": "deliveries_sent"}
 
 
@@ -45,14 +43,14 @@ class Sample:
 def rate_counter(component: str) -> str:
     if component.startswith("producer"):
         return "frames_acked"
-    return RATE_COUNTERS.get(INSTANCE.sub("", component), "messages_in")
+    return RATE_COUNTERS.get(runstats.base_component(component), "messages_in")
 
 
 def group_of(component: str, group_id: str) -> str | None:
     """The consumer group a component commits in (instances of one stage share it); None: it commits none."""
     if component.startswith("producer") or component == "dashboard":
         return None
-    return f"{group_id}-{INSTANCE.sub('', component)}"
+    return f"{group_id}-{runstats.base_component(component)}"  # the instances of a stage share its group
 
 
 def pid_alive(pid: Any) -> bool:
