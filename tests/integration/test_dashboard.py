@@ -250,6 +250,14 @@ def publish_alert(settings: Settings, alert_id: str, state: str = "RAISED") -> N
     produce(settings, settings.topic(topics.ALERTS), [(PRESS.encode(), codec.encode(rec))])
 
 
+def processor_reports(settings: Settings) -> None:
+    """A running stage's counters, as the health panel reads them (the file a live processor rewrites every 1 s)."""
+    stats = RunStats("processor", settings.pipeline.state_dir)
+    stats.add("frames_in", 10)
+    stats.add("dead_letters", 2)
+    stats.flush()
+
+
 def clean_env() -> dict[str, str]:
     return {
         k: v
@@ -271,10 +279,7 @@ def dash(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Das
         users.upsert(Path(settings.pipeline.state_dir) / "users.yaml", name, role, PASSWORDS[name])
     prepare_topics(settings)
     seed_store(settings, now)
-    proc_stats = RunStats("processor", settings.pipeline.state_dir)  # a running stage, as the health panel reads it
-    proc_stats.add("frames_in", 10)
-    proc_stats.add("dead_letters", 2)
-    proc_stats.flush()
+    processor_reports(settings)
     log = tmp / "dashboard.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -464,6 +469,8 @@ def test_live_values_state_counter_rates_and_health(dash: Dash) -> None:
     assert machine["state"] == "PLANNED_STOP" and machine["reason"] == "3" and machine["since"] == t - 2 * US
     tick = next(d for e, d in events if e == "tick")
     assert tick["feed"]["state"] == "live"
+    processor_reports(s)
+    time.sleep(3.5)  # the dashboard samples the pipeline every 3 s
     st = dash.state(PRESS)
     assert st["live"]["rates"]["strokes_total"] == pytest.approx(3 / 2 * 60)  # parts per minute
     assert st["live"]["values"]["values"]["oil_temperature"] == 63.25 and st["status"][PRESS]["online"]
@@ -543,6 +550,7 @@ def test_browser_operator_trends_state_oee_and_ack(dash: Dash, browser: Any) -> 
             f"document.querySelector(\"#values tr[data-tag='strokes_total'] .rate\").textContent === '{rate:.1f}/min'"
         )
         # health and the header tell the truth
+        processor_reports(s)
         page.wait_for_selector("#health tr[data-component='processor'][data-state='running']")
         assert page.get_attribute("#conn", "data-state") == "live"
         page.screenshot(path=str(ARTIFACTS / "dashboard-state-oee.png"), full_page=True)
