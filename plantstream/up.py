@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException
 from plantstream import consumer_lag, kafka_clients, runstats, topics
 from plantstream.config import Settings
 from plantstream.stack import kafka as local_kafka
+from plantstream.stack import mosquitto as local_mosquitto
 from plantstream.stack import registry as local_registry
 from plantstream.stack.process import tail
 
@@ -64,7 +65,7 @@ def _counts(state_dir: str, carried: dict[str, int] | None = None) -> dict[str, 
     return merged
 
 
-PRODUCERS = ("producer-modbus", "producer-opcua")
+PRODUCERS = ("producer-modbus", "producer-opcua", "producer-mqtt", "producer-sparkplug")
 
 
 def _produced(c: dict[str, int], what: str) -> int:
@@ -97,6 +98,7 @@ class Orchestrator:
         self.state_dir = str(Path(settings.pipeline.state_dir).expanduser().resolve())
         self.started_kafka = False
         self.started_registry = False
+        self.mosquitto: local_mosquitto.Mosquitto | None = None
         self.children: list[Child] = []
         self.stopping = False
         self.carried: dict[str, int] = {}  # counters of restarted components' earlier incarnations
@@ -127,6 +129,10 @@ class Orchestrator:
             self.started_registry = not was
             url = rst.url or ""
             say(f"registry: ready on {url}")
+        if local_mosquitto.needed(s):
+            self.mosquitto = local_mosquitto.for_settings(s)
+            self.mosquitto.start()
+            say(f"mqtt: local mosquitto on 127.0.0.1:{self.mosquitto.port} (log {self.mosquitto.log_path})")
         return bootstrap, url
 
     def tls_env(self) -> dict[str, str]:
@@ -205,7 +211,7 @@ class Orchestrator:
         time.sleep(1.0)  # let the simulator bind before the first poll, so the log is not full of BAD reads
         producers = [
             self.spawn(f"producer-{kind}", "produce", kind, env=env)
-            for kind in ("modbus", "opcua")
+            for kind in ("modbus", "opcua", "mqtt", "sparkplug")
             if any(d.protocol.startswith(kind) for d in self.settings.devices)
         ]
         exit_code = 0
@@ -267,6 +273,9 @@ class Orchestrator:
             if alert_sink is not None:
                 alert_sink.stop(30)
             dashboard.stop(10)
+            if self.mosquitto is not None:
+                self.mosquitto.stop()
+                say("mqtt: local mosquitto stopped")
             if self.started_registry:
                 local_registry.stop(self.settings)
                 say("registry: stopped")
