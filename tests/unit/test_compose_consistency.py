@@ -494,7 +494,7 @@ def check_plant_mount(compose: Compose, base: Path = REPO) -> list[str]:
             if broker is not None:  # mqtt / sparkplug_b: the broker must be a service the simulator publishes to
                 bhost = k.mqtt.brokers[broker].host
                 if bhost not in svc:
-                    problems.append(f"{name}: device {d.name} reads broker host {bhost!r}, which is not a compose service")
+                    problems.append(f"{name}: device {d.name} reads broker {bhost!r}, which is not a compose service")
                 continue
             host = device_host(d)
             if host not in svc:
