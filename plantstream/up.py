@@ -129,11 +129,14 @@ class Orchestrator:
             self.started_registry = not was
             url = rst.url or ""
             say(f"registry: ready on {url}")
-        if local_mosquitto.needed(s):
-            self.mosquitto = local_mosquitto.for_settings(s)
+        return bootstrap, url
+
+    def start_mosquitto(self) -> None:
+        """The local MQTT broker, when mqtt/sparkplug_b devices use a broker with host null."""
+        if local_mosquitto.needed(self.settings):
+            self.mosquitto = local_mosquitto.for_settings(self.settings)
             self.mosquitto.start()
             say(f"mqtt: local mosquitto on 127.0.0.1:{self.mosquitto.port} (log {self.mosquitto.log_path})")
-        return bootstrap, url
 
     def tls_env(self) -> dict[str, str]:
         """Children get the bootstrap address explicitly, so they must also be told the local CA to trust."""
@@ -183,6 +186,7 @@ class Orchestrator:
         t0 = time.monotonic()
         runstats.clear(self.state_dir)
         bootstrap, url = self.start_stack()
+        self.start_mosquitto()
         env = {
             **self.tls_env(),
             "KAFKA_BOOTSTRAP": bootstrap,
