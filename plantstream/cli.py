@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from plantstream.config import ConfigError, Settings, load_config
+from plantstream.core.config import ConfigError, Settings, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and schema registry.")
@@ -73,22 +73,66 @@ def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validat
         s = load_config(file)
     except ConfigError as e:
         raise _fail(str(e), 2) from e
+    from producers.replay import ReplayError, check_source
+
+    problems = []
+    for src in s.replay:
+        try:
+            check_source(src)
+        except ReplayError as e:
+            problems.append(f"  - replay[{src.name}]: {e}")
+    if problems:
+        raise _fail(f"{file}: {len(problems)} problem(s) in the replay sources:\n" + "\n".join(problems), 2)
     n_tags = sum(len(d.tags) for d in s.devices)
-    typer.echo(f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags)")
+    typer.echo(
+        f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags, "
+        f"{len(s.replay)} replay sources)"
+    )
 
 
 # --- local stack -------------------------------------------------------------------------------
 
 
+def with_overrides(
+    s: Settings, *, brokers: int | None = None, workers: int | None = None, sinks: int | None = None
+) -> Settings:
+    """The settings with command-line counts in place of the configured ones (checked like the config)."""
+    from plantstream.core.config import shared_store_problem
+
+    p = s.pipeline
+    kafka = p.kafka.model_copy(update={"brokers": brokers}) if brokers is not None else p.kafka
+    storage = p.storage.model_copy(update={"sinks": sinks}) if sinks is not None else p.storage
+    for name, value in (("--brokers", brokers), ("--workers", workers), ("--sinks", sinks)):
+        if value is not None and not 1 <= value <= (5 if name == "--brokers" else 32):
+            raise _fail(f"{name} {value}: use 1 to {5 if name == '--brokers' else 32}", 2)
+    if problem := shared_store_problem(storage):
+        raise _fail(problem, 2)
+    pipeline = p.model_copy(
+        update={"kafka": kafka, "storage": storage, **({"workers": workers} if workers is not None else {})}
+    )
+    return s.model_copy(update={"pipeline": pipeline})
+
+
+BrokersOpt = Annotated[
+    int | None,
+    typer.Option("--brokers", help="local Kafka nodes, each a broker and a controller voter (default: the config)"),
+]
+
+
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Fetch (first time), start and wait for the broker and the schema registry."""
+def kafka_start(brokers: BrokersOpt = None) -> None:
+    """Fetch (first time), start and wait for the broker(s) and the schema registry."""
     from plantstream.stack import kafka, registry
 
-    s = ctx_state.settings()
+    s = with_overrides(ctx_state.settings(), brokers=brokers)
     try:
         k = kafka.start(s)
-        typer.echo(f"kafka: running on {k.bootstrap} (pid {k.pid}, data {k.data_dir})")
+        if len(k.nodes) != s.pipeline.kafka.brokers:
+            typer.echo(f"kafka: a {len(k.nodes)}-node local Kafka already runs here; `plantstream kafka stop` first")
+        typer.echo(
+            f"kafka: running on {k.bootstrap} ({len(k.nodes)} node(s), pids "
+            f"{', '.join(str(n.pid) for n in k.nodes)}, data {k.data_dir})"
+        )
         r = registry.start(s)
         typer.echo(f"registry: running on {r.url} (pid {r.pid})")
     except Exception as e:
@@ -107,25 +151,32 @@ def kafka_stop() -> None:
 
 @kafka_app.command("status")
 def kafka_status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
-    """Is the local stack up, and where."""
-    from plantstream.stack import kafka, registry
+    """Is the local stack up, and where: every Kafka node, the active controller, under-replicated partitions."""
+    from plantstream.stack import kafka, kafka_health, registry
 
     s = ctx_state.settings()
     k = kafka.status(s)
     r = registry.status(s)
     bootstrap = s.pipeline.kafka.bootstrap or k.bootstrap
     url = s.pipeline.registry.url or r.url
+    health = kafka_health.health(s) if k.bootstrap and not s.pipeline.kafka.bootstrap else None
     doc = {
         "running": bool(bootstrap and url),
         "bootstrap": bootstrap,
         "registry_url": url,
-        "kafka": {**asdict(k), "configured": bool(s.pipeline.kafka.bootstrap)},
+        "kafka": {
+            **asdict(k),
+            "configured": bool(s.pipeline.kafka.bootstrap),
+            **({"health": health.as_dict()} if health else {}),
+        },
         "registry": {**asdict(r), "configured": bool(s.pipeline.registry.url)},
     }
     if as_json:
         typer.echo(json.dumps(doc))
     else:
         typer.echo(f"kafka:    {'up on ' + bootstrap if bootstrap else 'down (`plantstream kafka start`)'}")
+        if health is not None:
+            typer.echo("\n".join("          " + line for line in kafka_health.render(health).splitlines()))
         typer.echo(f"registry: {'up on ' + url if url else 'down (`plantstream kafka start`)'}")
     if not doc["running"]:
         raise typer.Exit(1)
@@ -139,7 +190,7 @@ def topics_apply() -> None:
     """Create or update the declared topics and register their schemas (idempotent)."""
     from confluent_kafka.admin import AdminClient
 
-    from plantstream import kafka_clients, topics
+    from plantstream.core import kafka_clients, topics
 
     s = ctx_state.settings()
     try:
@@ -173,7 +224,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Topics, partitions, message counts and rates, and lag per plantstream consumer group."""
-    from plantstream import kafka_clients
+    from plantstream.core import kafka_clients
     from plantstream.status import collect, render
 
     s = ctx_state.settings()
@@ -202,7 +253,7 @@ def simulate(
     fault_hours: Annotated[float | None, typer.Option(help="simulated hours the fault schedule covers")] = None,
 ) -> None:
     """Serve the configured plant's devices (Modbus TCP/RTU, OPC UA) with simulated machine signals."""
-    from producers.cli_glue import run_simulator, simulator_overrides
+    from plantstream.simulators.service import run_simulator, simulator_overrides
 
     try:
         settings = simulator_overrides(
@@ -218,7 +269,7 @@ def produce_modbus(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
 ) -> None:
     """Poll the configured Modbus devices and produce ReadingFrames to Kafka."""
-    from producers.cli_glue import run_modbus
+    from producers.service import run_modbus
 
     raise typer.Exit(run_modbus(ctx_state.settings(), duration))
 
@@ -235,7 +286,7 @@ def produce_opcua(
     if browse is not None:
         import asyncio
 
-        from producers.opcua import browse_tags, browse_yaml
+        from producers.readers.opcua import browse_tags, browse_yaml
 
         try:
             tags = asyncio.run(browse_tags(browse, username=username, password=os.environ.get("OPCUA_PASSWORD")))
@@ -243,7 +294,7 @@ def produce_opcua(
             raise _fail(f"cannot browse {browse}: {type(e).__name__}: {e}", 1) from e
         typer.echo(browse_yaml(tags), nl=False)
         return
-    from producers.cli_glue import run_opcua
+    from producers.service import run_opcua
 
     raise typer.Exit(run_opcua(ctx_state.settings(), duration))
 
@@ -253,7 +304,7 @@ def produce_mqtt(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
 ) -> None:
     """Subscribe to the configured MQTT topics (plain, JSON, UMH _historian) and produce ReadingFrames."""
-    from producers.cli_glue import run_mqtt
+    from producers.service import run_mqtt
 
     raise typer.Exit(run_mqtt(ctx_state.settings(), duration))
 
@@ -280,7 +331,7 @@ def produce_sparkplug(
             raise _fail(f"--broker {broker!r}: not in pipeline.mqtt.brokers ({known})", 2)
         typer.echo(asyncio.run(run_discover(settings, broker, discover, group)), nl=False)
         return
-    from producers.cli_glue import run_sparkplug
+    from producers.service import run_sparkplug
 
     raise typer.Exit(run_sparkplug(settings, duration))
 
@@ -291,7 +342,7 @@ def produce_replay(
     speed: Annotated[str, typer.Option(help="1 = original pace, 60 = 60x faster, max = as fast as possible")] = "max",
 ) -> None:
     """Replay historian exports (CSV/Parquet) as historical frames, with a progress bar."""
-    from producers.cli_glue import run_replay
+    from producers.service import run_replay
 
     try:
         pace = None if speed == "max" else float(speed)
@@ -302,26 +353,85 @@ def produce_replay(
     raise typer.Exit(run_replay(ctx_state.settings(), source, pace))
 
 
+InstanceOpt = Annotated[
+    int,
+    typer.Option(
+        "--instance", min=1, help="which of several processes in the consumer group this is (its counters file)"
+    ),
+]
+
+
 @app.command("process")
-def process() -> None:
+def process(instance: InstanceOpt = 1) -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
     from processors.app import run_worker
 
-    run_worker(ctx_state.settings())
+    run_worker(ctx_state.settings(), instance=instance)
+
+
+@app.command("train")
+def train_model(
+    asset: Annotated[str, typer.Option(help="asset path whose anomaly model is trained")],
+    source: Annotated[
+        str | None, typer.Option(help="replay source (config replay:) holding its normal history")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="store: first time of the history (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="store: end of the history (ISO 8601, exclusive)")] = None,
+    out: Annotated[str | None, typer.Option(help="write the checkpoint here (JSON) instead of to the worker")] = None,
+) -> None:
+    """Fit an asset's anomaly model on normal history (a replay source, or the SQLite store between --since and
+    --until) and hand it to the worker (its model changelog), so the model judges from the first live frame.
+    Stop the worker first; it restores the trained model when it starts."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from plantstream.train import TrainError, publish, train
+
+    def micros(text: str | None, flag: str) -> int | None:
+        if text is None:
+            return None
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError as e:
+            raise _fail(f"{flag} {text!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z", 2) from e
+        return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1_000_000)
+
+    settings = ctx_state.settings()
+    try:
+        state = train(settings, asset, source, micros(since, "--since"), micros(until, "--until"))
+        if out:
+            Path(out).write_text(json.dumps(state, allow_nan=False) + "\n")
+            where = out
+        else:
+            where = publish(settings, asset, state)
+    except TrainError as e:
+        raise _fail(str(e), 2) from e
+    typer.echo(
+        json.dumps(
+            {
+                "asset": asset,
+                "model": state.get("kind"),
+                "frames": state.get("n"),
+                "warmup_frames": state.get("warmup"),
+                "left_out": state.get("features", {}).get("dropped", []),
+                "written_to": where,
+            }
+        )
+    )
 
 
 @sink_app.command("storage")
-def sink_storage() -> None:
-    """Write readings and KPI windows from Kafka into the store (SQLite)."""
+def sink_storage(instance: InstanceOpt = 1) -> None:
+    """Write readings and KPI windows from Kafka into the store (SQLite or PostgreSQL)."""
     from sinks.storage import main as run
 
-    run(ctx_state.settings())
+    run(ctx_state.settings(), instance)
 
 
 @sink_app.command("alerts")
 def sink_alerts() -> None:
     """Deliver alert state changes to the configured channels (webhook, e-mail, MQTT)."""
-    from sinks.alert_sink import main as run
+    from sinks.alerts.sink import main as run
 
     run(ctx_state.settings())
 
@@ -333,7 +443,7 @@ def dashboard_cmd(
     live: Annotated[bool, typer.Option("--live/--no-live", help="--no-live: the store's history only")] = True,
 ) -> None:
     """The plant's live web page: asset tree, OEE, trends, alerts with acknowledge, pipeline health."""
-    from plantstream.dashboard.server import main as run
+    from sinks.dashboard.server import main as run
 
     run(ctx_state.settings(), host=host, port=port, live=live)
 
@@ -341,11 +451,23 @@ def dashboard_cmd(
 @app.command("up")
 def up_cmd(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Faust worker processes in one consumer group (default: pipeline.workers)")
+    ] = None,
+    sinks: Annotated[
+        int | None,
+        typer.Option(
+            help="storage sink processes in one consumer group; more than one needs PostgreSQL "
+            "(default: pipeline.storage.sinks)"
+        ),
+    ] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Run the whole pipeline locally: stack, simulator, producer, processor, sinks, dashboard."""
     from plantstream.up import up
 
-    raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
+    s = with_overrides(ctx_state.settings(), brokers=brokers, workers=workers, sinks=sinks)
+    raise typer.Exit(up(s, ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
 
 
 @bench_app.command("pipeline")
@@ -356,12 +478,15 @@ def bench_pipeline(
     duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
     warmup: Annotated[float, typer.Option(help="seconds before measuring")] = 15.0,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
-    from plantstream.bench import render, run_pipeline_bench, write_result
+    from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
 
-    result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
-                                warmup_s=warmup)
+    settings = with_overrides(ctx_state.settings(), brokers=brokers)
+    result = run_pipeline_bench(
+        settings, assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -377,11 +502,12 @@ def bench_worker(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """One Faust worker draining a backlog with KPIs, OEE, alert rules and anomaly scoring on: samples/s."""
-    from plantstream.bench import write_result
-    from plantstream.bench_worker import render, run_worker_bench
+    from plantstream.bench.pipeline import write_result
+    from plantstream.bench.worker import render, run_worker_bench
 
-    result = run_worker_bench(ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate,
-                              profile=profile)
+    result = run_worker_bench(
+        ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -398,13 +524,18 @@ def bench_alerts(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """p50/p95/p99 from a sample's timestamp to its alert on plant.alerts.v1, one worker under live load."""
-    from plantstream.bench import write_result
-    from plantstream.bench_alerts import render, run_alert_latency_bench
+    from plantstream.bench.alerts import render, run_alert_latency_bench
+    from plantstream.bench.pipeline import write_result
 
     if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
         raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
     result = run_alert_latency_bench(
-        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup,
+        ctx_state.settings(),
+        assets=assets,
+        tags=tags,
+        rate_hz=rate,
+        duration_s=duration,
+        warmup_s=warmup,
         trip_every_s=trip_every,
     )
     typer.echo(render(result), err=True)
@@ -421,8 +552,8 @@ def bench_memory(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """RSS of one real worker holding windows, OEE, alert and anomaly-model state of ASSETS x TAGS."""
-    from plantstream.bench import write_result
-    from plantstream.bench_memory import render, run_memory_bench
+    from plantstream.bench.memory import render, run_memory_bench
+    from plantstream.bench.pipeline import write_result
 
     if assets < 1 or tags < 4 or warmup_frames < 20 or frames <= warmup_frames:
         raise _fail("need --assets >= 1, --tags >= 4, --warmup-frames >= 20 and --frames > --warmup-frames", 2)
@@ -442,8 +573,8 @@ def bench_modbus(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Register-block reads/s of one Modbus producer, and the others' rate with one silent device."""
-    from plantstream.bench import write_result
-    from producers.modbus_bench import run_modbus_bench
+    from plantstream.bench.modbus import run_modbus_bench
+    from plantstream.bench.pipeline import write_result
 
     result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
     write_result(result, json_out)
@@ -460,8 +591,8 @@ def bench_opcua(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """OPC UA data changes/s through one producer process into Kafka (servers in their own processes)."""
-    from plantstream.bench import write_result
-    from producers.opcua_bench import run_opcua_bench
+    from plantstream.bench.opcua import run_opcua_bench
+    from plantstream.bench.pipeline import write_result
 
     if nodes < servers or rate <= 0 or seconds <= 0 or repeats < 1 or servers < 1:
         raise _fail("need --nodes >= --servers >= 1, --rate > 0, --seconds > 0, --repeats >= 1", 2)
@@ -474,8 +605,8 @@ def bench_opcua(
 
 def _broker_bench(kind: str, shape: str, devices: int, tags: int, metrics: int, repeats: int,
                   json_out: str | None) -> None:
-    from plantstream.bench import write_result
-    from plantstream.bench_mqtt import render, run_broker_bench
+    from plantstream.bench.broker import render, run_broker_bench
+    from plantstream.bench.pipeline import write_result
 
     if devices < 1 or tags < 1 or metrics < tags or repeats < 1:
         raise _fail("need --devices >= 1, --tags >= 1, --metrics >= --tags, --repeats >= 1", 2)
@@ -518,26 +649,47 @@ def bench_sparkplug(
 
 @bench_app.command("anomaly")
 def bench_anomaly(
-    seed: Annotated[int, typer.Option(help="seed of the simulated plant and fault schedule")] = 11,
-    hours: Annotated[float, typer.Option(help="simulated hours per asset (1 frame/s)")] = 6.0,
-    assets: Annotated[int, typer.Option(help="simulated pumps")] = 3,
+    dataset: Annotated[
+        str, typer.Option(help="simulator (labelled simulated pump faults), tennessee-eastman, nab, or public (both)")
+    ] = "simulator",
+    seed: Annotated[int, typer.Option(help="simulator: seed of the simulated plant and fault schedule")] = 11,
+    hours: Annotated[float, typer.Option(help="simulator: simulated hours per asset (1 frame/s)")] = 6.0,
+    assets: Annotated[int, typer.Option(help="simulator: simulated pumps")] = 3,
+    fetch: Annotated[bool, typer.Option(help="fill the data set cache from the data sets' repositories (git)")] = False,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
-    """Anomaly detector on labelled simulated faults: event-level F1, false alarms/asset-hour, delay, frames/s."""
+    """The anomaly model on labelled data: simulated pump faults (event F1, false alarms/asset-hour), the Tennessee
+    Eastman process (detection and false alarm rates against PCA T²/Q) or NAB's industrial series (NAB score).
+    Public data sets are read from ~/.cache/plantstream/datasets (PLANTSTREAM_DATASETS); see docs/anomaly.md."""
     from pathlib import Path
 
-    from processors.anomaly_bench import machine_description, run_benchmark
+    from plantstream.bench.anomaly import machine_description, run_benchmark
+    from plantstream.bench.datasets import DATASETS, DatasetMissing, require
+    from plantstream.bench.datasets import fetch as fetch_dataset
 
-    if hours <= 0 or assets < 1:
-        raise _fail("--hours must be > 0 and --assets >= 1", 2)
-    result = run_benchmark(seed=seed, assets=assets, hours=hours)
+    public = {"tennessee-eastman": ["tennessee-eastman"], "nab": ["nab"], "public": ["tennessee-eastman", "nab"]}
+    if dataset != "simulator" and dataset not in public:
+        raise _fail(f"--dataset {dataset!r}: use simulator, tennessee-eastman, nab or public", 2)
+    if dataset == "simulator":
+        if hours <= 0 or assets < 1:
+            raise _fail("--hours must be > 0 and --assets >= 1", 2)
+        result = run_benchmark(seed=seed, assets=assets, hours=hours)
+    else:
+        from plantstream.bench import nab, tennessee_eastman
+
+        result = {}
+        for name in public[dataset]:
+            try:
+                root = (fetch_dataset if fetch else require)(DATASETS[name])
+            except DatasetMissing as e:
+                raise _fail(str(e), 2) from e
+            result[name] = (tennessee_eastman.run if name == "tennessee-eastman" else nab.run)(root)
     result["machine"] = machine_description()
     text = json.dumps(result, indent=2)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(text + "\n")
     typer.echo(text)
-
 
 
 @bench_app.command("storage")
@@ -549,7 +701,7 @@ def bench_storage(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Samples/s into SQLite and PostgreSQL through the stores' write path."""
-    from sinks.storage_bench import main as storage_bench_main
+    from plantstream.bench.storage import main as storage_bench_main
 
     if runs < 1 or batches < 1 or frames < 1:
         raise _fail("--runs, --batches and --frames must be >= 1", 2)
@@ -565,8 +717,8 @@ def bench_dashboard(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
-    from plantstream.bench import write_result
-    from plantstream.dashboard.bench import run_dashboard_bench
+    from plantstream.bench.dashboard import run_dashboard_bench
+    from plantstream.bench.pipeline import write_result
 
     if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
         raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)

@@ -16,8 +16,8 @@ import time
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from plantstream import kafka_clients
-from plantstream.config import Settings
+from plantstream.core import kafka_clients
+from plantstream.core.config import Settings
 
 log = logging.getLogger("plantstream.processor")
 

@@ -13,8 +13,8 @@ import threading
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, cast
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from plantstream.config import (
+from plantstream.core.config import (
     ModbusTag,
     MqttDevice,
     MqttPayloadKind,
@@ -33,9 +33,9 @@ from plantstream.config import (
     TagRole,
     TagType,
 )
+from plantstream.simulators.modbus import Machine, MachineState, profile_for
 from producers.readers import sparkplug_codec as codec
 from producers.readers.sparkplug_b_pb2 import DataType, Payload
-from producers.simulator import Machine, MachineState, profile_for
 
 log = logging.getLogger(__name__)
 

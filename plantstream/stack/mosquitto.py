@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from plantstream.config import MqttDevice, Settings, SparkplugDevice
+from plantstream.core.config import MqttDevice, Settings, SparkplugDevice
 
 INSTALL_HINT = "mosquitto is not installed. Fix: apt-get install mosquitto (the Makefile does it on Debian)"
 
@@ -31,9 +31,7 @@ def executable() -> str:
 def needed(settings: Settings) -> bool:
     """True when a configured mqtt/sparkplug_b device uses a broker with host null (the local one)."""
     brokers = settings.pipeline.mqtt.brokers
-    return any(
-        isinstance(d, MqttDevice | SparkplugDevice) and brokers[d.broker].host is None for d in settings.devices
-    )
+    return any(isinstance(d, MqttDevice | SparkplugDevice) and brokers[d.broker].host is None for d in settings.devices)
 
 
 class Mosquitto:

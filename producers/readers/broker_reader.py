@@ -16,11 +16,12 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from plantstream.config import MqttBroker, Settings
-from plantstream.runstats import RunStats
+from plantstream.core.config import MqttBroker, Settings
+from plantstream.core.records import Alert, ReadingFrame, Sample
+from plantstream.core.runstats import RunStats
 from producers.dead_letters import DeadLetterSink
 from producers.device_events import EventEmit, OutageTracker
-from producers.device_run import Emit, Frame, now_us, wait_stop
+from producers.readers.base import Emit, now_us, wait_stop
 from producers.readers.framing import FrameAssembler
 from producers.readers.mqtt_client import MqttConnection, Will
 from producers.readers.mqtt_payload import BadInput
@@ -161,9 +162,7 @@ class BrokerReader:
             if out.acks:
                 self.acked(out.acks)
 
-    def add_samples(
-        self, di: int, samples: list[dict[str, Any]], *, historical: bool = False, mid: int | None = None
-    ) -> None:
+    def add_samples(self, di: int, samples: list[Sample], *, historical: bool = False, mid: int | None = None) -> None:
         asm = self.assemblers[di]
         now = asyncio.get_running_loop().time()
         asm.add(samples, now, historical=historical)
@@ -178,7 +177,7 @@ class BrokerReader:
         if mid is not None:
             self.connection.ack(mid)
 
-    def _send(self, frame: Frame) -> None:
+    def _send(self, frame: ReadingFrame) -> None:
         self._add("frames_produced")
         bad = sum(1 for s in frame["samples"] if s["quality"] == "BAD")
         if bad:
@@ -231,7 +230,7 @@ class BrokerReader:
         self._gap_marked[di] = False
         self._event(self._outages[di].observe(True, now_us()))
 
-    def _event(self, event: dict[str, Any] | None) -> None:
+    def _event(self, event: Alert | None) -> None:
         if event is not None and self._on_event is not None:
             self._on_event(event)
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from plantstream.core.records import ReadingFrame, Sample, reading_frame, sample
 from producers.report_by_exception import DeadbandTag, ExceptionFilter
 
-Sample = dict[str, Any]
-Frame = dict[str, Any]
 MAX_SAMPLES_PER_FRAME = 5000  # ~250 kB of Avro, well under Kafka's 1 MB default message limit
 
 
@@ -29,7 +28,7 @@ class FramedTag(Protocol):
 
 @dataclass
 class Flushed:
-    frames: list[Frame]
+    frames: list[ReadingFrame]
     acks: list[int]  # MQTT message ids whose samples are in `frames` (or were dropped as duplicates)
     duplicates: int = 0
 
@@ -100,23 +99,19 @@ class FrameAssembler:
                 frames.append(self._frame(samples[start : start + MAX_SAMPLES_PER_FRAME], scan_time, historical))
         return Flushed(frames, acks, dupes)
 
-    def bad_frame(self, tags: Sequence[FramedTag], scan_time: int) -> Frame:
+    def bad_frame(self, tags: Sequence[FramedTag], scan_time: int) -> ReadingFrame:
         """Every listed tag BAD at scan_time: marks a gap (connection lost, node or device dead)."""
-        samples = [
-            {"tag": t.name, "source_time": scan_time, "value": None, "quality": "BAD", "unit": t.unit} for t in tags
-        ]
-        return self._frame(samples, scan_time, False)
+        return self._frame([sample(t.name, scan_time, None, "BAD", t.unit) for t in tags], scan_time, False)
 
-    def _frame(self, samples: list[Sample], scan_time: int, historical: bool) -> Frame:
-        frame = {
-            "asset": self.asset,
-            "device": self.device,
-            "seq": self.seq,
-            "producer_id": self.producer_id,
-            "scan_time": scan_time,
-            "historical": historical,
-            "buffered": False,
-            "samples": samples,
-        }
+    def _frame(self, samples: list[Sample], scan_time: int, historical: bool) -> ReadingFrame:
+        frame = reading_frame(
+            asset=self.asset,
+            device=self.device,
+            seq=self.seq,
+            producer_id=self.producer_id,
+            scan_time=scan_time,
+            samples=samples,
+            historical=historical,
+        )
         self.seq += 1
         return frame

@@ -17,10 +17,10 @@ from typing import cast
 
 import paho.mqtt.client as mqtt
 
-from plantstream.config import MqttDevice, Settings
-from plantstream.runstats import RunStats
+from plantstream.core.config import MqttDevice, Settings
+from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit
-from producers.device_run import Emit, default_producer_id, now_us, run_devices
+from producers.readers.base import Emit, default_producer_id, now_us, run_devices
 from producers.readers.broker_reader import BrokerReader, DeadLetters, group_by_broker
 from producers.readers.mqtt_mapping import MqttMapping, filter_covers, topic_filter
 from producers.readers.mqtt_payload import BadInput

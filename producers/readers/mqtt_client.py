@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from plantstream.config import MqttBroker
+from plantstream.core.config import MqttBroker
 
 log = logging.getLogger(__name__)
 

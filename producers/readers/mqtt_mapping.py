@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from plantstream.config import MqttDevice, MqttPayloadKind, MqttTag
+from plantstream.core.config import MqttDevice, MqttPayloadKind, MqttTag
+from plantstream.core.records import Quality, Sample, sample
 from producers.readers.mqtt_payload import (
     BadInput,
     get_path,
@@ -29,7 +30,6 @@ from producers.readers.mqtt_payload import (
     typed_value,
 )
 
-Sample = dict[str, Any]
 UMH_TIMESTAMP_KEY = "timestamp_ms"
 
 
@@ -158,7 +158,7 @@ class MqttMapping:
             return route.device, [self._sample(tp, value, arrival_us, "GOOD")], []
         doc = _json(payload)
         t = self._time(plan, doc, arrival_us)
-        quality = "GOOD"
+        quality: Quality = "GOOD"
         if plan.quality_path is not None:
             try:
                 quality = quality_of(get_path(doc, plan.quality_path))
@@ -181,7 +181,7 @@ class MqttMapping:
         return route.device, samples, problems
 
     def _umh(
-        self, plan: _DevicePlan, group: str, doc: Any, t: int, quality: str
+        self, plan: _DevicePlan, group: str, doc: Any, t: int, quality: Quality
     ) -> tuple[list[Sample], list[BadInput]]:
         if not isinstance(doc, dict):
             raise BadInput("malformed_json", "a _historian payload is a JSON object {timestamp_ms, <tag>: value}")
@@ -212,16 +212,10 @@ class MqttMapping:
         return parse_time_us(get_path(doc, plan.time_path), fmt, plan.tz)
 
     @staticmethod
-    def _sample(tp: _TagPlan, raw: Any, t: int, quality: str) -> Sample:
+    def _sample(tp: _TagPlan, raw: Any, t: int, quality: Quality) -> Sample:
         tag = tp.tag
         value = typed_value(raw, tag.type, tag.scale, tag.offset)
-        return {
-            "tag": tag.name,
-            "source_time": t,
-            "value": value,
-            "quality": "BAD" if value is None else quality,
-            "unit": tag.unit,
-        }
+        return sample(tag.name, t, value, "BAD" if value is None else quality, tag.unit)
 
 
 def _json(payload: bytes) -> Any:

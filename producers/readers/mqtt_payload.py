@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from plantstream.config import TagType
+from plantstream.core.config import TagType
+from plantstream.core.records import Quality
 
 Value = bool | int | float | str | None
 
@@ -31,7 +32,13 @@ _FLOATS = (TagType.FLOAT32, TagType.FLOAT64)
 _AVRO_LONG_MIN, _AVRO_LONG_MAX = -(2**63), 2**63 - 1
 _TRUE = frozenset({"true", "on", "yes", "1"})
 _FALSE = frozenset({"false", "off", "no", "0"})
-_QUALITY_NAMES = {"GOOD": "GOOD", "OK": "GOOD", "UNCERTAIN": "UNCERTAIN", "STALE": "UNCERTAIN", "BAD": "BAD"}
+_QUALITY_NAMES: dict[str, Quality] = {
+    "GOOD": "GOOD",
+    "OK": "GOOD",
+    "UNCERTAIN": "UNCERTAIN",
+    "STALE": "UNCERTAIN",
+    "BAD": "BAD",
+}
 
 
 class BadInput(ValueError):
@@ -98,7 +105,7 @@ def parse_time_us(raw: Any, fmt: str, tz: ZoneInfo) -> int:
 # --- quality --------------------------------------------------------------------------------------
 
 
-def quality_of(raw: Any) -> str:
+def quality_of(raw: Any) -> Quality:
     """GOOD/UNCERTAIN/BAD from a name, a Sparkplug quality code (192, 500, 0), an OPC UA status code or a bool."""
     if isinstance(raw, bool):
         return "GOOD" if raw else "BAD"
@@ -114,7 +121,8 @@ def quality_of(raw: Any) -> str:
             return "GOOD"
         if raw == 500:
             return "UNCERTAIN"
-        return ("GOOD", "UNCERTAIN", "BAD", "BAD")[(raw >> 30) & 0b11]  # OPC UA severity bits; 0 = Good
+        by_severity: tuple[Quality, ...] = ("GOOD", "UNCERTAIN", "BAD", "BAD")
+        return by_severity[(raw >> 30) & 0b11]  # OPC UA severity bits; 0 = Good
     raise BadInput("bad_quality", f"quality {raw!r} is none of GOOD, UNCERTAIN, BAD or a status code")
 
 

@@ -21,11 +21,12 @@ from typing import Any, cast
 import paho.mqtt.client as mqtt
 import yaml
 
-from plantstream.config import Settings, SparkplugDevice, SparkplugMetric, TagType
-from plantstream.runstats import RunStats
+from plantstream.core.config import Settings, SparkplugDevice, SparkplugMetric, TagType
+from plantstream.core.records import Sample, sample
+from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit
-from producers.device_run import Emit, default_producer_id, now_us, run_devices, wait_stop
 from producers.readers import sparkplug_codec as codec
+from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
 from producers.readers.broker_reader import BrokerReader, DeadLetters, group_by_broker
 from producers.readers.mqtt_client import MqttConnection, Will
 from producers.readers.mqtt_payload import BadInput, typed_value
@@ -179,10 +180,10 @@ class SparkplugReader(BrokerReader):
 
     def _samples(
         self, di: int, values: list[MetricValue], problems: list[BadInput]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[Sample], list[Sample]]:
         tags = self._tags[di]
-        live: list[dict[str, Any]] = []
-        history: list[dict[str, Any]] = []
+        live: list[Sample] = []
+        history: list[Sample] = []
         for v in values:
             found = tags.get(v.name)
             if found is None:
@@ -194,14 +195,8 @@ class SparkplugReader(BrokerReader):
             except BadInput as e:
                 problems.append(BadInput(e.kind, f"metric {v.name!r} (tag {tag.name}): {e.reason}"))
                 continue
-            sample = {
-                "tag": tag.name,
-                "source_time": v.time_us,
-                "value": value,
-                "quality": "BAD" if value is None else v.quality,
-                "unit": tag.unit or v.unit,
-            }
-            (history if v.historical else live).append(sample)
+            s = sample(tag.name, v.time_us, value, "BAD" if value is None else v.quality, tag.unit or v.unit)
+            (history if v.historical else live).append(s)
         return live, history
 
     def _unmapped(self, di: int, name: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from plantstream.core.records import Quality
 from producers.readers.mqtt_payload import BadInput
 from producers.readers.sparkplug_b_pb2 import DataType, Payload
 
@@ -23,7 +24,7 @@ BD_SEQ = "bdSeq"
 REBIRTH = "Node Control/Rebirth"
 UNIT_PROPERTIES = ("engUnit", "engUnits", "EngUnit", "units", "unit")
 QUALITY_PROPERTY = "Quality"
-_QUALITY_CODES = {0: "BAD", 192: "GOOD", 500: "UNCERTAIN"}
+_QUALITY_CODES: dict[int, Quality] = {0: "BAD", 192: "GOOD", 500: "UNCERTAIN"}
 
 Value = bool | int | float | str | None
 
@@ -161,7 +162,7 @@ def unit_of(props: dict[str, Any]) -> str:
     return ""
 
 
-def quality_of(props: dict[str, Any]) -> str:
+def quality_of(props: dict[str, Any]) -> Quality:
     code = props.get(QUALITY_PROPERTY)
     return _QUALITY_CODES.get(code, "GOOD") if isinstance(code, int) else "GOOD"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from plantstream.core.records import Quality
 from producers.readers import sparkplug_codec as codec
 from producers.readers.mqtt_payload import BadInput
 from producers.readers.sparkplug_b_pb2 import DataType, Payload
@@ -37,7 +38,7 @@ class MetricValue:
     name: str
     time_us: int
     value: bool | int | float | str | None
-    quality: str
+    quality: Quality
     unit: str
     historical: bool
 

@@ -22,11 +22,11 @@ import httpx
 import pytest
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.dashboard.acks import AckStore
-from plantstream.runstats import RunStats
-from sinks.stores import open_store
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from sinks.dashboard.acks import AckStore
+from sinks.stores.registry import open_store
 from tests.conftest import REPO, Stack, free_port, plant_raw, write_config
 from tests.helpers import prepare_topics, produce, stop, wait_for
 
@@ -285,7 +285,7 @@ def test_browser_live_value_alert_and_ack(dash: Dash) -> None:
     pytest.importorskip("playwright")
     from playwright.sync_api import sync_playwright
 
-    from plantstream.dashboard.bench import launch_chromium
+    from plantstream.bench.dashboard import launch_chromium
 
     s = dash.settings
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -301,6 +301,9 @@ def test_browser_live_value_alert_and_ack(dash: Dash) -> None:
             page.wait_for_selector("body[data-live='1']")
             page.wait_for_selector("body[data-charts-drawn='1']")
             assert page.locator("svg.trend").count() >= 2  # process values + anomaly score
+            # the anomaly model's readiness beside its chart (no scores yet, warming up, or ready)
+            label = page.locator(".trend-label span", has_text="anomaly score / threshold").inner_text()
+            assert any(w in label for w in ("no anomaly scores yet", "warming up", "ready")), label
             page.screenshot(path=str(ARTIFACTS / "dashboard-loaded.png"), full_page=True)
 
             # a live value: publish a frame, see the number change

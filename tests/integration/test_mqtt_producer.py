@@ -16,12 +16,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.cli_glue import frame_sink
 from producers.dead_letters import DeadLetterSink
 from producers.readers.mqtt import run_mqtt_producer
+from producers.service import frame_sink
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 

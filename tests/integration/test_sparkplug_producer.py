@@ -20,12 +20,12 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import StringDeserializer
 
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.cli_glue import frame_sink
 from producers.dead_letters import DeadLetterSink
 from producers.readers.sparkplug import run_sparkplug_producer
+from producers.service import frame_sink
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 from tests.servers import MqttRecorder, retained

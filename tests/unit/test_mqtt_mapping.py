@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from plantstream.config import MqttDevice, TagType
+from plantstream.core.config import MqttDevice, TagType
 from producers.readers.mqtt_mapping import MqttMapping, filter_covers, minimal_filters
 from producers.readers.mqtt_payload import BadInput, parse_time_us, plain_value, quality_of, typed_value
 
@@ -50,8 +50,12 @@ def test_json_paths_timestamp_and_quality() -> None:
 
 
 def test_shared_json_topic_reads_each_tag_at_its_key() -> None:
-    d = device(topic="acme/spr/pack/line5/labeler1/telemetry", payload="json", timestamp_path="t",
-               tags=[{"name": "speed", "type": "float64"}, {"name": "count", "key": "cnt.total", "type": "int32"}])
+    d = device(
+        topic="acme/spr/pack/line5/labeler1/telemetry",
+        payload="json",
+        timestamp_path="t",
+        tags=[{"name": "speed", "type": "float64"}, {"name": "count", "key": "cnt.total", "type": "int32"}],
+    )
     m = MqttMapping([d])
     _, samples, problems = m.decode(d.topic, b'{"t": 1700000000123, "speed": 1.5, "cnt": {"total": 7}}', T0)
     assert [(s["tag"], s["value"], s["source_time"]) for s in samples] == [
@@ -103,8 +107,7 @@ def test_bad_plain_input(topic: str, payload: bytes, kind: str) -> None:
     ],
 )
 def test_bad_json_input(payload: bytes, kind: str) -> None:
-    m = MqttMapping([device(payload="json", timestamp_path="ts", timestamp_format="iso8601",
-                            tags=[{"name": "speed"}])])
+    m = MqttMapping([device(payload="json", timestamp_path="ts", timestamp_format="iso8601", tags=[{"name": "speed"}])])
     with pytest.raises(BadInput) as e:
         m.decode("acme/spr/pack/line5/labeler1/speed", payload, T0)
     assert e.value.kind == kind
@@ -134,7 +137,12 @@ def test_values_quality_and_scaling() -> None:
     with pytest.raises(BadInput):
         typed_value(40000, TagType.INT16)
     assert [quality_of(q) for q in ("good", 192, 500, 0, 0x80000000, False)] == [
-        "GOOD", "GOOD", "UNCERTAIN", "GOOD", "BAD", "BAD",
+        "GOOD",
+        "GOOD",
+        "UNCERTAIN",
+        "GOOD",
+        "BAD",
+        "BAD",
     ]
 
 
