@@ -40,7 +40,8 @@ FILLER_ASSET = "demo.springfield.packaging.line6.filler2"
 
 def settings_for(tmp_path: Path, stack: Stack, port: int) -> Settings:
     raw = plant_raw(tmp_path, stack)
-    raw["plant"]["assets"] += [{"path": NODE_ASSET}, {"path": FILLER_ASSET}]
+    known = {a["path"] for a in raw["plant"]["assets"]}
+    raw["plant"]["assets"] += [a for a in [{"path": NODE_ASSET}, {"path": FILLER_ASSET}] if a["path"] not in known]
     raw["pipeline"]["mqtt"] = {
         "local_port": port,
         "rebirth_min_interval_s": 0.2,
