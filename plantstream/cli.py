@@ -678,6 +678,50 @@ def bench_opcua(
     typer.echo(json.dumps(result))
 
 
+def _broker_bench(kind: str, shape: str, devices: int, tags: int, metrics: int, repeats: int,
+                  json_out: str | None) -> None:
+    from plantstream.bench.broker import render, run_broker_bench
+    from plantstream.bench.pipeline import write_result
+
+    if devices < 1 or tags < 1 or metrics < tags or repeats < 1:
+        raise _fail("need --devices >= 1, --tags >= 1, --metrics >= --tags, --repeats >= 1", 2)
+    result = run_broker_bench(
+        ctx_state.settings(), kind, shape=shape, devices=devices, tags=tags, metrics=metrics, repeats=repeats
+    )
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("mqtt")
+def bench_mqtt(
+    shape: Annotated[str, typer.Option(help="topic_per_tag (one JSON value per message) or umh_historian")] = (
+        "umh_historian"
+    ),
+    devices: Annotated[int, typer.Option(help="assets (one mqtt device each)")] = 20,
+    tags: Annotated[int, typer.Option(help="tags per asset (per message for umh_historian)")] = 25,
+    metrics: Annotated[int, typer.Option(help="metrics in the backlog")] = 500_000,
+    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Metrics/s from a mosquitto backlog through one MQTT producer process to Kafka acknowledgement."""
+    if shape not in ("topic_per_tag", "umh_historian"):
+        raise _fail("--shape is topic_per_tag or umh_historian", 2)
+    _broker_bench("mqtt", shape, devices, tags, metrics, repeats, json_out)
+
+
+@bench_app.command("sparkplug")
+def bench_sparkplug(
+    devices: Annotated[int, typer.Option(help="Sparkplug devices behind one edge node")] = 20,
+    tags: Annotated[int, typer.Option(help="metrics per DDATA message")] = 25,
+    metrics: Annotated[int, typer.Option(help="metrics in the backlog")] = 500_000,
+    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Metrics/s from a mosquitto backlog of DDATA through one Sparkplug B host process to Kafka acknowledgement."""
+    _broker_bench("sparkplug", "sparkplug", devices, tags, metrics, repeats, json_out)
+
+
 @bench_app.command("anomaly")
 def bench_anomaly(
     dataset: Annotated[
