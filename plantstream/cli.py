@@ -574,14 +574,34 @@ def bench_worker(
     frames: Annotated[int, typer.Option(help="frames in the backlog the worker drains")] = 60_000,
     rate: Annotated[float, typer.Option(help="scans per asset per second, in event time")] = 10.0,
     profile: Annotated[bool, typer.Option("--profile", help="record a py-spy profile of the worker")] = False,
+    peer: Annotated[
+        str | None,
+        typer.Option(
+            help="also drain the backlog with the worker on KPI windows only and with this reference peer "
+            "(quix: Quix Streams, in a virtualenv of its own made on first use), compare their windows "
+            "field by field and report the ratios"
+        ),
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="rounds of runs (interleaved, the order rotating)")] = 1,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """One Faust worker draining a backlog with KPIs, OEE, alert rules and anomaly scoring on: samples/s."""
     from plantstream.bench.pipeline import write_result
     from plantstream.bench.worker import render, run_worker_bench
 
+    if peer not in (None, "quix"):
+        raise _fail(f"--peer {peer}: the one reference peer is quix (Quix Streams)", 2)
+    if repeats < 1:
+        raise _fail("--repeats must be at least 1", 2)
     result = run_worker_bench(
-        ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
+        ctx_state.settings(),
+        assets=assets,
+        tags=tags,
+        frames=frames,
+        rate_hz=rate,
+        profile=profile,
+        peer_name=peer,
+        repeats=repeats,
     )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
