@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gzip
 import json
 import os
@@ -32,10 +33,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
@@ -178,17 +177,41 @@ def main() -> int:
         for r, pid in procs.items():
             if r == "kafka":
                 subprocess.run(
-                    [jcmd, str(pid), "JFR.start", "name=bench", f"duration={int(a.seconds)}s", "settings=profile",
-                     f"filename={out / 'kafka.jfr'}"],
+                    [
+                        jcmd,
+                        str(pid),
+                        "JFR.start",
+                        "name=bench",
+                        f"duration={int(a.seconds)}s",
+                        "settings=profile",
+                        f"filename={out / 'kafka.jfr'}",
+                    ],
                     capture_output=True,
                 )
             elif r != "registry":
                 running.append(
-                    (r, subprocess.Popen(
-                        [spy, "record", "-p", str(pid), "-d", str(int(a.seconds)), "-r", "97", "--nonblocking",
-                         "-f", "raw", "-o", str(out / f"{r}.collapsed")],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    ))
+                    (
+                        r,
+                        subprocess.Popen(
+                            [
+                                spy,
+                                "record",
+                                "-p",
+                                str(pid),
+                                "-d",
+                                str(int(a.seconds)),
+                                "-r",
+                                "97",
+                                "--nonblocking",
+                                "-f",
+                                "raw",
+                                "-o",
+                                str(out / f"{r}.collapsed"),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        ),
+                    )
                 )
         time.sleep(a.seconds)
         cpu1 = {r: cpu_s(p) for r, p in procs.items()}
