@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from plantstream.core.config import RetentionSettings
+from plantstream.core.frame_codec import FrameColumns
 
 
 class StoreUnavailable(Exception):
@@ -15,7 +16,7 @@ class StoreUnavailable(Exception):
 class Store(Protocol):
     def write(
         self,
-        frames: Iterable[Mapping[str, Any]],
+        frames: Iterable[Mapping[str, Any] | FrameColumns],
         kpis: Iterable[dict[str, Any]],
         records: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, int]: ...

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from plantstream.core.config import PostgresSettings, RetentionSettings
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import QUALITY, split_value
+from sinks.stores.rows import Frame, frame_row, sample_rows, sample_time_range
 
 log = logging.getLogger("plantstream.sink.postgres")
 
@@ -458,7 +458,7 @@ class PostgresStore:
 
     def write(
         self,
-        frames: Iterable[Mapping[str, Any]],
+        frames: Iterable[Frame],
         kpis: Iterable[dict[str, Any]],
         records: dict[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, int]:
@@ -466,30 +466,16 @@ class PostgresStore:
 
         `records`: other decoded results by kind (oee_window, anomaly_score, alert)."""
         frame_rows: list[tuple[Any, ...]] = []
-        sample_rows: list[tuple[Any, ...]] = []
+        sample_tuples: list[tuple[Any, ...]] = []
         frame_days: set[int] = set()
         sample_days: set[int] = set()
         for f in frames:
-            asset = f["asset"]
-            samples = f["samples"]
-            frame_rows.append(
-                (
-                    f["producer_id"],
-                    f["device"],
-                    f["seq"],
-                    asset,
-                    f["scan_time"],
-                    len(samples),
-                    bool(f.get("historical", False)),
-                    bool(f.get("buffered", False)),
-                )
-            )
-            frame_days.add(f["scan_time"] // DAY_US)
-            for s in samples:
-                ts = s["source_time"]
-                sample_days.add(ts // DAY_US)
-                num, text = split_value(s["value"])
-                sample_rows.append((asset, s["tag"], ts, num, text, QUALITY[s["quality"]]))
+            r = frame_row(f)
+            frame_rows.append((*r[:6], bool(r[6]), bool(r[7])))
+            frame_days.add(r[4] // DAY_US)
+            lo, hi = sample_time_range(f)
+            sample_days.update(range(lo // DAY_US, hi // DAY_US + 1))
+            sample_tuples.extend(sample_rows(f))
         kpi_rows = [record_row(KPI_WINDOWS, k) for k in kpis]
         extra = []
         for kind, recs in (records or {}).items():
@@ -500,7 +486,7 @@ class PostgresStore:
         n_frames, n_samples, n_kpi, *n_extra = self._write_tables(
             [
                 (FRAMES, frame_rows, {period_of(d * DAY_US, "day") for d in frame_days}),
-                (SAMPLES, sample_rows, {period_of(d * DAY_US, "day") for d in sample_days}),
+                (SAMPLES, sample_tuples, {period_of(d * DAY_US, "day") for d in sample_days}),
                 (KPI_WINDOWS, kpi_rows, {period_of(k[2], "month") for k in kpi_rows}),
                 *extra,
             ]

@@ -66,7 +66,7 @@ def _pause_all(consumer: Consumer) -> None:
 def write_with_backpressure(
     consumer: Consumer,
     store: Store,
-    frames: list[dict[str, Any]],
+    frames: list[Any],
     kpis: list[dict[str, Any]],
     records: dict[str, list[dict[str, Any]]],
     take: Callable[[Message], None],
