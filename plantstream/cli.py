@@ -268,7 +268,7 @@ def produce_replay(
 @app.command("process")
 def process() -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
-    from processors.app import run_worker
+    from processors.worker.app import run_worker
 
     run_worker(ctx_state.settings())
 
