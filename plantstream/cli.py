@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from plantstream.config import ConfigError, Settings, load_config
+from plantstream.core.config import ConfigError, Settings, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and schema registry.")
@@ -73,8 +73,21 @@ def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validat
         s = load_config(file)
     except ConfigError as e:
         raise _fail(str(e), 2) from e
+    from producers.replay import ReplayError, check_source
+
+    problems = []
+    for src in s.replay:
+        try:
+            check_source(src)
+        except ReplayError as e:
+            problems.append(f"  - replay[{src.name}]: {e}")
+    if problems:
+        raise _fail(f"{file}: {len(problems)} problem(s) in the replay sources:\n" + "\n".join(problems), 2)
     n_tags = sum(len(d.tags) for d in s.devices)
-    typer.echo(f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags)")
+    typer.echo(
+        f"{file}: OK ({len(s.plant.assets)} assets, {len(s.devices)} devices, {n_tags} tags, "
+        f"{len(s.replay)} replay sources)"
+    )
 
 
 # --- local stack -------------------------------------------------------------------------------
@@ -139,7 +152,7 @@ def topics_apply() -> None:
     """Create or update the declared topics and register their schemas (idempotent)."""
     from confluent_kafka.admin import AdminClient
 
-    from plantstream import kafka_clients, topics
+    from plantstream.core import kafka_clients, topics
 
     s = ctx_state.settings()
     try:
@@ -173,7 +186,7 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
 ) -> None:
     """Topics, partitions, message counts and rates, and lag per plantstream consumer group."""
-    from plantstream import kafka_clients
+    from plantstream.core import kafka_clients
     from plantstream.status import collect, render
 
     s = ctx_state.settings()
@@ -202,7 +215,7 @@ def simulate(
     fault_hours: Annotated[float | None, typer.Option(help="simulated hours the fault schedule covers")] = None,
 ) -> None:
     """Serve the configured plant's devices (Modbus TCP/RTU, OPC UA) with simulated machine signals."""
-    from producers.cli_glue import run_simulator, simulator_overrides
+    from plantstream.simulators.service import run_simulator, simulator_overrides
 
     try:
         settings = simulator_overrides(
@@ -218,7 +231,7 @@ def produce_modbus(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
 ) -> None:
     """Poll the configured Modbus devices and produce ReadingFrames to Kafka."""
-    from producers.cli_glue import run_modbus
+    from producers.service import run_modbus
 
     raise typer.Exit(run_modbus(ctx_state.settings(), duration))
 
@@ -235,7 +248,7 @@ def produce_opcua(
     if browse is not None:
         import asyncio
 
-        from producers.opcua import browse_tags, browse_yaml
+        from producers.readers.opcua import browse_tags, browse_yaml
 
         try:
             tags = asyncio.run(browse_tags(browse, username=username, password=os.environ.get("OPCUA_PASSWORD")))
@@ -243,9 +256,46 @@ def produce_opcua(
             raise _fail(f"cannot browse {browse}: {type(e).__name__}: {e}", 1) from e
         typer.echo(browse_yaml(tags), nl=False)
         return
-    from producers.cli_glue import run_opcua
+    from producers.service import run_opcua
 
     raise typer.Exit(run_opcua(ctx_state.settings(), duration))
+
+
+@produce_app.command("mqtt")
+def produce_mqtt(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+) -> None:
+    """Subscribe to the configured MQTT topics (plain, JSON, UMH _historian) and produce ReadingFrames."""
+    from producers.service import run_mqtt
+
+    raise typer.Exit(run_mqtt(ctx_state.settings(), duration))
+
+
+@produce_app.command("sparkplug")
+def produce_sparkplug(
+    duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    discover: Annotated[
+        float | None,
+        typer.Option("--discover", help="listen this many seconds for births and print them as config (YAML)"),
+    ] = None,
+    broker: Annotated[str, typer.Option(help="--discover: a broker name of pipeline.mqtt.brokers")] = "local",
+    group: Annotated[str | None, typer.Option(help="--discover: only this Sparkplug group")] = None,
+) -> None:
+    """Run the Sparkplug B host application for the configured edge nodes and produce ReadingFrames."""
+    settings = ctx_state.settings()
+    if discover is not None:
+        import asyncio
+
+        from producers.readers.sparkplug import discover as run_discover
+
+        if broker not in settings.pipeline.mqtt.brokers:
+            known = sorted(settings.pipeline.mqtt.brokers)
+            raise _fail(f"--broker {broker!r}: not in pipeline.mqtt.brokers ({known})", 2)
+        typer.echo(asyncio.run(run_discover(settings, broker, discover, group)), nl=False)
+        return
+    from producers.service import run_sparkplug
+
+    raise typer.Exit(run_sparkplug(settings, duration))
 
 
 @produce_app.command("replay")
@@ -254,7 +304,7 @@ def produce_replay(
     speed: Annotated[str, typer.Option(help="1 = original pace, 60 = 60x faster, max = as fast as possible")] = "max",
 ) -> None:
     """Replay historian exports (CSV/Parquet) as historical frames, with a progress bar."""
-    from producers.cli_glue import run_replay
+    from producers.service import run_replay
 
     try:
         pace = None if speed == "max" else float(speed)
@@ -273,6 +323,57 @@ def process() -> None:
     run_worker(ctx_state.settings())
 
 
+@app.command("train")
+def train_model(
+    asset: Annotated[str, typer.Option(help="asset path whose anomaly model is trained")],
+    source: Annotated[
+        str | None, typer.Option(help="replay source (config replay:) holding its normal history")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="store: first time of the history (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="store: end of the history (ISO 8601, exclusive)")] = None,
+    out: Annotated[str | None, typer.Option(help="write the checkpoint here (JSON) instead of to the worker")] = None,
+) -> None:
+    """Fit an asset's anomaly model on normal history (a replay source, or the SQLite store between --since and
+    --until) and hand it to the worker (its model changelog), so the model judges from the first live frame.
+    Stop the worker first; it restores the trained model when it starts."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from plantstream.train import TrainError, publish, train
+
+    def micros(text: str | None, flag: str) -> int | None:
+        if text is None:
+            return None
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError as e:
+            raise _fail(f"{flag} {text!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z", 2) from e
+        return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1_000_000)
+
+    settings = ctx_state.settings()
+    try:
+        state = train(settings, asset, source, micros(since, "--since"), micros(until, "--until"))
+        if out:
+            Path(out).write_text(json.dumps(state, allow_nan=False) + "\n")
+            where = out
+        else:
+            where = publish(settings, asset, state)
+    except TrainError as e:
+        raise _fail(str(e), 2) from e
+    typer.echo(
+        json.dumps(
+            {
+                "asset": asset,
+                "model": state.get("kind"),
+                "frames": state.get("n"),
+                "warmup_frames": state.get("warmup"),
+                "left_out": state.get("features", {}).get("dropped", []),
+                "written_to": where,
+            }
+        )
+    )
+
+
 @sink_app.command("storage")
 def sink_storage() -> None:
     """Write readings and KPI windows from Kafka into the store (SQLite)."""
@@ -284,7 +385,7 @@ def sink_storage() -> None:
 @sink_app.command("alerts")
 def sink_alerts() -> None:
     """Deliver alert state changes to the configured channels (webhook, e-mail, MQTT)."""
-    from sinks.alert_sink import main as run
+    from sinks.alerts.sink import main as run
 
     run(ctx_state.settings())
 
@@ -296,7 +397,7 @@ def dashboard_cmd(
     live: Annotated[bool, typer.Option("--live/--no-live", help="--no-live: the store's history only")] = True,
 ) -> None:
     """The plant's live web page: asset tree, OEE, trends, alerts with acknowledge, pipeline health."""
-    from plantstream.dashboard.server import main as run
+    from sinks.dashboard.server import main as run
 
     run(ctx_state.settings(), host=host, port=port, live=live)
 
@@ -321,10 +422,11 @@ def bench_pipeline(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
-    from plantstream.bench import render, run_pipeline_bench, write_result
+    from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
 
-    result = run_pipeline_bench(ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration,
-                                warmup_s=warmup)
+    result = run_pipeline_bench(
+        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -340,11 +442,12 @@ def bench_worker(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """One Faust worker draining a backlog with KPIs, OEE, alert rules and anomaly scoring on: samples/s."""
-    from plantstream.bench import write_result
-    from plantstream.bench_worker import render, run_worker_bench
+    from plantstream.bench.pipeline import write_result
+    from plantstream.bench.worker import render, run_worker_bench
 
-    result = run_worker_bench(ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate,
-                              profile=profile)
+    result = run_worker_bench(
+        ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
+    )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
     typer.echo(json.dumps(result))
@@ -361,13 +464,18 @@ def bench_alerts(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """p50/p95/p99 from a sample's timestamp to its alert on plant.alerts.v1, one worker under live load."""
-    from plantstream.bench import write_result
-    from plantstream.bench_alerts import render, run_alert_latency_bench
+    from plantstream.bench.alerts import render, run_alert_latency_bench
+    from plantstream.bench.pipeline import write_result
 
     if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
         raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
     result = run_alert_latency_bench(
-        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup,
+        ctx_state.settings(),
+        assets=assets,
+        tags=tags,
+        rate_hz=rate,
+        duration_s=duration,
+        warmup_s=warmup,
         trip_every_s=trip_every,
     )
     typer.echo(render(result), err=True)
@@ -384,8 +492,8 @@ def bench_memory(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """RSS of one real worker holding windows, OEE, alert and anomaly-model state of ASSETS x TAGS."""
-    from plantstream.bench import write_result
-    from plantstream.bench_memory import render, run_memory_bench
+    from plantstream.bench.memory import render, run_memory_bench
+    from plantstream.bench.pipeline import write_result
 
     if assets < 1 or tags < 4 or warmup_frames < 20 or frames <= warmup_frames:
         raise _fail("need --assets >= 1, --tags >= 4, --warmup-frames >= 20 and --frames > --warmup-frames", 2)
@@ -405,8 +513,8 @@ def bench_modbus(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Register-block reads/s of one Modbus producer, and the others' rate with one silent device."""
-    from plantstream.bench import write_result
-    from producers.modbus_bench import run_modbus_bench
+    from plantstream.bench.modbus import run_modbus_bench
+    from plantstream.bench.pipeline import write_result
 
     result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
     write_result(result, json_out)
@@ -423,8 +531,8 @@ def bench_opcua(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """OPC UA data changes/s through one producer process into Kafka (servers in their own processes)."""
-    from plantstream.bench import write_result
-    from producers.opcua_bench import run_opcua_bench
+    from plantstream.bench.opcua import run_opcua_bench
+    from plantstream.bench.pipeline import write_result
 
     if nodes < servers or rate <= 0 or seconds <= 0 or repeats < 1 or servers < 1:
         raise _fail("need --nodes >= --servers >= 1, --rate > 0, --seconds > 0, --repeats >= 1", 2)
@@ -437,26 +545,47 @@ def bench_opcua(
 
 @bench_app.command("anomaly")
 def bench_anomaly(
-    seed: Annotated[int, typer.Option(help="seed of the simulated plant and fault schedule")] = 11,
-    hours: Annotated[float, typer.Option(help="simulated hours per asset (1 frame/s)")] = 6.0,
-    assets: Annotated[int, typer.Option(help="simulated pumps")] = 3,
+    dataset: Annotated[
+        str, typer.Option(help="simulator (labelled simulated pump faults), tennessee-eastman, nab, or public (both)")
+    ] = "simulator",
+    seed: Annotated[int, typer.Option(help="simulator: seed of the simulated plant and fault schedule")] = 11,
+    hours: Annotated[float, typer.Option(help="simulator: simulated hours per asset (1 frame/s)")] = 6.0,
+    assets: Annotated[int, typer.Option(help="simulator: simulated pumps")] = 3,
+    fetch: Annotated[bool, typer.Option(help="fill the data set cache from the data sets' repositories (git)")] = False,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
-    """Anomaly detector on labelled simulated faults: event-level F1, false alarms/asset-hour, delay, frames/s."""
+    """The anomaly model on labelled data: simulated pump faults (event F1, false alarms/asset-hour), the Tennessee
+    Eastman process (detection and false alarm rates against PCA T²/Q) or NAB's industrial series (NAB score).
+    Public data sets are read from ~/.cache/plantstream/datasets (PLANTSTREAM_DATASETS); see docs/anomaly.md."""
     from pathlib import Path
 
-    from processors.anomaly_bench import machine_description, run_benchmark
+    from plantstream.bench.anomaly import machine_description, run_benchmark
+    from plantstream.bench.datasets import DATASETS, DatasetMissing, require
+    from plantstream.bench.datasets import fetch as fetch_dataset
 
-    if hours <= 0 or assets < 1:
-        raise _fail("--hours must be > 0 and --assets >= 1", 2)
-    result = run_benchmark(seed=seed, assets=assets, hours=hours)
+    public = {"tennessee-eastman": ["tennessee-eastman"], "nab": ["nab"], "public": ["tennessee-eastman", "nab"]}
+    if dataset != "simulator" and dataset not in public:
+        raise _fail(f"--dataset {dataset!r}: use simulator, tennessee-eastman, nab or public", 2)
+    if dataset == "simulator":
+        if hours <= 0 or assets < 1:
+            raise _fail("--hours must be > 0 and --assets >= 1", 2)
+        result = run_benchmark(seed=seed, assets=assets, hours=hours)
+    else:
+        from plantstream.bench import nab, tennessee_eastman
+
+        result = {}
+        for name in public[dataset]:
+            try:
+                root = (fetch_dataset if fetch else require)(DATASETS[name])
+            except DatasetMissing as e:
+                raise _fail(str(e), 2) from e
+            result[name] = (tennessee_eastman.run if name == "tennessee-eastman" else nab.run)(root)
     result["machine"] = machine_description()
     text = json.dumps(result, indent=2)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(text + "\n")
     typer.echo(text)
-
 
 
 @bench_app.command("storage")
@@ -468,7 +597,7 @@ def bench_storage(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """Samples/s into SQLite and PostgreSQL through the stores' write path."""
-    from sinks.storage_bench import main as storage_bench_main
+    from plantstream.bench.storage import main as storage_bench_main
 
     if runs < 1 or batches < 1 or frames < 1:
         raise _fail("--runs, --batches and --frames must be >= 1", 2)
@@ -484,8 +613,8 @@ def bench_dashboard(
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
     """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
-    from plantstream.bench import write_result
-    from plantstream.dashboard.bench import run_dashboard_bench
+    from plantstream.bench.dashboard import run_dashboard_bench
+    from plantstream.bench.pipeline import write_result
 
     if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
         raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)

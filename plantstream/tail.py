@@ -12,9 +12,9 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.serde import DecodeError
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.serde import DecodeError
 
 
 def _json_default(o: Any) -> Any:

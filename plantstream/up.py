@@ -14,8 +14,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from plantstream import consumer_lag, kafka_clients, runstats, topics
-from plantstream.config import Settings
+from plantstream.core import consumer_lag, kafka_clients, local_stack, runstats, topics
+from plantstream.core.config import Settings
 from plantstream.stack import kafka as local_kafka
 from plantstream.stack import registry as local_registry
 from plantstream.stack.process import tail
@@ -134,7 +134,7 @@ class Orchestrator:
         k = self.settings.pipeline.kafka
         if self.settings.pipeline.kafka.bootstrap or "SSL" not in k.security_protocol or k.ssl_cafile:
             return {}
-        return {"PLANTSTREAM_PIPELINE__KAFKA__SSL_CAFILE": str(local_kafka.local_ca(self.settings))}
+        return {"PLANTSTREAM_PIPELINE__KAFKA__SSL_CAFILE": str(local_stack.local_ca(self.settings))}
 
     def spawn(self, name: str, *args: str, env: dict[str, str]) -> Child:
         log = Path(self.state_dir) / "logs" / f"{name}.log"
@@ -196,7 +196,7 @@ class Orchestrator:
         alert_sink = (
             self.spawn("sink-alerts", "sink", "alerts", env=env) if self.settings.pipeline.alerting.channels else None
         )
-        from plantstream.dashboard.server import url as dashboard_url
+        from sinks.dashboard.server import url as dashboard_url
 
         dashboard = self.spawn("dashboard", "dashboard", env=env)
         token_note = " (open it once with ?token=<token>)" if self.settings.pipeline.dashboard.token else ""

@@ -14,7 +14,7 @@ Kinds (time is event time: the samples' source time, µs):
 - stale: no GOOD sample of the tag for ``stale_after_s``. Checked at every frame of the asset (event
   time, so a replay finds the same gaps) and by ``tick`` on the wall clock (a silent producer sends
   no frames at all). The incident begins at last GOOD sample + stale_after_s; a GOOD sample clears it.
-- state: the machine has been in UNPLANNED_STOP (processors.machine_state) for
+- state: the machine has been in UNPLANNED_STOP (plantstream.core.machine_state) for
   ``stop_longer_than_min`` minutes; clears when it leaves UNPLANNED_STOP.
 - anomaly: AnomalyScore records (``apply_anomaly``): score > ``score_above`` (or the model's
   is_anomaly flag when unset), ignoring warm-up; clear below score_above - hysteresis.
@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from plantstream.config import AlertKind, AlertRule
-from processors import machine_state as ms
+from plantstream.core import machine_state as ms
+from plantstream.core.config import AlertKind, AlertRule
+from plantstream.core.records import Alert, AlertState, alert
 
 AlertsState = dict[str, Any]
 Tracker = dict[str, Any]
@@ -62,19 +64,21 @@ def _tracker(state: AlertsState, rule: AlertRule) -> Tracker:
     return tr
 
 
-def _record(rule: AlertRule, asset: str, tr: Tracker, state: str, t: int, message: str, tags: list[str], value: Any):
-    return {
-        "alert_id": tr["id"],
-        "asset": asset,
-        "rule": rule.name,
-        "kind": rule.kind.value,
-        "state": state,
-        "severity": rule.severity,
-        "time": t,
-        "message": message,
-        "tags": tags,
-        "value": float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
-    }
+def _record(
+    rule: AlertRule, asset: str, tr: Tracker, state: AlertState, t: int, message: str, tags: list[str], value: Any
+) -> Alert:
+    return alert(
+        alert_id=tr["id"],
+        asset=asset,
+        rule=rule.name,
+        kind=rule.kind.value,
+        state=state,
+        severity=rule.severity,
+        time=t,
+        message=message,
+        tags=tags,
+        value=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+    )
 
 
 def step(
@@ -88,7 +92,7 @@ def step(
     tags: list[str],
     text: str,
     min_duration_us: int | None = None,
-) -> dict[str, Any] | None:
+) -> Alert | None:
     """Advance one (rule, asset) state machine by one observation; the Alert record of a change, or None."""
     min_us = int(rule.min_duration_s * US) if min_duration_us is None else min_duration_us
     if not tr["raised"]:
@@ -115,7 +119,7 @@ def _number(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _threshold(tr: Tracker, rule: AlertRule, asset: str, t: int, v: float) -> dict[str, Any] | None:
+def _threshold(tr: Tracker, rule: AlertRule, asset: str, t: int, v: float) -> Alert | None:
     hi, lo, h = rule.above, rule.below, rule.hysteresis
     raise_cond = (hi is not None and v > hi) or (lo is not None and v < lo)
     clear_cond = (hi is None or v <= hi - h) and (lo is None or v >= lo + h)
@@ -128,7 +132,7 @@ def _threshold(tr: Tracker, rule: AlertRule, asset: str, t: int, v: float) -> di
     return step(tr, rule, asset, t, raise_cond, clear_cond, v, [rule.tag], f"{rule.tag} = {v:.6g} {limit}")
 
 
-def _rate(tr: Tracker, rule: AlertRule, asset: str, t: int, v: float) -> dict[str, Any] | None:
+def _rate(tr: Tracker, rule: AlertRule, asset: str, t: int, v: float) -> Alert | None:
     hist = tr["hist"]
     hist.append([t, v])
     cutoff = t - int(rule.span_s * US)
@@ -152,7 +156,7 @@ def _rate(tr: Tracker, rule: AlertRule, asset: str, t: int, v: float) -> dict[st
     )
 
 
-def _stale_check(tr: Tracker, rule: AlertRule, asset: str, now: int) -> dict[str, Any] | None:
+def _stale_check(tr: Tracker, rule: AlertRule, asset: str, now: int) -> Alert | None:
     """Raise when `now` (event or wall time, µs) is past the last GOOD sample + stale_after_s."""
     if tr["raised"] or tr["last_good_t"] is None:
         return None
@@ -171,10 +175,10 @@ def apply_frame(
     now_wall_us: int,
     state_tags: frozenset[str] = frozenset(),
     codes: ms.StateMap | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Alert]:
     """Evaluate the asset's rules (already matched with ``rules_for``) on one frame; Alert records out."""
     asset = frame["asset"]
-    out: list[dict[str, Any]] = []
+    out: list[Alert] = []
     codes = ms.DEFAULT_STATE_MAP if codes is None else codes
     for rule in rules:
         if rule.kind is AlertKind.ANOMALY:
@@ -188,7 +192,7 @@ def apply_frame(
             if s["tag"] not in watched or s["quality"] != "GOOD":
                 continue
             t = s["source_time"]
-            rec: dict[str, Any] | None = None
+            rec: Alert | None = None
             if rule.kind is AlertKind.STATE:
                 c = ms.classify(s["value"], codes)
                 if c is None:
@@ -228,9 +232,9 @@ def apply_frame(
     return out
 
 
-def tick(state: AlertsState, rules: list[AlertRule], asset: str, now_wall_us: int) -> list[dict[str, Any]]:
+def tick(state: AlertsState, rules: list[AlertRule], asset: str, now_wall_us: int) -> list[Alert]:
     """Wall-clock staleness: the asset's stale rules whose tag has had no GOOD sample for stale_after_s."""
-    out: list[dict[str, Any]] = []
+    out: list[Alert] = []
     for rule in rules:
         if rule.kind is not AlertKind.STALE:
             continue
@@ -244,11 +248,11 @@ def tick(state: AlertsState, rules: list[AlertRule], asset: str, now_wall_us: in
     return out
 
 
-def apply_anomaly(state: AlertsState, rules: list[AlertRule], score: dict[str, Any]) -> list[dict[str, Any]]:
+def apply_anomaly(state: AlertsState, rules: list[AlertRule], score: Mapping[str, Any]) -> list[Alert]:
     """Evaluate the anomaly rules (already matched to the score's asset) on one AnomalyScore record."""
     if score.get("warming_up"):
         return []
-    out: list[dict[str, Any]] = []
+    out: list[Alert] = []
     top = [k for k, _ in sorted(score.get("contributions", {}).items(), key=lambda kv: -kv[1])[:3]]
     for rule in rules:
         if rule.kind is not AlertKind.ANOMALY:

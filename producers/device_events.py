@@ -13,22 +13,22 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.serde import Codec
+from plantstream.core import kafka_clients, records, topics
+from plantstream.core.config import Settings
+from plantstream.core.records import Alert, AlertState
+from plantstream.core.serde import Codec
 
 log = logging.getLogger(__name__)
 
 KIND = "device_down"
-RAISED, CLEARED = "RAISED", "CLEARED"
+RAISED: AlertState = "RAISED"
+CLEARED: AlertState = "CLEARED"
 
-AlertRecord = dict[str, Any]
-EventEmit = Callable[[AlertRecord], None]
+EventEmit = Callable[[Alert], None]
 
 
 def rule_name(device: str) -> str:
@@ -48,7 +48,7 @@ class OutageTracker:
     tags: Sequence[str] = ()
     down_since_us: int | None = field(default=None, init=False)
 
-    def observe(self, reachable: bool, time_us: int, cause: str = "") -> AlertRecord | None:
+    def observe(self, reachable: bool, time_us: int, cause: str = "") -> Alert | None:
         """The record to publish after this scan, or None when nothing changed."""
         if not reachable and self.down_since_us is None:
             self.down_since_us = time_us
@@ -59,20 +59,19 @@ class OutageTracker:
             return self._record(CLEARED, time_us, f"device {self.device} answers again after {seconds:.1f} s", since)
         return None
 
-    def _record(self, state: str, time_us: int, message: str, since_us: int | None = None) -> AlertRecord:
+    def _record(self, state: AlertState, time_us: int, message: str, since_us: int | None = None) -> Alert:
         start = since_us if since_us is not None else time_us
-        return {
-            "alert_id": outage_id(self.device, self.asset, start),
-            "asset": self.asset,
-            "rule": rule_name(self.device),
-            "kind": KIND,
-            "state": state,
-            "severity": "WARNING",
-            "time": time_us,
-            "message": message,
-            "tags": list(self.tags),
-            "value": None,
-        }
+        return records.alert(
+            alert_id=outage_id(self.device, self.asset, start),
+            asset=self.asset,
+            rule=rule_name(self.device),
+            kind=KIND,
+            state=state,
+            severity="WARNING",
+            time=time_us,
+            message=message,
+            tags=self.tags,
+        )
 
 
 class AlertSink:
@@ -92,7 +91,7 @@ class AlertSink:
         codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.ALERTS), schemas.ALERT)
         return cls(settings, codec)
 
-    def emit(self, alert: AlertRecord) -> None:
+    def emit(self, alert: Alert) -> None:
         what = f"{alert['state']} {alert['rule']} ({alert['alert_id']})"
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:

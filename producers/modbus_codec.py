@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from plantstream.config import ByteOrder, ModbusTag, RegisterTable, TagType
+from plantstream.core.config import ByteOrder, ModbusTag, RegisterTable, TagType
 
 Value = bool | int | float | str
 

@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from plantstream.config import ReplaySource
+from plantstream.core import records
+from plantstream.core.config import ReplaySource
+from plantstream.core.records import QUALITIES, Quality, ReadingFrame, Sample, Value
 
 log = logging.getLogger(__name__)
-
-Frame = dict[str, Any]
 
 
 class ReplayError(ValueError):
@@ -42,10 +42,79 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
-def read_batches(src: ReplaySource, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+def _existing(src: ReplaySource) -> Path:
     path = Path(src.path)
-    if not path.exists():
-        raise ReplayError(f"replay source {src.name!r}: {path} does not exist. Fix: correct replay[].path")
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise ReplayError(
+            f"replay source {src.name!r}: {path} {what} (working directory {Path.cwd()}). Fix: correct replay[].path"
+        )
+    return path
+
+
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def columns(src: ReplaySource) -> list[str]:
+    """The export's column names (CSV header or Parquet schema); ReplayError when it cannot be read."""
+    path = _existing(src)
+    if _is_parquet(path):
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowException, OSError) as e:
+            raise ReplayError(f"replay source {src.name!r}: {path} is not a readable Parquet file: {e}") from e
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReplayError(f"replay source {src.name!r}: cannot read {path}: {e}. Fix: a UTF-8 CSV file") from e
+    return [c.strip().strip('"') for c in header.split(src.delimiter)]
+
+
+def check_columns(src: ReplaySource, cols: list[str]) -> None:
+    """ReplayError naming the fix when the configured columns are not in the export (a wrong delimiter shows as one
+    long column; a typo in a tags: key would otherwise drop that column silently)."""
+    if src.timestamp_column not in cols:
+        hint = f"Fix: set replay[].timestamp_column to one of {cols[:20]}"
+        if len(cols) == 1:
+            others = [d for d in _DELIMITERS if d != src.delimiter and d in cols[0]]
+            if others:
+                hint = (
+                    f"the header reads as one column with delimiter {src.delimiter!r} but contains {others[0]!r}. "
+                    f"Fix: set replay[].delimiter: {others[0]!r}"
+                )
+        raise ReplayError(f"replay source {src.name!r}: no column {src.timestamp_column!r} in {src.path}: {hint}")
+    needed = {"asset_column": src.asset_column, "quality_column": src.quality_column}
+    if src.format == "long":
+        needed |= {"tag_column": src.tag_column, "value_column": src.value_column}
+    for field, col in needed.items():
+        if col and col not in cols:
+            raise ReplayError(
+                f"replay source {src.name!r}: no {field.replace('_', ' ')} {col!r} in {src.path} "
+                f"(columns: {cols[:20]}). Fix: set replay[].{field}"
+            )
+    if src.format == "wide":
+        unknown = sorted(set(src.tags) - set(cols)) + sorted(set(src.skip_columns) - set(cols))
+        if unknown:
+            raise ReplayError(
+                f"replay source {src.name!r}: tags/skip_columns name column(s) {unknown} that {src.path} does not "
+                f"have (columns: {cols[:20]}). Fix: correct the spelling in replay[].tags or skip_columns"
+            )
+
+
+def check_source(src: ReplaySource) -> list[str]:
+    """What `check-config` checks of a replay source before anything is sent: the file, its columns, the first
+    rows' timestamps and qualities. Returns the export's columns; ReplayError with the fix otherwise."""
+    cols = columns(src)
+    check_columns(src, cols)
+    for rows, _ in enumerate(frames_from_batches(src, read_batches(src, batch_rows=64), "check-config"), 1):
+        if rows >= 64:
+            break
+    return cols
+
+
+def read_batches(src: ReplaySource, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+    path = _existing(src)
     if _is_parquet(path):
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
         return
@@ -60,14 +129,16 @@ def read_batches(src: ReplaySource, batch_rows: int = 65_536) -> Iterator[pa.Rec
         )
         yield from reader
     except pa.ArrowInvalid as e:
+        if f"'{src.timestamp_column}'" in str(e) or "column" in str(e).lower():
+            check_columns(src, columns(src))  # a column named in the config that the file lacks: say which
         raise ReplayError(
             f"replay source {src.name!r}: {path} is not a readable CSV with delimiter "
-            f"{src.delimiter!r}: {e}. Fix: check replay[].delimiter"
+            f"{src.delimiter!r}: {str(e).splitlines()[0]}. Fix: check replay[].delimiter"
         ) from e
 
 
 def count_rows(src: ReplaySource) -> int | None:
-    path = Path(src.path)
+    path = _existing(src)
     if _is_parquet(path):
         return int(pq.ParquetFile(path).metadata.num_rows)
     with open(path, "rb") as f:
@@ -97,13 +168,14 @@ def time_parser(src: ReplaySource) -> Callable[[Any], int]:
     return lambda cell: to_us(cell if isinstance(cell, datetime) else datetime.strptime(str(cell), fmt))
 
 
-def quality_of(cell: Any) -> str:
+def quality_of(cell: Any) -> Quality:
     if cell is None:
         return "GOOD"
     if isinstance(cell, str) and not cell.strip().lstrip("-").isdigit():
         q = cell.strip().upper()
-        if q in ("GOOD", "UNCERTAIN", "BAD"):
-            return q
+        for known in QUALITIES:
+            if q == known:
+                return known
         raise ValueError(f"quality {cell!r} is not GOOD, UNCERTAIN, BAD or an OPC UA status code")
     code = int(cell) & 0xFFFFFFFF
     # OPC UA StatusCode severity: the two top bits
@@ -131,30 +203,22 @@ class ReadProgress:
 
 def frames_from_batches(
     src: ReplaySource, batches: Iterator[pa.RecordBatch], producer_id: str, progress: ReadProgress | None = None
-) -> Iterator[Frame]:
+) -> Iterator[ReadingFrame]:
     """ReadingFrames from the export's rows: one per row (wide), one per (asset, time) run (long)."""
     parse_time = time_parser(src)
     seq = 0
     read = progress or ReadProgress()
-    pending: Frame | None = None
+    pending: ReadingFrame | None = None
+    value_cols: list[str] | None = None
+    names: dict[str, str] = {}
+    units: dict[str, str] = {}
     for batch in batches:
         cols = {name: batch.column(i).to_pylist() for i, name in enumerate(batch.schema.names)}
-        if src.timestamp_column not in cols:
-            raise ReplayError(
-                f"replay source {src.name!r}: no column {src.timestamp_column!r} in {src.path} "
-                f"(columns: {list(cols)}). Fix: set replay[].timestamp_column"
-            )
-        if src.asset_column and src.asset_column not in cols:
-            raise ReplayError(f"replay source {src.name!r}: no asset column {src.asset_column!r} in {src.path}")
-        if src.format == "long":
-            for needed in (src.tag_column, src.value_column):
-                if needed not in cols:
-                    raise ReplayError(
-                        f"replay source {src.name!r}: long format needs column {needed!r} in {src.path}"
-                        f" (columns: {list(cols)}). Fix: set replay[].tag_column / value_column"
-                    )
-        reserved = {src.timestamp_column, src.asset_column, src.quality_column}
-        value_cols = [c for c in cols if c not in reserved and (not src.tags or c in src.tags)]
+        if value_cols is None:
+            check_columns(src, list(cols))
+            reserved = {src.timestamp_column, src.asset_column, src.quality_column, *src.skip_columns}
+            value_cols = [c for c in cols if c not in reserved and (not src.tags or c in src.tags)]
+            names = {c: src.tag_name(c) for c in value_cols}
         for i in range(batch.num_rows):
             read.rows += 1
             row_no = read.rows
@@ -169,7 +233,7 @@ def frames_from_batches(
             asset = str(cols[src.asset_column][i]) if src.asset_column else str(src.asset)
             if src.format == "wide":
                 samples = [
-                    _sample(src, src.tags.get(c, c), t, v, quality)
+                    _sample(units, src, names[c], t, v, quality)
                     for c in value_cols
                     if (v := as_value(cols[c][i])) is not None
                 ]
@@ -181,7 +245,7 @@ def frames_from_batches(
             if src.tags and raw_tag not in src.tags:
                 continue
             value = as_value(cols[src.value_column][i])
-            sample = _sample(src, src.tags.get(raw_tag, raw_tag), t, value, quality if value is not None else "BAD")
+            sample = _sample(units, src, src.tag_name(raw_tag), t, value, quality if value is not None else "BAD")
             if pending is not None and pending["asset"] == asset and pending["scan_time"] == t:
                 pending["samples"].append(sample)
                 continue
@@ -193,21 +257,23 @@ def frames_from_batches(
         yield pending
 
 
-def _sample(src: ReplaySource, tag: str, t: int, value: Any, quality: str) -> dict[str, Any]:
-    return {"tag": tag, "source_time": t, "value": value, "quality": quality, "unit": src.units.get(tag, "")}
+def _sample(units: dict[str, str], src: ReplaySource, tag: str, t: int, value: Value, quality: Quality) -> Sample:
+    unit = units.get(tag)
+    if unit is None:
+        unit = units[tag] = src.tag_unit(tag)
+    return records.sample(tag, t, value, quality, unit)
 
 
-def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, samples: list[dict[str, Any]]) -> Frame:
-    return {
-        "asset": asset,
-        "device": f"replay:{src.name}",
-        "seq": seq,
-        "producer_id": producer_id,
-        "scan_time": t,
-        "historical": True,
-        "buffered": False,
-        "samples": samples,
-    }
+def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, samples: list[Sample]) -> ReadingFrame:
+    return records.reading_frame(
+        asset=asset,
+        device=f"replay:{src.name}",
+        seq=seq,
+        producer_id=producer_id,
+        scan_time=t,
+        samples=samples,
+        historical=True,
+    )
 
 
 # --- replaying -------------------------------------------------------------------------------------
@@ -215,7 +281,7 @@ def _frame(src: ReplaySource, asset: str, seq: int, producer_id: str, t: int, sa
 
 def replay(
     src: ReplaySource,
-    emit: Callable[[Frame], None],
+    emit: Callable[[ReadingFrame], None],
     *,
     speed: float | None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -225,6 +291,7 @@ def replay(
     from tqdm import tqdm
 
     producer_id = f"replay-{src.name}-{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
+    check_columns(src, columns(src))  # before the first frame: a wrong path or column is one line, not a traceback
     total = count_rows(src)
     bar = tqdm(total=total, unit="row", file=sys.stderr, disable=not progress, desc=f"replay {src.name}")
     frames = 0

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from plantstream.core.records import Sample
+
 
 class DeadbandTag(Protocol):
     name: str
@@ -63,7 +65,7 @@ class ExceptionFilter:
         }
         return cls(rules) if rules else None
 
-    def filter(self, samples: list[dict[str, Any]], now_us: int) -> list[dict[str, Any]]:
+    def filter(self, samples: list[Sample], now_us: int) -> list[Sample]:
         keep = []
         for s in samples:
             rule = self._rules.get(s["tag"])

@@ -16,12 +16,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 import schemas
-from plantstream import kafka_clients, metrics, topics
-from plantstream.config import Settings
-from plantstream.consumer_lag import LagMeter
-from plantstream.runstats import RunStats
-from plantstream.serde import DecodeError
-from sinks.stores import describe, open_with_retry, run_retention, write_with_backpressure
+from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core.config import Settings
+from plantstream.core.consumer_lag import LagMeter
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import DecodeError
+from sinks.stores.registry import describe, open_with_retry, run_retention, write_with_backpressure
 
 log = logging.getLogger("plantstream.sink.storage")
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from plantstream.config import DEMO_CONFIG, Settings
+from plantstream.core.config import DEMO_CONFIG, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.pg"]  # the `pg` fixture: a real PostgreSQL server

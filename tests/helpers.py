@@ -14,9 +14,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.serde import Codec, Decoder
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.serde import Codec, Decoder
 
 
 def prepare_topics(settings: Settings) -> dict[str, int]:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sinks.pg_local import LocalPostgres
+from plantstream.stack.postgres import LocalPostgres
 
 
 @pytest.fixture(scope="session")

@@ -10,27 +10,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantstream.config import Settings
+from plantstream.core import local_stack
+from plantstream.core.config import Settings
+from plantstream.core.local_stack import ProcessInfo, alive, read_info, write_info
 from plantstream.stack import maven
-from plantstream.stack.process import (
-    ProcessInfo,
-    alive,
-    port_free,
-    read_info,
-    spawn,
-    tail,
-    terminate,
-    write_info,
-)
+from plantstream.stack.process import StackError, java, port_free, spawn, tail, terminate
 from plantstream.stack.tls import ensure_broker_tls
 
 _log = logging.getLogger("plantstream.stack")
 
 HOST = "127.0.0.1"
-
-
-class StackError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -42,9 +31,7 @@ class KafkaStatus:
 
 
 def home(settings: Settings) -> Path:
-    p = Path(settings.pipeline.state_dir).expanduser().resolve() / "kafka"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return local_stack.service_home(settings, local_stack.KAFKA)
 
 
 def secured(settings: Settings) -> bool:
@@ -123,11 +110,6 @@ def _security_lines(settings: Settings, h: Path) -> list[str]:
     ]
 
 
-def local_ca(settings: Settings) -> Path:
-    """The CA certificate clients of the local secured broker trust."""
-    return home(settings) / "tls" / "ca.pem"
-
-
 def _properties(settings: Settings, data: Path) -> str:
     k = settings.pipeline.kafka
     return (
@@ -195,13 +177,6 @@ def status(settings: Settings) -> KafkaStatus:
     )
 
 
-def _java() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise StackError("Java is not on PATH. Fix: install a Java 17+ runtime (Debian: openjdk-17-jre-headless)")
-    return java
-
-
 def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     """Start the broker unless it already runs; return once it answers metadata requests."""
     current = status(settings)
@@ -226,7 +201,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
     log = h / "server.log"
     log4j.write_text(_LOG4J2.format(log=log))
     classpath = f"{libs}/*"
-    java = _java()
+    java_exe = java()
     if not (data / "meta.properties").exists():
         cluster = (h / "cluster.id").read_text().strip() if (h / "cluster.id").exists() else ""
         if not cluster:
@@ -236,7 +211,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             (h / "cluster.id").write_text(cluster)
         fmt_cmd = [
-            java,
+            java_exe,
             "-cp",
             classpath,
             f"-Dlog4j2.configurationFile={log4j}",
@@ -260,7 +235,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
             raise StackError(f"formatting KRaft storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
     marker = str(props)
     cmd = [
-        java,
+        java_exe,
         f"-Xmx{k.heap_mb}m",
         f"-Xms{min(256, k.heap_mb)}m",
         "-XX:+UseG1GC",
@@ -297,7 +272,7 @@ def _scram_users(settings: Settings) -> list[str]:
 def _wait_ready(settings: Settings, endpoint: str, proc: subprocess.Popen[bytes], h: Path, timeout: float) -> None:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.kafka_clients import security_config
+    from plantstream.core.kafka_clients import security_config
 
     deadline = time.monotonic() + timeout
     admin = AdminClient({"bootstrap.servers": endpoint, "log_level": 0, **security_config(settings)})

@@ -1,61 +1,17 @@
-"""Detached JVM processes with pid files: start once, find again, stop cleanly."""
+"""Detached JVM processes: start once (pid files in plantstream.core.local_stack), stop cleanly."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-
-@dataclass
-class ProcessInfo:
-    pid: int
-    marker: str  # a string in the process's command line, so a recycled pid is not mistaken for ours
-    started_at: float
-    endpoint: str
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def alive(info: ProcessInfo) -> bool:
-    if info.pid <= 0:
-        return False
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours still answers kill(0); /proc says whether it is really running
-    try:
-        stat = Path(f"/proc/{info.pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        return False
-    return info.marker in _cmdline(info.pid)
-
-
-def read_info(pid_file: Path) -> ProcessInfo | None:
-    try:
-        return ProcessInfo(**json.loads(pid_file.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def write_info(pid_file: Path, info: ProcessInfo) -> None:
-    pid_file.write_text(json.dumps(asdict(info)))
+from plantstream.core.local_stack import ProcessInfo, alive
 
 
 def spawn(cmd: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -117,3 +73,15 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start or stop; the message names the problem and the fix."""
+
+
+def java() -> str:
+    """The `java` executable on PATH."""
+    exe = shutil.which("java")
+    if exe is None:
+        raise StackError("Java is not on PATH. Fix: install a Java 17+ runtime (Debian: openjdk-17-jre-headless)")
+    return exe

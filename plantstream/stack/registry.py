@@ -7,19 +7,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantstream.config import Settings
+from plantstream.core import local_stack
+from plantstream.core.config import Settings
+from plantstream.core.local_stack import ProcessInfo, alive, read_info, write_info
 from plantstream.stack import maven
-from plantstream.stack.kafka import HOST, StackError, _java
-from plantstream.stack.process import (
-    ProcessInfo,
-    alive,
-    port_free,
-    read_info,
-    spawn,
-    tail,
-    terminate,
-    write_info,
-)
+from plantstream.stack.kafka import HOST
+from plantstream.stack.process import StackError, java, port_free, spawn, tail, terminate
 
 CCOMPAT = "/apis/ccompat/v7"
 
@@ -32,9 +25,7 @@ class RegistryStatus:
 
 
 def home(settings: Settings) -> Path:
-    p = Path(settings.pipeline.state_dir).expanduser().resolve() / "registry"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return local_stack.service_home(settings, local_stack.REGISTRY)
 
 
 def status(settings: Settings) -> RegistryStatus:
@@ -59,7 +50,7 @@ def start(settings: Settings, timeout: float = 120.0) -> RegistryStatus:
     db.parent.mkdir(parents=True, exist_ok=True)
     marker = f"-Dplantstream.home={h}"
     cmd = [
-        _java(),
+        java(),
         f"-Xmx{r.heap_mb}m",
         "-XX:+UseSerialGC",
         marker,

@@ -17,9 +17,9 @@ import faust
 from confluent_kafka import Producer
 
 import schemas
-from plantstream import kafka_clients, metrics, topics
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
+from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
 from processors.anomaly import AnomalyStage
 from processors.worker import faust_compat
 from processors.worker.checkpoint import Checkpoint

@@ -70,7 +70,7 @@ class KafkaOutputs:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def emit(self, key: bytes, kind: Kind, record: dict[str, Any]) -> None:
+    def emit(self, key: bytes, kind: Kind, record: Mapping[str, Any]) -> None:
         self._send(self._topics[kind], key, self._encode[kind](record), None, -1)
 
     def dead_letter(self, key: bytes | None, value: bytes | None, headers: Headers) -> None:

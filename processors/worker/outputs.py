@@ -10,6 +10,7 @@ no broker and no registry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ Headers = dict[str, str | bytes | None]
 
 
 class Outputs(Protocol):
-    def emit(self, key: bytes, kind: Kind, record: dict[str, Any]) -> None: ...
+    def emit(self, key: bytes, kind: Kind, record: Mapping[str, Any]) -> None: ...
 
     def dead_letter(self, key: bytes | None, value: bytes | None, headers: Headers) -> None: ...
 
@@ -40,14 +41,14 @@ def dead_letter_headers(error: str, exc_class: str, topic: str, partition: int, 
 class Collected:
     """An `Outputs` that keeps every record, in order: for tests and tools without Kafka."""
 
-    records: list[tuple[str, Kind, dict[str, Any]]] = field(default_factory=list)  # (asset, kind, record)
+    records: list[tuple[str, Kind, Mapping[str, Any]]] = field(default_factory=list)  # (asset, kind, record)
     dead_letters: list[tuple[bytes | None, bytes | None, Headers]] = field(default_factory=list)
 
-    def emit(self, key: bytes, kind: Kind, record: dict[str, Any]) -> None:
+    def emit(self, key: bytes, kind: Kind, record: Mapping[str, Any]) -> None:
         self.records.append((key.decode(), kind, record))
 
     def dead_letter(self, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         self.dead_letters.append((key, value, headers))
 
-    def of(self, kind: Kind) -> list[dict[str, Any]]:
+    def of(self, kind: Kind) -> list[Mapping[str, Any]]:
         return [r for _, k, r in self.records if k is kind]

@@ -24,8 +24,8 @@ import traceback
 from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
-from plantstream.runstats import RunStats
-from plantstream.serde import DecodeError
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import DecodeError
 from processors.worker.outputs import Outputs, dead_letter_headers
 from processors.worker.stage import Emit, Frame, Kind, Silence, Stage, StageFailure, Step
 from processors.worker.state import AssetState, AssetStates

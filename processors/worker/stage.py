@@ -24,7 +24,7 @@ Contract (what the runner, processors/worker/processor.py, guarantees and expect
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
@@ -46,7 +46,7 @@ class Kind(StrEnum):
 
 class Emit(NamedTuple):
     kind: Kind
-    record: dict[str, Any]  # keyed by the asset path on its topic
+    record: Mapping[str, Any]  # a record of plantstream.core.records (KpiWindow, Alert, ...), keyed by its asset
 
 
 @dataclass(slots=True)

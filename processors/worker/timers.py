@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-from plantstream.runstats import RunStats
+from plantstream.core.runstats import RunStats
 from processors.worker.state import AssetState
 
 log = logging.getLogger("plantstream.processor")

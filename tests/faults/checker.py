@@ -36,10 +36,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
 from processors import event_windows
-from sinks.sqlite_store import KPI_COLUMNS
+from sinks.stores.sqlite import KPI_COLUMNS
 
 RESULTS_FILE = os.environ.get("PLANTSTREAM_FAULT_RESULTS")
 SOAK = os.environ.get("PLANTSTREAM_SOAK", "") not in ("", "0", "false", "no")
@@ -158,9 +158,7 @@ def compare_kpis(expected: dict[KpiKey, dict[str, Any]], got: list[dict[str, Any
         elif not all(_same(g.get(f), want.get(f)) for f in KPI_FIELDS):
             check.mismatched.append(k)
             if len(check.diffs) < 3:
-                check.diffs.append(
-                    {f: (g.get(f), want.get(f)) for f in KPI_FIELDS if not _same(g.get(f), want.get(f))}
-                )
+                check.diffs.append({f: (g.get(f), want.get(f)) for f in KPI_FIELDS if not _same(g.get(f), want.get(f))})
     if complete:
         check.missing = sorted(set(expected) - set(keys))
     check.unexpected = sorted(set(check.unexpected))

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from producers.cli_glue import frame_sink
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from producers.service import frame_sink
 from sinks.storage import run_storage_sink, store_path
 from tests.helpers import prepare_topics, wait_for
 

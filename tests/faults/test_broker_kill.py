@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from plantstream import runstats
-from plantstream.config import Settings
+from plantstream.core import runstats
+from plantstream.core.config import Settings
 from plantstream.stack import kafka
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw, write_config

@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 
 import schemas
-from plantstream import topics
-from plantstream.config import Settings
-from plantstream.consumer_lag import committed_lag
-from plantstream.runstats import RunStats
-from producers.cli_glue import frame_sink
-from producers.modbus import run_modbus_producer
-from producers.simulator import PlantSimulator
+from plantstream.core import topics
+from plantstream.core.config import Settings
+from plantstream.core.consumer_lag import committed_lag
+from plantstream.core.runstats import RunStats
+from plantstream.simulators.modbus import PlantSimulator
+from producers.readers.modbus import run_modbus_producer
+from producers.service import frame_sink
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.faults.checker import SOAK, TopicRecord, check_run, compare_kpis, read_topic, recompute_kpis
@@ -40,7 +40,7 @@ from tests.helpers import prepare_topics, spawn_cli, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]
 
-# the consumers' session timeout is 10 s (plantstream/kafka_clients.py, processors/app.py): a stall of
+# the consumers' session timeout is 10 s (plantstream/core/kafka_clients.py, processors/app.py): a stall of
 # 11 s outlasts it even when the last heartbeat got through 2 s before the pause. The soak's 35 s also
 # outlasts librdkafka's produce request.timeout.ms (30 s), so in-flight produce requests time out and are
 # retried by the idempotent producer.

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 import schemas
-from plantstream import topics
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from producers.kafka_out import FrameSink
+from plantstream.core import topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from producers.publisher import FrameSink
 from producers.store_forward import DiskBuffer
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw

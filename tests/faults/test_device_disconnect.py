@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Settings
-from producers.device_run import now_us
-from producers.modbus import run_modbus_producer
-from producers.opcua import run_opcua_producer
-from producers.opcua_server import OpcUaSimulator
-from producers.simulator import PlantSimulator
+from plantstream.core.config import Settings
+from plantstream.simulators.modbus import PlantSimulator
+from plantstream.simulators.opcua import OpcUaSimulator
+from producers.readers.base import now_us
+from producers.readers.modbus import run_modbus_producer
+from producers.readers.opcua import run_opcua_producer
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw
 from tests.faults.checker import SOAK, check_run

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from plantstream import kafka_clients, runstats, topics
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from producers.kafka_out import FrameSink
+from plantstream.core import kafka_clients, runstats, topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from producers.publisher import FrameSink
 from sinks.storage import store_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import BadInput, FrameKey, check_run, read_raw
@@ -113,7 +113,7 @@ def test_burst_of_bad_messages(stack: Stack, tmp_path: Path, clean_env: None, ca
         assert produce_each(settings, settings.topic(topics.READINGS), items) == []
         stats = RunStats("producer-burst")
         producer = FrameSink(settings, frame_codec(settings), stats)
-        with caplog.at_level(logging.ERROR, logger="producers.kafka_out"):
+        with caplog.at_level(logging.ERROR, logger="producers.publisher"):
             for j in range(TOO_LARGE):
                 producer.emit(too_large_frame(j))
             assert producer.close(10) == 0

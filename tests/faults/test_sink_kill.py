@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from plantstream import topics
-from plantstream.config import Settings
+from plantstream.core import topics
+from plantstream.core.config import Settings
 from sinks.storage import store_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import SOAK, check_run

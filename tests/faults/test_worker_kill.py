@@ -19,8 +19,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
 from sinks.storage import store_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import SOAK, KpiKey, check_run, compare_kpis, frame_key, read_topic, recompute_kpis

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
-from plantstream.config import DEMO_CONFIG, ConfigError, ModbusTag, load_config
-from plantstream.serde import Codec, DecodeError, Decoder
+from plantstream.core.config import DEMO_CONFIG, ConfigError, ModbusTag, load_config
+from plantstream.core.serde import Codec, DecodeError, Decoder
 from producers import modbus_codec
 from producers.replay import ReplayError, frames_from_batches, read_batches
 
@@ -127,7 +127,7 @@ def test_modbus_decode_any_words(tag: ModbusTag, words: list[int]) -> None:
     )
 )
 def test_replay_random_csv(rows: list[list[str]]) -> None:
-    from plantstream.config import ReplaySource
+    from plantstream.core.config import ReplaySource
 
     target = Path(os.environ.get("TMPDIR", "/tmp")) / f"fuzz-{os.getpid()}.csv"
     target.write_text("timestamp,a,b\n" + "".join(",".join(r) + "\n" for r in rows))

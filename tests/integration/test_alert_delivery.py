@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import EmailChannel, MqttChannel, Settings, WebhookChannel
-from plantstream.runstats import RunStats
-from sinks.alert_channels import DeliveryError, EmailSender, MqttSender, WebhookSender
-from sinks.alert_sink import ChannelWorker, delivery_log_path, run_alert_sink
-from sinks.delivery_log import DeliveryLog
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import EmailChannel, MqttChannel, Settings, WebhookChannel
+from plantstream.core.runstats import RunStats
+from sinks.alerts.channels import DeliveryError, EmailSender, MqttSender, WebhookSender
+from sinks.alerts.delivery_log import DeliveryLog
+from sinks.alerts.sink import ChannelWorker, delivery_log_path, run_alert_sink
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import prepare_topics, produce, spawn_cli, stop, wait_for
 from tests.servers import HttpReceiver, MqttBroker, MqttRecorder, SmtpServer, retained, start_smtp

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from plantstream.bench_alerts import run_alert_latency_bench
-from plantstream.config import Settings
+from plantstream.bench.alerts import run_alert_latency_bench
+from plantstream.core.config import Settings
 from tests.conftest import Stack, plant_raw
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_env")]

@@ -22,11 +22,11 @@ import httpx
 import pytest
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.dashboard.acks import AckStore
-from plantstream.runstats import RunStats
-from sinks.stores import open_store
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from sinks.dashboard.acks import AckStore
+from sinks.stores.registry import open_store
 from tests.conftest import REPO, Stack, free_port, plant_raw, write_config
 from tests.helpers import prepare_topics, produce, stop, wait_for
 
@@ -285,7 +285,7 @@ def test_browser_live_value_alert_and_ack(dash: Dash) -> None:
     pytest.importorskip("playwright")
     from playwright.sync_api import sync_playwright
 
-    from plantstream.dashboard.bench import launch_chromium
+    from plantstream.bench.dashboard import launch_chromium
 
     s = dash.settings
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

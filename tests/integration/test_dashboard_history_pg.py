@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from plantstream.dashboard.history import SqlHistory, postgres_history, sqlite_history
-from sinks.postgres_store import PostgresStore
-from sinks.sqlite_store import SqliteStore
+from sinks.dashboard.history import SqlHistory, postgres_history, sqlite_history
+from sinks.stores.postgres import PostgresStore
+from sinks.stores.sqlite import SqliteStore
 
 pytestmark = pytest.mark.integration
 

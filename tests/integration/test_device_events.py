@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from plantstream import topics
-from plantstream.config import Settings
+from plantstream.core import topics
+from plantstream.core.config import Settings
+from plantstream.simulators.modbus import PlantSimulator
 from producers.device_events import AlertSink
-from producers.modbus import run_modbus_producer
-from producers.simulator import PlantSimulator
+from producers.readers.modbus import run_modbus_producer
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_all, decoder, prepare_topics
 
@@ -84,8 +84,8 @@ async def test_outage_raises_once_and_clears_once(tmp_path: Path, stack: Stack) 
 
 
 async def test_opcua_connection_loss_raises_once_and_clears_once(tmp_path: Path) -> None:
-    from producers.opcua import run_opcua_producer
-    from producers.opcua_server import OpcUaSimulator
+    from plantstream.simulators.opcua import OpcUaSimulator
+    from producers.readers.opcua import run_opcua_producer
     from tests.integration.test_opcua import settings_for, tag, until
 
     s = settings_for(tmp_path, [tag("temp")], server={"security_policies": ["None"]}, timeout_s=1.0)

@@ -16,12 +16,12 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import StringDeserializer
 
 import schemas
-from plantstream import kafka_clients, topics
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from producers.kafka_out import FrameSink
-from producers.modbus import run_modbus_producer
-from producers.simulator import PlantSimulator
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from plantstream.simulators.modbus import PlantSimulator
+from producers.publisher import FrameSink
+from producers.readers.modbus import run_modbus_producer
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import prepare_topics
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Settings
-from producers.modbus import run_modbus_producer
-from producers.simulator import PlantSimulator
+from plantstream.core.config import Settings
+from plantstream.simulators.modbus import PlantSimulator
+from producers.readers.modbus import run_modbus_producer
 from tests.conftest import free_port, plant_raw
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Settings
-from producers.device_run import now_us
-from producers.modbus import make_pollers
-from producers.simulator import PlantSimulator, SimulatorError
+from plantstream.core.config import Settings
+from plantstream.simulators.modbus import PlantSimulator, SimulatorError
+from producers.readers.base import now_us
+from producers.readers.modbus import make_pollers
 from tests.conftest import plant_raw
 from tests.integration.test_modbus_sim import assert_frame_matches, every_type_device, producing
 

@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 
 import schemas
-from plantstream.config import ByteOrder, ModbusTag, Settings, TagType
-from plantstream.runstats import RunStats
-from plantstream.serde import Codec
+from plantstream.core.config import ByteOrder, ModbusTag, Settings, TagType
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import Codec
+from plantstream.simulators.modbus import MachineState, PlantSimulator, SimulatorError
 from producers import modbus_codec
-from producers.device_run import now_us
-from producers.kafka_out import FrameSink
-from producers.modbus import run_modbus_producer
-from producers.simulator import MachineState, PlantSimulator, SimulatorError
+from producers.publisher import FrameSink
+from producers.readers.base import now_us
+from producers.readers.modbus import run_modbus_producer
 from tests.conftest import free_port, plant_raw
 
 pytestmark = [pytest.mark.usefixtures("clean_env"), pytest.mark.timeout(10)]
@@ -312,7 +312,9 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     assert counts["packer1-plc"] >= 1  # slower (each scan waits for the timeout) but still framed
     assert stats.get("read_errors") > 0 and stats.get("samples_bad") > 0
 
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "producers.modbus"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "producers.readers.modbus"
+    ]
     refused = [m for m in warnings if "'pump1-vfd'" in m]
     hung = [m for m in warnings if "'packer1-plc'" in m]
     assert len(refused) == 1 and len(hung) == 1, warnings  # rate-limited: one line per device

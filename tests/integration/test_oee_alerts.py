@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import schemas
-from plantstream import topics
-from plantstream.config import Settings
+from plantstream.core import topics
+from plantstream.core.config import Settings
 from processors import alert_rules, oee
 from tests.conftest import Stack, plant_raw, write_config
 from tests.helpers import consume_all, decoder, frame_codec, prepare_topics, produce, spawn_cli, stop

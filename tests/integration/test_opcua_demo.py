@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from plantstream.config import OpcUaDevice, Settings
-from producers.opcua import run_opcua_producer
-from producers.opcua_server import OpcUaSimulator
+from plantstream.core.config import OpcUaDevice, Settings
+from plantstream.simulators.opcua import OpcUaSimulator
+from producers.readers.opcua import run_opcua_producer
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 
@@ -55,7 +55,7 @@ async def test_demo_opcua_line_reads_over_sign_and_encrypt_with_generated_truste
     assert isinstance(device, OpcUaDevice)
     state = Path(s.pipeline.state_dir)
     assert not state.exists()  # a fresh clone: no certificate anywhere yet
-    caplog.set_level("INFO", logger="producers.opcua")
+    caplog.set_level("INFO", logger="producers.readers.opcua")
     frames: list[dict[str, Any]] = []
     async with OpcUaSimulator(s):
         # the server offers only SignAndEncrypt endpoints, each with its (generated) certificate

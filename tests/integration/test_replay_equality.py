@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import schemas
-from plantstream import topics
+from plantstream.core import topics
 from tests.conftest import Stack, plant_raw
 from tests.helpers import decoder, prepare_topics, stop, wait_for
 from tests.integration.plant_history import (

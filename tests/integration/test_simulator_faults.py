@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Settings
-from producers.faults import NOMINAL
-from producers.modbus import run_modbus_producer
-from producers.sim_faults import read_ground_truth
-from producers.simulator import PlantSimulator
+from plantstream.core.config import Settings
+from plantstream.simulators.fault_schedule import read_ground_truth
+from plantstream.simulators.faults import NOMINAL
+from plantstream.simulators.modbus import PlantSimulator
+from producers.readers.modbus import run_modbus_producer
 from tests.conftest import free_port, plant_raw
 
 pytestmark = [pytest.mark.usefixtures("clean_env"), pytest.mark.timeout(15)]

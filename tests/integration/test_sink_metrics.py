@@ -19,8 +19,9 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from plantstream import kafka_clients, status, topics
-from plantstream.config import Settings
+from plantstream import status
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for

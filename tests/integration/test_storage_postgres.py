@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from plantstream import topics
-from plantstream.config import Settings
-from sinks.pg_local import LocalPostgres
+from plantstream.core import topics
+from plantstream.core.config import Settings
+from plantstream.stack.postgres import LocalPostgres
 from tests.conftest import Stack, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 from tests.integration.test_sink_metrics import committed_total

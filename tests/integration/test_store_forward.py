@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import schemas
-from plantstream import runstats, topics
-from plantstream.config import Settings
+from plantstream.core import runstats, topics
+from plantstream.core.config import Settings
 from plantstream.stack import kafka
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import consume_all, decoder, prepare_topics, spawn_cli, stop, wait_for

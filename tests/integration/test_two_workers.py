@@ -10,8 +10,8 @@ assets have a window that A opened and B closed.
 
 - Every KPI and OEE window of the whole run is emitted exactly once after SIGTERM, and equals what the
   pure window/OEE code computes from the whole history. After SIGKILL, at-least-once allows repeats of
-  identical records (the storage sink upserts on the natural key, sinks/sqlite_store.py and
-  sinks/postgres_store.py), so there the check is on the deduplicated set, and that no copy differs.
+  identical records (the storage sink upserts on the natural key, sinks/stores/sqlite.py and
+  sinks/stores/postgres.py), so there the check is on the deduplicated set, and that no copy differs.
 - The moved assets' anomaly models continue: B's scores of a moved asset equal, to the last bit, those of
   a model that learned a prefix of A's frames (the checkpoint B restored; today the one after 100 frames)
   and then saw B's frames, and differ from a cold model's.
@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 
 import schemas
-from plantstream import topics
-from plantstream.config import Settings
-from plantstream.consumer_lag import committed_lag
-from processors.anomaly import AnomalyStage
+from plantstream.core import topics
+from plantstream.core.config import Settings
+from plantstream.core.consumer_lag import committed_lag
+from processors.anomaly.model import AnomalyStage
 from tests.conftest import Stack, plant_raw
 from tests.helpers import decoder, prepare_topics, stop, wait_for
 from tests.integration.plant_history import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plantstream.config import Settings
+from plantstream.core.config import Settings
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import spawn_cli, stop, wait_for
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from plantstream.config import (
+from plantstream.core.config import (
     DEMO_CONFIG,
     AlertingSettings,
     AlertRetrySettings,
@@ -19,9 +19,9 @@ from plantstream.config import (
     WebhookChannel,
     load_config,
 )
-from sinks import alert_format as fmt
-from sinks.alert_routing import TokenBucket, backoff_s, plan_batch, routes_to
-from sinks.delivery_log import DeliveryLog
+from sinks.alerts import formatting as fmt
+from sinks.alerts.delivery_log import DeliveryLog
+from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch, routes_to
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 

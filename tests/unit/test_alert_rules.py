@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from plantstream.config import AlertRule
+from plantstream.core.config import AlertRule
 from processors import alert_rules as ar
 
 S = 1_000_000
@@ -161,7 +161,7 @@ def test_rules_match_assets_by_glob_and_config_is_checked() -> None:
 def test_config_rejects_duplicate_names_and_unmatched_assets(clean_env: None) -> None:
     import yaml
 
-    from plantstream.config import DEMO_CONFIG, Settings
+    from plantstream.core.config import DEMO_CONFIG, Settings
 
     raw = yaml.safe_load(DEMO_CONFIG.read_text())
     r = {"name": "x", "asset": "demo.*", "kind": "threshold", "tag": "t", "above": 1}

@@ -10,16 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from plantstream.config import AnomalySettings, Asset, Settings
-from processors.anomaly import (
-    AnomalyStage,
-    MultivariateModel,
-    RobustBaseline,
-    feature_tags,
-    model_for,
-)
-from processors.anomaly_bench import frame_cost, run_benchmark, synthetic_frames
-from processors.anomaly_parts import DecayedQuantile, DecayedQuantiles, cross_coefficients
+from plantstream.bench.anomaly import frame_cost, run_benchmark, synthetic_frames
+from plantstream.core.config import AnomalySettings, Asset, Settings
+from processors.anomaly.estimators import DecayedQuantile, DecayedQuantiles, cross_coefficients
+from processors.anomaly.model import AnomalyStage, MultivariateModel, RobustBaseline, feature_tags, model_for
 
 S = 1_000_000
 TAGS = ("a", "b", "c")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from plantstream.config import Settings
-from processors.anomaly import AnomalyStage, MultivariateModel
-from processors.anomaly_parts import Debounce, DecayedQuantile, cross_coefficients
+from plantstream.core.config import Settings
+from processors.anomaly.estimators import Debounce, DecayedQuantile, cross_coefficients
+from processors.anomaly.model import AnomalyStage, MultivariateModel
 from tests.unit.test_anomaly import CFG, TAGS, correlated, first_alarm, frame, run
 
 

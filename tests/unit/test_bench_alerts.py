@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from asyncua import ua
 
-from plantstream.bench_alerts import TripSchedule, quantiles_ms
-from plantstream.bench_memory import bench_raw
-from plantstream.config import OpcUaSecurityMode, OpcUaSecurityPolicy, Settings
-from plantstream.synthetic import SyntheticPlant
-from producers.opcua_server import OpcUaSimulatorError, offered_policies
+from plantstream.bench.alerts import TripSchedule, quantiles_ms
+from plantstream.bench.memory import bench_raw
+from plantstream.core.config import OpcUaSecurityMode, OpcUaSecurityPolicy, Settings
+from plantstream.simulators.opcua import OpcUaSimulatorError, offered_policies
+from plantstream.simulators.synthetic import SyntheticPlant
 
 
 def test_quantiles_are_nearest_rank_in_ms() -> None:

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from plantstream import config as ps_config
-from plantstream.config import DEMO_CONFIG, ConfigError, Settings, load_config
+from plantstream.core import config as ps_config
+from plantstream.core.config import DEMO_CONFIG, ConfigError, Settings, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

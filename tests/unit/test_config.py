@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from plantstream.cli import app
-from plantstream.config import DEMO_CONFIG, ConfigError, load_config
+from plantstream.core.config import DEMO_CONFIG, ConfigError, load_config
 
 
 def write(tmp_path: Path, raw: object) -> Path:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from plantstream.config import DashboardSettings, Settings, load_config
-from plantstream.dashboard import auth, viewmodel
-from plantstream.dashboard.acks import AckStore
-from plantstream.dashboard.history import sqlite_history
-from sinks.sqlite_store import SqliteStore
+from plantstream.core.config import DashboardSettings, Settings, load_config
+from sinks.dashboard import auth, viewmodel
+from sinks.dashboard.acks import AckStore
+from sinks.dashboard.history import sqlite_history
+from sinks.stores.sqlite import SqliteStore
 
 US = 1_000_000
 

@@ -7,9 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from producers.faults import (
-    COLLECTIVE_KINDS,
-    FAULT_KINDS,
+from plantstream.core.config import COLLECTIVE_FAULT_KINDS, FAULT_KINDS
+from plantstream.simulators.faults import (
     PUMP_TAGS,
     Fault,
     FaultInjector,
@@ -86,7 +85,7 @@ def test_collective_faults_move_several_signals_the_right_way() -> None:
     cav = [apply_faults(base, float(i), "x", [Fault("x", "cavitation", 0, 100, ("flow",))]) for i in range(14)]
     assert all(c["flow"] < 95 for c in cav)
     assert np.ptp([c["discharge_pressure"] for c in cav]) > 0.3  # oscillates
-    assert set(COLLECTIVE_KINDS) <= set(FAULT_KINDS)
+    assert set(COLLECTIVE_FAULT_KINDS) <= set(FAULT_KINDS)
 
 
 def test_faulty_series_applies_the_ground_truth() -> None:

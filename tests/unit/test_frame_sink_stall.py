@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import schemas
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from plantstream.serde import Codec
-from producers import kafka_out
-from producers.kafka_out import FrameSink
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import Codec
+from producers import publisher
+from producers.publisher import FrameSink
 from tests.conftest import plant_raw
 
 # an address in the environment (KAFKA_BOOTSTRAP, left by an in-process `up`) would win over the test's
@@ -60,8 +60,8 @@ def wait_until(cond: object, timeout: float) -> bool:
 def test_frames_without_acks_over_an_open_link_log_one_warning(
     tmp_path: Path, silent_broker: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kafka_out, "STALL_WARN_S", 0.6)
-    caplog.set_level(logging.WARNING, logger="producers.kafka_out")
+    monkeypatch.setattr(publisher, "STALL_WARN_S", 0.6)
+    caplog.set_level(logging.WARNING, logger="producers.publisher")
     stats = RunStats("producer-test")
     sink = sink_to(tmp_path, silent_broker, stats)
     try:
@@ -78,7 +78,7 @@ def test_frames_without_acks_over_an_open_link_log_one_warning(
 def test_an_idle_sink_reports_no_stall(
     tmp_path: Path, silent_broker: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kafka_out, "STALL_WARN_S", 0.3)
+    monkeypatch.setattr(publisher, "STALL_WARN_S", 0.3)
     stats = RunStats("producer-test")
     sink = sink_to(tmp_path, silent_broker, stats)
     time.sleep(1.0)  # nothing emitted: nothing waits for an ack

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from plantstream.config import Settings
-from plantstream.stack.kafka import StackError, _properties
+from plantstream.core.config import Settings
+from plantstream.stack.kafka import _properties
+from plantstream.stack.process import StackError
 
 PLANT: dict[str, Any] = {
     "plant": {"assets": [{"path": "a.b.c.d.e"}]},

@@ -6,9 +6,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from plantstream.consumer_lag import lag_by_topic, partition_lag
-from plantstream.metrics import RunStatsCollector
-from plantstream.runstats import RunStats
+from plantstream.core.consumer_lag import lag_by_topic, partition_lag
+from plantstream.core.metrics import RunStatsCollector
+from plantstream.core.runstats import RunStats
 
 
 def scrape(stats: RunStats) -> dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plantstream.config import ByteOrder, ModbusTag, RegisterTable, TagType
+from plantstream.core.config import ByteOrder, ModbusTag, RegisterTable, TagType
 from producers.modbus_codec import (
     MAX_READ_BITS,
     MAX_READ_REGISTERS,

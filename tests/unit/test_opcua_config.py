@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from plantstream.config import (
+from plantstream.core.config import (
     ConfigError,
     ModbusTcpDevice,
     OpcUaDevice,

@@ -6,8 +6,8 @@ import datetime as dt
 
 from asyncua import ua
 
-from plantstream.config import OpcUaDevice, OpcUaTag
-from producers.opcua import Change, FrameBuilder, avro_value, data_change_filter, quality_of, tag_name, to_us
+from plantstream.core.config import OpcUaDevice, OpcUaTag
+from producers.readers.opcua import Change, FrameBuilder, avro_value, data_change_filter, quality_of, tag_name, to_us
 
 
 def device(n: int = 2) -> OpcUaDevice:

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from plantstream.config import RetentionSettings
-from sinks.postgres_store import DAY_US, MIGRATIONS, PostgresStore, period_bounds, period_of
+from plantstream.core.config import RetentionSettings
+from sinks.stores.postgres import DAY_US, MIGRATIONS, PostgresStore, period_bounds, period_of
 from tests.unit.test_sqlite_store import frames, kpi, result_records
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -175,8 +175,8 @@ def test_copy_of_10k_samples(pg_dsn: str) -> None:
 
 
 def test_password_from_env_never_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from plantstream.config import Settings
-    from sinks.postgres_store import conninfo, where
+    from plantstream.core.config import Settings
+    from sinks.stores.postgres import conninfo, where
     from tests.conftest import plant_raw
 
     for name in list(os.environ):

@@ -7,9 +7,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from plantstream.config import ReplaySource
-from producers.replay import ReplayError, count_rows, frames_from_batches, quality_of, read_batches
+from plantstream.core.config import ReplaySource, Settings
+from processors.anomaly.model import feature_tags
+from producers.replay import (
+    ReplayError,
+    check_source,
+    count_rows,
+    frames_from_batches,
+    quality_of,
+    read_batches,
+    replay,
+)
 
 ASSET = "demo.springfield.utilities.water.pump1"
 T = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -126,3 +136,73 @@ def test_quality_codes() -> None:
     ]
     with pytest.raises(ValueError, match="not GOOD"):
         quality_of("fine")
+
+
+def test_replayed_tags_declare_names_units_and_roles(tmp_path: Path) -> None:
+    path = tmp_path / "bench.csv"
+    path.write_text("datetime;Current;Pressure;anomaly;note\n2026-01-01 00:00:00;1.5;4.0;0;x\n")
+    src = ReplaySource(
+        name="bench",
+        path=str(path),
+        delimiter=";",
+        timestamp_column="datetime",
+        asset=ASSET,
+        tags={
+            "Current": {"name": "motor_current", "unit": "A"},
+            "Pressure": "discharge_pressure",
+            "anomaly": {"name": "label", "role": "status"},
+        },
+        units={"discharge_pressure": "bar"},
+    )
+    (f,) = frames(src)
+    assert [(s["tag"], s["unit"]) for s in f["samples"]] == [
+        ("motor_current", "A"),
+        ("discharge_pressure", "bar"),
+        ("label", ""),
+    ]  # the undeclared note column is not replayed
+    s = Settings(plant={"assets": [{"path": ASSET}]}, replay=[src.model_dump()])
+    assert feature_tags(s, ASSET) == ["motor_current", "discharge_pressure"]  # the label is no process value
+    skipped = ReplaySource(
+        name="s",
+        path=str(path),
+        delimiter=";",
+        timestamp_column="datetime",
+        asset=ASSET,
+        skip_columns=["anomaly", "note"],
+    )
+    assert [x["tag"] for x in frames(skipped)[0]["samples"]] == ["Current", "Pressure"]
+
+
+def test_config_mistakes_are_one_line_errors_naming_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("timestamp;flow;pressure\n2026-01-01T00:00:00Z;1;2\n")
+    src = ReplaySource(name="s", path=str(path), asset=ASSET, delimiter=";")
+    assert check_source(src) == ["timestamp", "flow", "pressure"]
+    with pytest.raises(ReplayError, match=r"delimiter: ';'") as e:
+        check_source(src.model_copy(update={"delimiter": ","}))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ReplayError, match=r"\['presure'\].*spelling"):
+        check_source(src.model_copy(update={"tags": {"flow": "flow", "presure": "pressure"}}))
+    missing = src.model_copy(update={"path": str(tmp_path / "nope.csv")})
+    with pytest.raises(ReplayError, match=r"nope\.csv does not exist.*replay\[\]\.path"):
+        check_source(missing)
+    with pytest.raises(ReplayError, match="does not exist"):  # not a FileNotFoundError traceback
+        replay(missing, lambda _f: None, speed=None, progress=False)
+
+
+def test_check_config_checks_replay_sources(tmp_path: Path, clean_env: None) -> None:
+    from typer.testing import CliRunner
+
+    from plantstream.cli import app
+
+    config = tmp_path / "plant.yaml"
+    raw = {
+        "plant": {"assets": [{"path": ASSET}]},
+        "replay": [{"name": "hist", "path": str(tmp_path / "missing.csv"), "asset": ASSET}],
+    }
+    config.write_text(yaml.safe_dump(raw))
+    bad = CliRunner().invoke(app, ["check-config", str(config)])
+    assert bad.exit_code == 2 and "replay[hist]" in bad.output and "missing.csv does not exist" in bad.output
+    (tmp_path / "missing.csv").write_text("timestamp,x\n2026-01-01T00:00:00Z,1\n")
+    ok = CliRunner().invoke(app, ["check-config", str(config)])
+    assert ok.exit_code == 0 and "1 replay sources" in ok.output

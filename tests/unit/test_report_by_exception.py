@@ -49,7 +49,7 @@ def test_quality_change_is_always_sent() -> None:
 
 
 def test_from_tag_config() -> None:
-    from plantstream.config import ModbusTag
+    from plantstream.core.config import ModbusTag
 
     tags = [ModbusTag(name="a", address=0, deadband_abs=1.0), ModbusTag(name="b", address=1)]
     f = ExceptionFilter.for_tags(tags)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from plantstream.config import RetentionSettings
-from sinks import sqlite_store
-from sinks.postgres_store import DAY_US, PostgresStore
-from sinks.sqlite_store import SqliteStore
+from plantstream.core.config import RetentionSettings
+from sinks.stores import sqlite
+from sinks.stores.postgres import DAY_US, PostgresStore
+from sinks.stores.sqlite import SqliteStore
 from tests.unit.test_postgres_store import T0, shifted
 from tests.unit.test_sqlite_store import frames, kpi
 
@@ -26,7 +26,7 @@ def load(store: SqliteStore | PostgresStore) -> None:
 
 
 def test_sqlite_deletes_expired_rows_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_store, "RETENTION_BATCH", 2)  # several bounded batches per table and series
+    monkeypatch.setattr(sqlite, "RETENTION_BATCH", 2)  # several bounded batches per table and series
     store = SqliteStore(tmp_path / "r.db")
     load(store)
     deleted = store.apply_retention(RetentionSettings(), now_us=NOW)

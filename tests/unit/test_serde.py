@@ -10,7 +10,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 import schemas
-from plantstream.serde import Codec, DecodeError, Decoder, split_header
+from plantstream.core.serde import Codec, DecodeError, Decoder, split_header
 
 T = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from plantstream.config import Settings
-from producers import faults
-from producers.cli_glue import simulator_overrides
+from plantstream.core.config import COLLECTIVE_FAULT_KINDS, FAULT_KINDS, SINGLE_FAULT_KINDS, Settings
+from plantstream.simulators.fault_schedule import kinds_for, read_ground_truth
+from plantstream.simulators.modbus import PlantSimulator
+from plantstream.simulators.service import simulator_overrides
 from producers.device_events import CLEARED, RAISED, OutageTracker
-from producers.sim_faults import kinds_for, read_ground_truth
-from producers.simulator import PlantSimulator
 from tests.conftest import free_port, plant_raw
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -42,18 +41,18 @@ def test_same_seed_gives_an_identical_ground_truth_file(tmp_path: Path) -> None:
     assert [t["start_s"] for t in truth] == sorted(t["start_s"] for t in truth)  # type: ignore[type-var]
     assets = {d["asset"]: d for d in raw["devices"]}
     for t in truth:
-        assert t["kind"] in faults.FAULT_KINDS and t["asset"] in assets
+        assert t["kind"] in FAULT_KINDS and t["asset"] in assets
         assert 1800 <= t["start_s"] < t["end_s"] <= 12 * 3600  # type: ignore[operator]
         served = {g["name"] for d in raw["devices"] if d["asset"] == t["asset"] for g in d["tags"]}
         assert t["tags"] and set(t["tags"]) <= served, t  # type: ignore[arg-type]
     # correlated faults only where their signals exist: the pump has flow, pressure, current, vibration
     pump = next(d["asset"] for d in raw["devices"] if d["name"] == "pump1-vfd")
-    collective = [t for t in truth if t["kind"] in faults.COLLECTIVE_KINDS]
+    collective = [t for t in truth if t["kind"] in COLLECTIVE_FAULT_KINDS]
     assert collective and all(t["asset"] == pump for t in collective)
 
 
 def test_kinds_need_the_signals_they_move() -> None:
-    assert kinds_for(["oil_temperature", "motor_current"], []) == list(faults.SINGLE_KINDS)
+    assert kinds_for(["oil_temperature", "motor_current"], []) == list(SINGLE_FAULT_KINDS)
     assert "clogged_filter" in kinds_for(["flow", "discharge_pressure"], [])
     assert kinds_for(["flow", "discharge_pressure"], ["spike", "cavitation"]) == ["spike", "cavitation"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sinks.sqlite_store import MIGRATIONS, SqliteStore
+from sinks.stores.sqlite import MIGRATIONS, SqliteStore
 
 
 def frames(n: int, producer: str = "p1") -> list[dict]:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-import sinks.sqlite_store
-from sinks.sqlite_store import SqliteStore, unavailable_reason
-from sinks.stores import StoreUnavailable
+import sinks.stores.sqlite
+from sinks.stores.base import StoreUnavailable
+from sinks.stores.sqlite import SqliteStore, unavailable_reason
 from tests.unit.test_sqlite_store import frames
 from tests.unit.tmpfs import small_disk  # noqa: F401  (fixture)
 
 
 def test_locked_by_another_program_then_released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sinks.sqlite_store, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(sinks.stores.sqlite, "BUSY_TIMEOUT_S", 0.2)
     db = tmp_path / "plant.db"
     store = SqliteStore(db)
     store.write(frames(10), [])

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from sinks.postgres_store import MIGRATIONS, SAMPLES, TABLES, PostgresStore, compress_segmentby
+from sinks.stores.postgres import MIGRATIONS, SAMPLES, TABLES, PostgresStore, compress_segmentby
 
 
 class RecordingCursor:

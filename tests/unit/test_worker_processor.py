@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 import schemas
-from plantstream.config import Settings
-from plantstream.runstats import RunStats
-from plantstream.serde import Codec, Decoder
-from plantstream.synthetic import SyntheticPlant
+from plantstream.core.config import Settings
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import Codec, Decoder
+from plantstream.simulators.synthetic import SyntheticPlant
 from processors import alert_rules, event_windows, oee
 from processors.anomaly import AnomalyStage
 from processors.worker.outputs import Collected

@@ -6,7 +6,7 @@ the anomaly scores of the same frames). Each stage is a thin adapter over pure m
 
 from __future__ import annotations
 
-from plantstream.config import Settings
+from plantstream.core.config import Settings
 from processors.anomaly import AnomalyStage
 from processors.worker.stage import Stage
 from processors.worker.stages.alerts import AlertRules

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from plantstream.core.records import Alert
 from processors import alert_rules
 from processors.worker.stage import Emit, Frame, Kind, Silence, Step
 from processors.worker.stages.asset_config import AssetConfig
@@ -26,7 +27,7 @@ class AlertRules:
             state.alerts = alert_rules.new_state()
         profile = self.config.profile(asset)
         state_tags, codes = (profile.state_tags, profile.codes) if profile else (frozenset(), None)
-        out: list[dict] = []
+        out: list[Alert] = []
         for frame in frames:
             out += alert_rules.apply_frame(state.alerts, rules, frame, step.now_us, state_tags, codes)
         # anomaly rules keep trackers of their own: evaluating them after the frame rules changes no state

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plantstream.config import AlertRule, Settings
+from plantstream.core.config import AlertRule, Settings
 from processors import alert_rules, oee
 
 

@@ -1,0 +1,1 @@
+"""`plantstream bench ...`: one module per benchmark, each printing one JSON result."""

@@ -1,0 +1,300 @@
+"""`plantstream bench pipeline`: the pipeline on a synthetic plant sized by flags, measured per stage.
+
+The load generator produces ReadingFrames directly (no device I/O), so the figures are those of
+Kafka, the processor and the storage sink. Reported: sustained samples/s per stage after a warm-up,
+end-to-end latency quantiles (scan time to durably stored), lag over time, CPU and RSS per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+import schemas
+from plantstream.core import kafka_clients, runstats, topics
+from plantstream.core.config import Settings
+from plantstream.simulators.synthetic import SyntheticPlant
+from plantstream.stack import kafka as local_kafka
+from plantstream.stack import registry as local_registry
+from plantstream.up import Child, Orchestrator, say
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds used so far, RSS bytes) of a process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        return cpu, rss
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    with contextlib.suppress(OSError, StopIteration):
+        mem = int(
+            next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1]
+        )
+    cpu = ""
+    try:
+        cpu = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
+        cpu = cpu.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "mem_gib": round(mem / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+@dataclass
+class BenchRun:
+    """A benchmark's own run: the local stack (started unless configured), a run dir with its own
+    config file, topics and schemas. `close` stops what was started for it."""
+
+    base: Settings  # the caller's settings: they name the local stack
+    orch: Orchestrator
+    settings: Settings  # the run's
+    raw: dict[str, Any]
+    run_dir: Path
+
+    def spawn(self, component: str, *args: str) -> Child:
+        return self.orch.spawn(component, *args, env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(self.run_dir)})
+
+    def close(self) -> None:
+        if self.orch.started_registry:
+            local_registry.stop(self.base)
+        if self.orch.started_kafka:
+            local_kafka.stop(self.base)
+
+
+def open_run(settings: Settings, name: str, build: Callable[[str, str, Path], dict[str, Any]]) -> BenchRun:
+    """Start the stack, make the run dir and apply the config `build(bootstrap, registry_url, run_dir)` returns."""
+    orch = Orchestrator(settings, None)
+    bootstrap, url = orch.start_stack()
+    run_dir = Path(orch.state_dir) / f"bench-{name}-{int(time.time())}"
+    run_dir.mkdir(parents=True)
+    raw = build(bootstrap, url, run_dir)
+    config = run_dir / "bench.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run_settings = Settings(**raw)
+    topics.apply(run_settings, AdminClient(kafka_clients.admin_config(run_settings)))
+    topics.register_schemas(run_settings, kafka_clients.registry(run_settings))
+    orch.state_dir, orch.config_path = str(run_dir), str(config)
+    return BenchRun(settings, orch, run_settings, raw, run_dir)
+
+
+class LoadGenerator:
+    """Produces the synthetic plant's frames in real time: every asset scanned `rate_hz` times a second."""
+
+    def __init__(self, settings: Settings, plant: SyntheticPlant) -> None:
+        self.codec = kafka_clients.registry(settings).codec(
+            topics.subject(settings, topics.READINGS), schemas.READING_FRAME
+        )
+        self.topic = settings.topic(topics.READINGS)
+        self.plant = plant
+        self.producer = Producer(kafka_clients.producer_config(settings, "bench", **{"linger.ms": 50}))
+        self.sent_frames = 0
+        self.acked_frames = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-load", daemon=True)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.acked_frames += 1
+
+    def _run(self) -> None:
+        interval = 1.0 / self.plant.rate_hz
+        next_tick = time.monotonic()
+        while not self.stop.is_set():
+            now_us = int(time.time() * 1e6)
+            for i, asset in enumerate(self.plant.assets):
+                frame = self.plant.frame(i, now_us)
+                while True:
+                    try:
+                        self.producer.produce(
+                            self.topic, key=asset.encode(), value=self.codec.encode(frame), on_delivery=self._delivered
+                        )
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+                self.sent_frames += 1
+                if i % 200 == 0:
+                    self.producer.poll(0)
+            self.producer.poll(0)
+            next_tick += interval
+            delay = next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_tick = time.monotonic()  # behind: produce as fast as possible, do not burst later
+        self.producer.flush(60)
+
+
+def run_pipeline_section(name: str, bootstrap: str, url: str, run_dir: Path, partitions: int = 6) -> dict[str, Any]:
+    """The `pipeline` settings every bench run shares: its own topic prefix and group, SQLite in its run
+    folder. Callers add windows, alert rules and the like."""
+    stamp = int(time.time())
+    return {
+        "kafka": {"bootstrap": bootstrap, "topic_prefix": f"{name}{stamp}.", "partitions": partitions},
+        "registry": {"url": url},
+        "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
+        "state_dir": str(run_dir),
+        "group_id": f"{name}{stamp}",
+    }
+
+
+def _bench_config(settings: Settings, bootstrap: str, url: str, plant: SyntheticPlant, run_dir: Path) -> dict[str, Any]:
+    return {
+        **plant.config(),
+        "pipeline": {
+            **run_pipeline_section("bench", bootstrap, url, run_dir, settings.pipeline.kafka.partitions),
+            "alerts": plant.alert_rules(),
+            "windows": {"kpi_window_s": 10, "grace_s": 2},
+        },
+    }
+
+
+def run_pipeline_bench(
+    settings: Settings, *, assets: int, tags: int, rate_hz: float, duration_s: float, warmup_s: float
+) -> dict[str, Any]:
+    plant = SyntheticPlant(assets, tags, rate_hz)
+    run = open_run(
+        settings, "pipeline", lambda bootstrap, url, run_dir: _bench_config(settings, bootstrap, url, plant, run_dir)
+    )
+    orch, bench_settings, run_dir = run.orch, run.settings, run.run_dir
+    processor = run.spawn("processor", "process")
+    sink = run.spawn("sink-storage", "sink", "storage")
+    gen = LoadGenerator(bench_settings, plant)
+    time.sleep(3)  # let both consumers join their groups before the load starts
+    pids = {
+        "processor": processor.proc.pid if processor.proc else 0,
+        "sink-storage": sink.proc.pid if sink.proc else 0,
+        "bench-producer": os.getpid(),
+    }
+    k, r = local_kafka.status(settings), local_registry.status(settings)
+    if k.pid:
+        pids["kafka"] = k.pid
+    if r.pid:
+        pids["registry"] = r.pid
+    say(
+        f"bench: {assets} assets x {tags} tags at {rate_hz} Hz = {assets * tags * rate_hz:,.0f} samples/s offered, "
+        f"{duration_s:.0f}s (warm-up {warmup_s:.0f}s)"
+    )
+    series: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    gen.thread.start()
+    cpu0 = {n: proc_usage(p)[0] for n, p in pids.items()}
+    mark: dict[str, Any] | None = None
+    try:
+        while time.monotonic() - t0 < duration_s:
+            time.sleep(1.0)
+            counts = {
+                f"{c}.{k}": v
+                for c, snap in runstats.read_all(run_dir).items()
+                for k, v in snap.get("counts", {}).items()
+            }
+            point = {
+                "t": round(time.monotonic() - t0, 1),
+                "produced_samples": gen.sent_frames * tags,
+                "processed_samples": counts.get("processor.samples_in", 0),
+                "stored_samples": counts.get("sink-storage.samples_stored", 0),
+                "rss_mb": {n: round(proc_usage(p)[1] / 2**20, 1) for n, p in pids.items()},
+            }
+            point["lag_samples"] = point["produced_samples"] - point["stored_samples"]
+            series.append(point)
+            if mark is None and point["t"] >= warmup_s:
+                mark = {**point, "cpu": {n: proc_usage(p)[0] for n, p in pids.items()}}
+            say(
+                f"[{point['t']:5.0f}s] produced {point['produced_samples']:,} processed {point['processed_samples']:,} "
+                f"stored {point['stored_samples']:,} lag {point['lag_samples']:,}"
+            )
+    finally:
+        gen.stop.set()
+        gen.thread.join(60)
+    end = series[-1]
+    cpu_end = {n: proc_usage(p)[0] for n, p in pids.items()}
+    start = mark or series[0]
+    span = end["t"] - start["t"]
+    start_cpu = start.get("cpu", cpu0)
+
+    def rate(key: str) -> float:
+        return round((end[key] - start[key]) / span, 1) if span > 0 else 0.0
+
+    orch.drain(timeout=60)
+    snaps = runstats.read_all(run_dir)
+    latency = snaps.get("sink-storage", {}).get("quantiles", {}).get("e2e_latency_ms", {})
+    processor.stop(30)
+    sink.stop(30)
+    run.close()
+    offered = assets * tags * rate_hz
+    return {
+        "bench": "pipeline",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "load": {
+            "assets": assets,
+            "tags_per_asset": tags,
+            "scan_rate_hz": rate_hz,
+            "offered_samples_per_s": offered,
+            "duration_s": duration_s,
+            "warmup_s": warmup_s,
+            "frame_samples": tags,
+        },
+        "sustained_samples_per_s": {
+            "produced": rate("produced_samples"),
+            "processed": rate("processed_samples"),
+            "stored": rate("stored_samples"),
+        },
+        "e2e_latency_ms_scan_to_stored": latency,
+        "lag_samples": {
+            "max": max(p["lag_samples"] for p in series),
+            "end": end["lag_samples"],
+            "series": [(p["t"], p["lag_samples"]) for p in series],
+        },
+        "cpu_percent": {
+            n: round(100 * (cpu_end[n] - start_cpu.get(n, 0.0)) / span, 1) if span > 0 else 0.0 for n in pids
+        },
+        "rss_mb_max": {n: max(p["rss_mb"].get(n, 0) for p in series) for n in pids},
+        "kpi_windows": snaps.get("processor", {}).get("counts", {}).get("kpi_windows", 0),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    r = result["sustained_samples_per_s"]
+    lat = result["e2e_latency_ms_scan_to_stored"]
+    lines = [
+        f"offered {result['load']['offered_samples_per_s']:,.0f} samples/s on {result['machine']['cpus']} cpus",
+        f"sustained samples/s  produced {r['produced']:,.0f}  processed {r['processed']:,.0f}  "
+        f"stored {r['stored']:,.0f}",
+        f"latency scan->stored ms  p50 {lat.get('p50', 0):,.0f}  p95 {lat.get('p95', 0):,.0f}  "
+        f"p99 {lat.get('p99', 0):,.0f}",
+        f"lag samples  max {result['lag_samples']['max']:,}  end {result['lag_samples']['end']:,}",
+        "cpu %  " + "  ".join(f"{n} {v}" for n, v in result["cpu_percent"].items()),
+        "rss MB " + "  ".join(f"{n} {v}" for n, v in result["rss_mb_max"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def write_result(result: dict[str, Any], path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")

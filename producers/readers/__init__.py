@@ -1,0 +1,1 @@
+"""Device readers: one module per protocol, all on the loop in base.py."""

@@ -1,0 +1,1 @@
+"""`plantstream sink alerts`: alert state changes routed to channels, delivered exactly once per channel."""

@@ -1,0 +1,213 @@
+"""`plantstream sink alerts`: alert state changes from Kafka to webhooks, e-mail and MQTT.
+
+Flow: consume a batch -> record its deliveries as pending in the delivery log (one transaction)
+-> commit the offsets -> wake the channel workers. Each channel has its own worker thread that
+sends from the log, so a slow or failing receiver only delays itself. Together that gives
+exactly one delivery per (state change, channel) across restarts, except for a crash in the
+instant between a receiver's acceptance and the row being marked sent (then the receiver sees a
+repeat, with the same X-Plantstream-Delivery id to drop it by).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+import schemas
+from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core.config import AlertingSettings, AlertRoute, Settings
+from plantstream.core.consumer_lag import LagMeter
+from plantstream.core.runstats import RunStats
+from plantstream.core.serde import DecodeError
+from sinks.alerts.channels import Sender, make_sender
+from sinks.alerts.delivery_log import Delivery, DeliveryLog
+from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch
+
+log = logging.getLogger("plantstream.sink.alerts")
+
+IDLE_POLL_S = 1.0  # workers also wake on new rows; this only bounds how late a retry can start
+
+
+def delivery_log_path(settings: Settings) -> Path:
+    p = Path(settings.pipeline.alerting.delivery_log).expanduser()
+    return p if p.is_absolute() else settings.state_path(str(p))
+
+
+class ChannelWorker(threading.Thread):
+    """Sends one channel's due deliveries: rate limited, coalesced into a digest when flooded,
+    retried with exponential backoff."""
+
+    def __init__(
+        self,
+        cfg: AlertRoute,
+        sender: Sender,
+        dlog: DeliveryLog,
+        alerting: AlertingSettings,
+        stats: RunStats,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"alert-{cfg.name}", daemon=True)  # daemon: a hung receiver must not block exit
+        self.cfg = cfg
+        self.sender = sender
+        self.dlog = dlog
+        self.retry = alerting.retry
+        self.stats = stats
+        self.stop_event = stop
+        self.wake = threading.Event()
+        self.bucket = TokenBucket(cfg.rate_limit_per_min, cfg.burst)
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                self.wake.clear()
+                try:
+                    pause = self._step(time.time())
+                except Exception:  # e.g. the delivery log's disk is full: keep the channel alive, rows stay pending
+                    log.exception("channel %s: delivery round failed; trying again shortly", self.cfg.name)
+                    pause = IDLE_POLL_S
+                if pause > 0:
+                    self.wake.wait(pause)
+        finally:
+            self.sender.close()
+
+    def _step(self, now: float) -> float:
+        """Send what is due; return how long to sleep (0 = look again at once)."""
+        due = self.dlog.due(self.cfg.name, now)
+        if not due:
+            nxt = self.dlog.next_due_at(self.cfg.name)
+            return IDLE_POLL_S if nxt is None else max(0.01, min(IDLE_POLL_S, nxt - now))
+        plan = plan_batch(len(due), self.bucket.available(now), self.sender.can_digest)
+        if plan == "wait":
+            return max(0.05, self.bucket.wait_s(now))
+        if plan == "digest":
+            self.bucket.take(now)
+            self._send(due)
+            return 0.0
+        for d in due:
+            if self.stop_event.is_set():
+                break
+            if self.bucket.available(time.time()) < 1:
+                break
+            self.bucket.take(time.time())
+            self._send([d])
+        return 0.0
+
+    def _send(self, batch: list[Delivery]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.sender.send([d.alert for d in batch])
+        except Exception as e:  # DeliveryError, or a bug in a sender: either way retry later, keep the worker
+            reason = str(e) if type(e).__name__ == "DeliveryError" else f"{type(e).__name__}: {e}"
+            # every failed try of a delivery; deliveries_failed counts those given up on
+            self.stats.add("delivery_attempts_failed", len(batch))
+            for d in batch:
+                attempts = d.attempts + 1
+                if attempts >= self.retry.max_attempts:
+                    self.dlog.mark_attempt_failed(d.key, reason, None)
+                    self.stats.add("deliveries_failed")
+                    log.error(
+                        "channel %s: giving up on %s %s after %d attempts (%s); retried at the next start",
+                        self.cfg.name, d.alert_id, d.state, attempts, reason,
+                    )  # fmt: skip
+                else:
+                    delay = backoff_s(attempts, self.retry)
+                    self.dlog.mark_attempt_failed(d.key, reason, time.time() + delay)
+                    self.stats.add("deliveries_retried")
+                    log.warning(
+                        "channel %s: %s %s not delivered (%s); retry %d in %.1fs",
+                        self.cfg.name, d.alert_id, d.state, reason, attempts, delay,
+                    )  # fmt: skip
+            return
+        self.stats.observe("delivery_send_ms", (time.perf_counter() - t0) * 1000)
+        self.dlog.mark_sent([d.key for d in batch], time.time())
+        self.stats.add("deliveries_sent", len(batch))
+        if len(batch) > 1:
+            self.stats.add("digests_sent")
+        log.info("channel %s: delivered %d alert state change(s)", self.cfg.name, len(batch))
+
+
+def commit(consumer: Consumer) -> None:
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as e:
+        # the rows are in the delivery log already: a redelivery only finds them there
+        log.warning("offset commit failed (%s); the alerts will be redelivered and ignored", e)
+
+
+def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | None = None) -> None:
+    stats = stats or RunStats("sink-alerts", settings.pipeline.state_dir)
+    metrics.serve(settings, stats)
+    alerting = settings.pipeline.alerting
+    if not alerting.channels:
+        log.warning("no alert channels configured (pipeline.alerting.channels); alerts are only logged")
+    dlog = DeliveryLog(delivery_log_path(settings))
+    requeued = dlog.requeue_failed(time.time())
+    if requeued:
+        log.info("retrying %d delivery(ies) that an earlier run gave up on", requeued)
+    workers = [ChannelWorker(c, make_sender(c), dlog, alerting, stats, stop) for c in alerting.channels]
+    for w in workers:
+        w.start()
+    consumer: Consumer | None = None
+    try:
+        if not kafka_clients.wait_for_broker(settings, "sink-alerts", stop=stop):
+            return
+        decoder = kafka_clients.registry(settings).decoder(schemas.ALERT)
+        topic = settings.topic(topics.ALERTS)
+        consumer = Consumer(
+            kafka_clients.consumer_config(settings, f"{settings.pipeline.group_id}-sink-alerts", "sink-alerts")
+        )
+        consumer.subscribe([topic])
+        lag = LagMeter(consumer, [topic], stats)
+        log.info("alert sink: %d channel(s), delivery log %s", len(workers), dlog.path)
+        while not stop.is_set():
+            msgs = consumer.consume(num_messages=500, timeout=0.5)
+            alerts: list[dict[str, Any]] = []
+            for m in msgs:
+                err = m.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error: %s", err)
+                    continue
+                try:
+                    alerts.append(decoder.decode(m.value()))
+                except DecodeError as e:
+                    stats.add("undecodable")
+                    log.warning("skipping undecodable alert %s[%s]@%s: %s", topic, m.partition(), m.offset(), e)
+            if msgs:
+                new = dlog.record(alerts, alerting.channels, time.time())
+                commit(consumer)
+                stats.add("alerts_in", len(alerts))
+                stats.add("deliveries_recorded", new)
+                for a in alerts:
+                    log.info("alert %s %s %s %s %s", a["severity"], a["state"], a["asset"], a["rule"], a["alert_id"])
+                if new:
+                    for w in workers:
+                        w.wake.set()
+            lag.maybe_refresh()
+            stats.flush()
+    finally:
+        stop.set()
+        for w in workers:
+            w.wake.set()
+        if consumer is not None:
+            consumer.close()
+        # a worker inside a send finishes it (each bounded by its channel timeout) before the log closes
+        deadline = time.monotonic() + max((getattr(c, "timeout_s", 5.0) for c in alerting.channels), default=0) + 1
+        for w in workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        if all(not w.is_alive() for w in workers):
+            dlog.close()
+        stats.flush()
+
+
+def main(settings: Settings) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_alert_sink(settings, stop)

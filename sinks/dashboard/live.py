@@ -1,0 +1,110 @@
+"""The dashboard's live feed: the result topics, read from their end, decoded, handed to the event loop.
+
+It joins no group rebalance: it assigns every partition at its current end offset (no commits, so a
+restarted dashboard again starts at "now"; the page gets older data from the store). The group id
+`<group_id>-dashboard` only names its clients on the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+import schemas
+from plantstream.core import kafka_clients, topics
+from plantstream.core.config import Settings
+from plantstream.core.serde import DecodeError
+
+log = logging.getLogger("sinks.dashboard")
+
+# topic base -> (record kind the page knows, reader schema)
+FEEDS = {
+    topics.READINGS: ("frame", schemas.READING_FRAME),
+    topics.OEE: ("oee", schemas.OEE_WINDOW),
+    topics.ANOMALIES: ("anomaly", schemas.ANOMALY_SCORE),
+    topics.ALERTS: ("alert", schemas.ALERT),
+    topics.KPI: ("kpi", schemas.KPI_WINDOW),
+}
+
+Deliver = Callable[[str, dict[str, Any]], None]
+
+
+class LiveFeed:
+    def __init__(self, settings: Settings, deliver: Deliver) -> None:
+        self.settings = settings
+        self.deliver = deliver
+        self.stop = threading.Event()
+        self.ready = threading.Event()  # set once every partition is assigned at its end offset
+        self.counts = {kind: 0 for kind, _ in FEEDS.values()}
+        self.undecodable = 0
+        self.thread = threading.Thread(target=self._run, name="dashboard-live", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        self.thread.join(timeout)
+
+    def _assign(self, consumer: Consumer) -> dict[str, str]:
+        """Assign the partitions of the topics that exist; returns topic -> kind of those assigned."""
+        names = {self.settings.topic(base): base for base in FEEDS}
+        md = consumer.list_topics(timeout=10).topics
+        assigned: list[TopicPartition] = []
+        kinds: dict[str, str] = {}
+        for name, base in names.items():
+            if name not in md or md[name].error is not None:
+                continue
+            kinds[name] = FEEDS[base][0]
+            for p in sorted(md[name].partitions):
+                _low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+                assigned.append(TopicPartition(name, p, high))
+        consumer.assign(assigned)
+        return kinds
+
+    def _run(self) -> None:
+        s = self.settings
+        if not kafka_clients.wait_for_broker(s, "dashboard", stop=self.stop):
+            return
+        registry = kafka_clients.registry(s)
+        decoders = {s.topic(base): registry.decoder(schema) for base, (_k, schema) in FEEDS.items()}
+        consumer = Consumer(
+            kafka_clients.consumer_config(
+                s, f"{s.pipeline.group_id}-dashboard", "dashboard", **{"auto.offset.reset": "latest"}
+            )
+        )
+        try:
+            kinds: dict[str, str] = {}
+            while not self.stop.is_set() and len(kinds) < len(FEEDS):
+                kinds = self._assign(consumer)
+                if len(kinds) < len(FEEDS):
+                    missing = sorted(set(decoders) - set(kinds))
+                    log.info("waiting for topic(s) %s (created by `plantstream topics apply` or `up`)", missing)
+                    if kinds:
+                        self.ready.set()  # live for what exists; the rest is picked up once created
+                    self.stop.wait(5.0)
+            self.ready.set()
+            log.info("live feed reading %s from their end", sorted(kinds))
+            while not self.stop.is_set():
+                for m in consumer.consume(num_messages=500, timeout=0.5):
+                    err = m.error()
+                    if err is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer error: %s", err)
+                        continue
+                    topic = m.topic() or ""
+                    try:
+                        record = decoders[topic].decode(m.value())
+                    except DecodeError as e:
+                        self.undecodable += 1
+                        log.debug("skipping undecodable message on %s: %s", topic, e)
+                        continue
+                    kind = kinds[topic]
+                    self.counts[kind] += 1
+                    self.deliver(kind, record)
+        finally:
+            consumer.close()
