@@ -1,4 +1,5 @@
-"""`plantstream bench dashboard`: first paint and time to charts drawn with a day of history for one asset.
+"""`plantstream bench dashboard`: first paint and time to charts drawn with a day of history for one asset
+(and, in dashboard_plant.py, the page with 1,000 assets).
 
 A temporary SQLite store gets HOURS of samples (TAGS process values every SCAN seconds) plus anomaly scores
 and OEE windows for one asset; `plantstream dashboard --no-live` serves it (history only, in its own
@@ -190,7 +191,7 @@ def add_kpi_windows(settings: Settings, kpis: list[dict[str, Any]]) -> None:
 def start_server(settings: Settings, state_dir: Path) -> subprocess.Popen[bytes]:
     """`plantstream dashboard --no-live` in its own process, as users run it (history only: no broker)."""
     config = state_dir / "bench-plant.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True), sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANTSTREAM_")}
     with open(state_dir / "dashboard.log", "ab") as log:
         return subprocess.Popen(
@@ -280,8 +281,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_dashboard_bench(hours: float = 24.0, tags: int = 10, scan_s: float = 1.0, loads: int = 7) -> dict[str, Any]:
-    """Two cases: only raw samples in the store (no processor ran), then with the processor's KPI windows."""
+def run_dashboard_bench(
+    hours: float = 24.0, tags: int = 10, scan_s: float = 1.0, loads: int = 7, assets: int = 1000
+) -> dict[str, Any]:
+    """Three cases: one asset's history with only raw samples in the store (no processor ran), then with the
+    processor's KPI windows; and a plant of `assets` assets (search, lazy tree; 0 skips it)."""
+    from plantstream.bench.dashboard_plant import run_plant_case
     from plantstream.bench.pipeline import machine
 
     with tempfile.TemporaryDirectory(prefix="dash-bench-") as tmp:
@@ -311,6 +316,7 @@ def run_dashboard_bench(hours: float = 24.0, tags: int = 10, scan_s: float = 1.0
         "loads": loads,
         "target_first_paint_ms": 1000,
         **cases,
+        **({f"plant_{assets}_assets": run_plant_case(assets=assets, loads=max(1, min(loads, 5)))} if assets else {}),
         "browser": chromium_path(),
         "machine": machine(),
     }
