@@ -799,7 +799,11 @@ def bench_dashboard(
 
     if hours <= 0 or tags < 1 or scan <= 0 or loads < 1 or assets < 0:
         raise _fail("need --hours > 0, --tags >= 1, --scan > 0, --loads >= 1 and --assets >= 0", 2)
-    result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads, assets=assets)
+    result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads)
+    if assets:
+        from plantstream.bench.dashboard_plant import run_plant_case
+
+        result[f"plant_{assets}_assets"] = run_plant_case(assets=assets, loads=min(loads, 5))
     write_result(result, json_out)
     typer.echo(json.dumps(result))
 

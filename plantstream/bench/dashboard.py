@@ -281,13 +281,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_dashboard_bench(
-    hours: float = 24.0, tags: int = 10, scan_s: float = 1.0, loads: int = 7, assets: int = 1000
-) -> dict[str, Any]:
-    """Three cases: one asset's history with only raw samples in the store (no processor ran), then with the
-    processor's KPI windows; and a plant of `assets` assets (search, lazy tree; 0 skips it)."""
-    from plantstream.bench.dashboard_plant import run_plant_case
-    from plantstream.bench.pipeline import machine
+def run_dashboard_bench(hours: float = 24.0, tags: int = 10, scan_s: float = 1.0, loads: int = 7) -> dict[str, Any]:
+    """Two cases: only raw samples in the store (no processor ran), then with the processor's KPI windows."""    from plantstream.bench.pipeline import machine
 
     with tempfile.TemporaryDirectory(prefix="dash-bench-") as tmp:
         port = free_port()
@@ -316,7 +311,6 @@ def run_dashboard_bench(
         "loads": loads,
         "target_first_paint_ms": 1000,
         **cases,
-        **({f"plant_{assets}_assets": run_plant_case(assets=assets, loads=max(1, min(loads, 5)))} if assets else {}),
         "browser": chromium_path(),
         "machine": machine(),
     }
