@@ -367,7 +367,7 @@ InstanceOpt = Annotated[
 @app.command("process")
 def process(instance: InstanceOpt = 1) -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
-    from processors.app import run_worker
+    from processors.worker.app import run_worker
 
     run_worker(ctx_state.settings(), instance=instance)
 
@@ -809,15 +809,21 @@ def bench_dashboard(
     tags: Annotated[int, typer.Option(help="process-value tags of the asset")] = 10,
     scan: Annotated[float, typer.Option(help="seconds between two samples of a tag")] = 1.0,
     loads: Annotated[int, typer.Option(help="page loads; medians are reported")] = 7,
+    assets: Annotated[int, typer.Option(help="assets of the plant case (search, lazy tree); 0 skips it")] = 1000,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
-    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
+    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset, and the
+    page of a plant of ASSETS assets (tree, search, selecting an asset)."""
     from plantstream.bench.dashboard import run_dashboard_bench
     from plantstream.bench.pipeline import write_result
 
-    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
-        raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)
+    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1 or assets < 0:
+        raise _fail("need --hours > 0, --tags >= 1, --scan > 0, --loads >= 1 and --assets >= 0", 2)
     result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads)
+    if assets:
+        from plantstream.bench.dashboard_plant import run_plant_case
+
+        result[f"plant_{assets}_assets"] = run_plant_case(assets=assets, loads=min(loads, 5))
     write_result(result, json_out)
     typer.echo(json.dumps(result))
 

@@ -1270,7 +1270,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     except OSError as e:
         raise ConfigError(f"{source}: cannot read the config file ({e.strerror}). Fix: pass an existing file") from e
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's safe loader when PyYAML has it: ~4x faster on a plant of 1,000 assets (same documents)
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}. Fix: correct the YAML syntax at the marked line") from e
     if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):

@@ -47,17 +47,16 @@ def nice_bucket_us(span_us: int, points: int) -> int:
     return math.ceil(need_s / 86400) * 86400 * US
 
 
-def fitted_preset(data_start_us: int | None, now_us: int) -> str:
-    """The shortest preset that shows all data younger than a week (24 h when there is none).
+def fitted_preset(data_start_us: int | None, now_us: int, longest_us: int = PRESETS["7d"]) -> str:
+    """The shortest preset that shows all the data, but none longer than `longest_us` (the longest that fits
+    when there is more data, or no data at all).
 
     Two minutes of data in a 24 h chart sit in the last pixels; in a 15 min chart they fill an eighth."""
+    allowed = [name for name, span in PRESETS.items() if span <= longest_us] or ["15m"]
     if data_start_us is None:
-        return "24h"
+        return allowed[-1]
     age = now_us - data_start_us
-    for name, span in PRESETS.items():
-        if age <= span:
-            return name
-    return "7d"
+    return next((name for name in allowed if age <= PRESETS[name]), allowed[-1])
 
 
 def make_range(name: str, start: int, end: int, points: int, fitted: bool = False) -> TrendRange:

@@ -308,7 +308,8 @@ class Hub:
             return ranges.make_range("hours", now - int(hours * 3600 * US), now, points)
         if name == "auto":
             start = self.history.data_start(asset, trend_tags(self.settings, asset), now - ranges.PRESETS["7d"])
-            return ranges.preset_range(ranges.fitted_preset(start, now), now, points, fitted=True)
+            longest = int(self.cfg.history_hours * 3600 * US)
+            return ranges.preset_range(ranges.fitted_preset(start, now, longest), now, points, fitted=True)
         if name in ranges.PRESETS:
             return ranges.preset_range(name, now, points)
         if name == "shift":

@@ -49,7 +49,8 @@ def test_default_range_fits_the_data() -> None:
     assert ranges.fitted_preset(NOW - 40 * MIN, NOW) == "1h"
     assert ranges.fitted_preset(NOW - 5 * 60 * MIN, NOW) == "8h"
     assert ranges.fitted_preset(NOW - 3 * ranges.DAY, NOW) == "7d"
-    assert ranges.fitted_preset(None, NOW) == "24h"
+    assert ranges.fitted_preset(NOW - 3 * ranges.DAY, NOW, ranges.DAY) == "24h"  # history_hours caps it
+    assert ranges.fitted_preset(None, NOW, ranges.DAY) == "24h"
 
 
 def test_custom_range_is_checked() -> None:
