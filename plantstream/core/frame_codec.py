@@ -49,6 +49,8 @@ class FrameColumns:
     times: np.ndarray  # int64 µs
     values: np.ndarray  # float64
     quality: np.ndarray  # uint8 codes into QUALITIES
+    time_min: int = 0  # the earliest and latest of `times` (scan_time when there are no samples)
+    time_max: int = 0
 
     def __len__(self) -> int:
         return len(self.tags)
@@ -390,12 +392,14 @@ class ColumnarDecoder:
             if n and w and bytes(b & 0x80 for b in raw[:w]) != layout.time_high[:w]:
                 continue
             if raw == raw[:w] * n:  # every sample at one time (the scan's, mostly)
-                first, _ = _read_long(raw, 0) if n else (0, 0)
+                first, _ = _read_long(raw, 0) if n else (scan_time, 0)
                 times = np.full(n, first, dtype=np.int64)
+                lo = hi = first
             else:
                 if not np.array_equal(tb & 0x80, np.frombuffer(layout.time_high, dtype=np.uint8).reshape(n, w)):
                     continue
                 times = _varints_to_times(tb)
+                lo, hi = int(times.min()), int(times.max())
             return FrameColumns(
                 asset=asset,
                 device=device,
@@ -409,6 +413,8 @@ class ColumnarDecoder:
                 times=times,
                 values=region[layout.value_idx].view(_F8).reshape(n),
                 quality=np.frombuffer(qb, dtype=np.uint8) >> 1,
+                time_min=lo,
+                time_max=hi,
             )
         return None
 
