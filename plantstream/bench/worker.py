@@ -48,10 +48,10 @@ def fill_backlog(settings: Settings, plant: SyntheticPlant, frames: int, t0_us: 
     n_assets = len(plant.assets)
     for i in range(frames):
         a, scan = i % n_assets, i // n_assets
-        frame = plant.frame(a, t0_us + scan * step_us)
+        value = codec.encode_columns(**plant.frame_columns(a, t0_us + scan * step_us))
         while True:
             try:
-                producer.produce(topic, key=frame["asset"].encode(), value=codec.encode(frame))
+                producer.produce(topic, key=plant.assets[a].encode(), value=value)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -204,3 +204,13 @@ def test_serde_codec_and_decoder_use_the_columns_transparently() -> None:
         units=["bar", ""],
     )
     assert enc == data[2]
+
+
+def test_the_synthetic_plant_encodes_the_same_bytes_from_columns_as_from_records() -> None:
+    from plantstream.simulators.synthetic import SyntheticPlant
+
+    codec = Codec(schemas.READING_FRAME, 3)
+    as_records, as_columns = SyntheticPlant(3, 8, 10.0), SyntheticPlant(3, 8, 10.0)
+    for i in range(30):
+        t = T0 + i * 100_000
+        assert codec.encode_columns(**as_columns.frame_columns(i % 3, t)) == codec.encode(as_records.frame(i % 3, t))
