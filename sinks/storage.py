@@ -69,7 +69,13 @@ def run_storage_sink(
         return
     cfg = settings.pipeline.storage
     group = f"{settings.pipeline.group_id}-sink-storage"
-    consumer = Consumer(kafka_clients.consumer_config(settings, group, "sink-storage"))
+    # the broker answers a fetch once 64 kB are there or after 100 ms: at high rates a few large fetches a
+    # second instead of one per message batch the producers sent (broker CPU), at most 100 ms added when quiet
+    consumer = Consumer(
+        kafka_clients.consumer_config(
+            settings, group, "sink-storage", **{"fetch.min.bytes": 65_536, "fetch.wait.max.ms": 100}
+        )
+    )
     consumer.subscribe(list(decoders))
     lag = LagMeter(consumer, decoders, stats)
     stats.put("store_paused", 0)
