@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,19 +51,23 @@ class FrameColumns:
     quality: np.ndarray  # uint8 codes into QUALITIES
     time_min: int = 0  # the earliest and latest of `times` (scan_time when there are no samples)
     time_max: int = 0
+    _record: ReadingFrame | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.tags)
 
     def to_frame(self) -> ReadingFrame:
-        """The same frame as records build it (dicts), for code that wants samples one by one."""
+        """The same frame as records build it (dicts), for code that wants samples one by one; built once
+        and shared by every caller, so it must be read only."""
+        if self._record is not None:
+            return self._record
         samples: list[Sample] = [
             {"tag": t, "source_time": ts, "value": v, "quality": QUALITIES[q], "unit": u}
             for t, ts, v, q, u in zip(
                 self.tags, self.times.tolist(), self.values.tolist(), self.quality.tolist(), self.units, strict=True
             )
         ]
-        return {
+        self._record = {
             "asset": self.asset,
             "device": self.device,
             "seq": self.seq,
@@ -73,6 +77,7 @@ class FrameColumns:
             "buffered": self.buffered,
             "samples": samples,
         }
+        return self._record
 
 
 # --- Avro primitives ------------------------------------------------------------------------------
