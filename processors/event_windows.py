@@ -82,7 +82,7 @@ def apply_frame(
             if done is not None and pane + hop <= done:
                 state["late"] += 1  # the first window holding it was already emitted
                 if late is not None:
-                    late.append(dict(s))
+                    late.append(s)
                 continue
             key = str(pane)
             tags = panes.get(key)
@@ -162,10 +162,11 @@ def apply_columns(
     size: int,
     grace: int,
     hop: int | None = None,
-    late: list[dict[str, Any]] | None = None,
+    late: dict[int, list[dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """`apply_frame` for each of one asset's frames in order, with the same windows, late samples and state
     (bit for bit), adding the samples of consecutive frames of one layout and pane in one compiled loop.
+    Late samples go to `late[i]`, i the index of their frame in `frames`.
 
     Frames are taken in segments that end where the watermark enters a new hop (only there can a window
     close, and only there does a pane become late), so each segment is added whole and closed once."""
@@ -185,7 +186,7 @@ def apply_columns(
             j += 1
             if bucket is None or wm // hop != bucket:
                 break
-        _add_segment(state, frames[i:j], hop, done, late)
+        _add_segment(state, frames, i, j, hop, done, late)
         state["max_t"], state["wm"] = max_t, wm
         closed += close_until(state, frames[i].asset, size, wm, hop)
         i = j
@@ -193,7 +194,13 @@ def apply_columns(
 
 
 def _add_segment(
-    state: AssetState, frames: Sequence[FrameColumns], hop: int, done: int | None, late: list[dict[str, Any]] | None
+    state: AssetState,
+    frames: Sequence[FrameColumns],
+    start: int,
+    end: int,
+    hop: int,
+    done: int | None,
+    late: dict[int, list[dict[str, Any]]] | None,
 ) -> None:
     panes = state["open"]
     run: list[FrameColumns] = []
@@ -217,7 +224,8 @@ def _add_segment(
         pane.add_block(col, values, times, good)
         run.clear()
 
-    for f in frames:
+    for index in range(start, end):
+        f = frames[index]
         if not len(f):
             continue
         pane_lo = f.time_min - f.time_min % hop
@@ -226,7 +234,7 @@ def _add_segment(
                 flush()
                 state["late"] += len(f)
                 if late is not None:
-                    late.extend(dict(s) for s in f.to_frame()["samples"])
+                    late.setdefault(index, []).extend(dict(s) for s in f.to_frame()["samples"])
                 continue
             if run and (pane_lo != run_pane or f.tags is not run[0].tags):
                 flush()
@@ -240,7 +248,7 @@ def _add_segment(
             if done is not None and pane_t + hop <= done:
                 state["late"] += 1
                 if late is not None:
-                    late.append(dict(s))
+                    late.setdefault(index, []).append(dict(s))
                 continue
             key = str(pane_t)
             pane = panes.get(key)

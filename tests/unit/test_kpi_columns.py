@@ -82,12 +82,16 @@ def test_columns_give_the_windows_late_samples_and_state_of_frames_one_by_one(
     for f in frames:
         closed_one += event_windows.apply_frame(one, f.to_frame(), size, grace, hop, late_one)
     cols, late_cols, closed_cols = event_windows.new_state(), [], []
+    late_of: dict[int, list] = {}
     # in batches of varying size, as agent steps would give them
     i = 0
     for k in [1, 3, 7, 2, 40] * 10:
         if i >= len(frames):
             break
-        closed_cols += event_windows.apply_columns(cols, frames[i : i + k], size, grace, hop, late_cols)
+        late_of.clear()
+        closed_cols += event_windows.apply_columns(cols, frames[i : i + k], size, grace, hop, late_of)
+        for index in sorted(late_of):  # each frame's late samples, in frame order
+            late_cols += late_of[index]
         i += k
     assert as_json(closed_cols) == as_json(closed_one)
     assert as_json(late_cols) == as_json(late_one)
