@@ -188,7 +188,10 @@ def apply_columns(
                 break
         _add_segment(state, frames, i, j, hop, done, late)
         state["max_t"], state["wm"] = max_t, wm
-        closed += close_until(state, frames[i].asset, size, wm, hop)
+        if done is not None and wm // hop <= done // hop:
+            state["done"] = max(done, wm)  # no window ends in (done, wm]: nothing to close
+        else:
+            closed += close_until(state, frames[i].asset, size, wm, hop)
         i = j
     return closed
 

@@ -78,6 +78,7 @@ class PaneAccs:
     """tag_stats accumulators of many tags as arrays (see the module doc)."""
 
     __slots__ = (
+        "_layouts",
         "bad",
         "first",
         "first_t",
@@ -98,6 +99,7 @@ class PaneAccs:
         self.tags: list[str] = []
         self.units: list[str] = []
         self.index: dict[str, int] = {}
+        self._layouts: dict[tuple[str, ...], np.ndarray] = {}  # a frame layout's tags -> their columns
         self.n = np.zeros(capacity, dtype=np.int64)
         self.bad = np.zeros(capacity, dtype=np.int64)
         self.min = np.zeros(capacity)
@@ -127,6 +129,9 @@ class PaneAccs:
 
     def columns(self, tags: Sequence[str], units: Sequence[str]) -> np.ndarray:
         """The accumulator index of each tag, adding tags not seen yet (with their unit)."""
+        known = self._layouts.get(tags) if isinstance(tags, tuple) else None
+        if known is not None:
+            return known
         index = self.index
         out = np.empty(len(tags), dtype=np.int64)
         for j, tag in enumerate(tags):
@@ -137,6 +142,8 @@ class PaneAccs:
                 self.units.append(units[j])
                 self._grow(i + 1)
             out[j] = i
+        if isinstance(tags, tuple):
+            self._layouts[tags] = out
         return out
 
     def add_block(self, col: np.ndarray, values: np.ndarray, times: np.ndarray, good: np.ndarray) -> None:
