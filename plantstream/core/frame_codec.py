@@ -31,6 +31,7 @@ from plantstream.core.records import QUALITIES, ReadingFrame, Sample
 
 DOUBLE_BRANCH = 2  # index of "double" in the value union ["null", "long", "double", "boolean", "string"]
 QUALITY_CODE = {q: i for i, q in enumerate(QUALITIES)}
+_HIGH_BITS = bytes(b & 0x80 for b in range(256))  # bytes.translate table: each byte's continuation bit
 _QUALITY_BYTES = frozenset(2 * i for i in range(len(QUALITIES)))  # zigzag enum indexes
 _F8 = np.dtype("<f8")
 
@@ -394,7 +395,7 @@ class ColumnarDecoder:
             tb = region[layout.time_idx]
             raw = tb.tobytes()
             w = layout.time_idx.shape[1]
-            if n and w and bytes(b & 0x80 for b in raw[:w]) != layout.time_high[:w]:
+            if n and w and raw[:w].translate(_HIGH_BITS) != layout.time_high[:w]:
                 continue
             if raw == raw[:w] * n:  # every sample at one time (the scan's, mostly)
                 first, _ = _read_long(raw, 0) if n else (scan_time, 0)
