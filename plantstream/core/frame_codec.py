@@ -30,6 +30,8 @@ import numpy as np
 from plantstream.core.records import QUALITIES, ReadingFrame, Sample
 
 DOUBLE_BRANCH = 2  # index of "double" in the value union ["null", "long", "double", "boolean", "string"]
+LONG, DOUBLE, BOOLEAN = "l", "d", "b"  # value kinds a layout may hold
+_BRANCH = {LONG: 1, DOUBLE: DOUBLE_BRANCH, BOOLEAN: 3}
 QUALITY_CODE = {q: i for i, q in enumerate(QUALITIES)}
 _HIGH_BITS = bytes(b & 0x80 for b in range(256))  # bytes.translate table: each byte's continuation bit
 _QUALITY_BYTES = frozenset(2 * i for i in range(len(QUALITIES)))  # zigzag enum indexes
@@ -52,7 +54,22 @@ class FrameColumns:
     quality: np.ndarray  # uint8 codes into QUALITIES
     time_min: int = 0  # the earliest and latest of `times` (scan_time when there are no samples)
     time_max: int = 0
+    # None: every value a double. Else per sample LONG, BOOLEAN or DOUBLE: `values` holds each as a float
+    # (what the statistics and the stores use), `ints` the longs exactly
+    kinds: tuple[str, ...] | None = None
+    ints: np.ndarray | None = None
     _record: ReadingFrame | None = field(default=None, repr=False, compare=False)
+
+    def python_values(self) -> list[Any]:
+        """Each sample's value as the record has it: float, int or bool."""
+        values = self.values.tolist()
+        if self.kinds is None:
+            return values
+        ints = self.ints.tolist() if self.ints is not None else []
+        return [
+            ints[i] if k == LONG else (v != 0.0 if k == BOOLEAN else v)
+            for i, (k, v) in enumerate(zip(self.kinds, values, strict=True))
+        ]
 
     def __len__(self) -> int:
         return len(self.tags)
@@ -65,7 +82,7 @@ class FrameColumns:
         samples: list[Sample] = [
             {"tag": t, "source_time": ts, "value": v, "quality": QUALITIES[q], "unit": u}
             for t, ts, v, q, u in zip(
-                self.tags, self.times.tolist(), self.values.tolist(), self.quality.tolist(), self.units, strict=True
+                self.tags, self.times.tolist(), self.python_values(), self.quality.tolist(), self.units, strict=True
             )
         ]
         self._record = {
@@ -139,10 +156,21 @@ class Layout:
     value_idx: np.ndarray  # (n, 8) positions of each double
     quality_idx: np.ndarray  # (n,) position of each quality byte
     time_high: bytes  # (n x w) the continuation bits time varints of this width have
+    kinds: tuple[str, ...] | None = None  # None: all doubles (value_idx covers every sample)
+    double_at: np.ndarray | None = None  # samples whose value is a double (value_idx rows), when mixed
+    longs: tuple[tuple[np.ndarray, np.ndarray, bytes], ...] = ()  # (samples, (k, w) positions, high bits) per width
+    bools_at: np.ndarray | None = None
+    bool_idx: np.ndarray | None = None
 
 
-def _layout(tags: Sequence[str], units: Sequence[str], time_widths: Sequence[int]) -> tuple[Layout, bytearray]:
-    """The layout and a template of its samples region (varying bytes zero)."""
+def _layout(
+    tags: Sequence[str],
+    units: Sequence[str],
+    time_widths: Sequence[int],
+    kinds: Sequence[tuple[str, int]] | None = None,
+) -> tuple[Layout, bytearray]:
+    """The layout and a template of its samples region (varying bytes zero); `kinds`: each value's kind and
+    byte width (default: all doubles)."""
     n = len(tags)
     region = bytearray(zigzag_varint(n)) if n else bytearray()
     fixed_mask: list[bool] = [True] * len(region)
@@ -153,18 +181,34 @@ def _layout(tags: Sequence[str], units: Sequence[str], time_widths: Sequence[int
     if len(widths) > 1:
         raise ValueError("one time varint width per layout")
     w = widths.pop() if widths else 0
-    for tag, unit in zip(tags, units, strict=True):
+    per = list(kinds) if kinds is not None else [(DOUBLE, 8)] * n
+    long_pos: dict[int, tuple[list[int], list[list[int]]]] = {}
+    bool_at: list[int] = []
+    bool_pos: list[int] = []
+    double_at: list[int] = []
+    for i, (tag, unit) in enumerate(zip(tags, units, strict=True)):
         t = avro_string(tag)
         region += t
         fixed_mask += [True] * len(t)
         time_pos.append(list(range(len(region), len(region) + w)))
         region += b"\0" * w
         fixed_mask += [False] * w
-        region.append(DOUBLE_BRANCH * 2)  # the union index, zigzag
+        kind, width = per[i]
+        region.append(_BRANCH[kind] * 2)  # the union index, zigzag
         fixed_mask.append(True)
-        value_pos.append(list(range(len(region), len(region) + 8)))
-        region += b"\0" * 8
-        fixed_mask += [False] * 8
+        at = list(range(len(region), len(region) + width))
+        if kind == DOUBLE:
+            double_at.append(i)
+            value_pos.append(at)
+        elif kind == LONG:
+            group = long_pos.setdefault(width, ([], []))
+            group[0].append(i)
+            group[1].append(at)
+        else:
+            bool_at.append(i)
+            bool_pos.append(at[0])
+        region += b"\0" * width
+        fixed_mask += [False] * width
         quality_pos.append(len(region))
         region.append(0)
         fixed_mask.append(False)
@@ -179,6 +223,12 @@ def _layout(tags: Sequence[str], units: Sequence[str], time_widths: Sequence[int
     high = np.zeros((n, w), dtype=np.uint8)
     if w:
         high[:, :-1] = 0x80
+    longs = []
+    for lw, (at_s, pos) in sorted(long_pos.items()):
+        lh = np.zeros((len(at_s), lw), dtype=np.uint8)
+        lh[:, :-1] = 0x80
+        longs.append((np.array(at_s, dtype=np.intp), np.array(pos, dtype=np.intp).reshape(len(at_s), lw), lh.tobytes()))
+    mixed = kinds is not None and any(k != DOUBLE for k, _ in per)
     layout = Layout(
         tags=tuple(tags),
         units=tuple(units),
@@ -186,9 +236,14 @@ def _layout(tags: Sequence[str], units: Sequence[str], time_widths: Sequence[int
         fixed_idx=np.flatnonzero(mask),
         fixed=arr[mask].tobytes(),
         time_idx=time_idx,
-        value_idx=np.array(value_pos, dtype=np.intp).reshape(n, 8),
+        value_idx=np.array(value_pos, dtype=np.intp).reshape(len(value_pos), 8),
         quality_idx=np.array(quality_pos, dtype=np.intp),
         time_high=high.tobytes(),
+        kinds=tuple(k for k, _ in per) if mixed else None,
+        double_at=np.array(double_at, dtype=np.intp) if mixed else None,
+        longs=tuple(longs),
+        bools_at=np.array(bool_at, dtype=np.intp) if mixed else None,
+        bool_idx=np.array(bool_pos, dtype=np.intp) if mixed else None,
     )
     return layout, region
 
@@ -358,13 +413,39 @@ def _encode_slow(
 # --- decoding ---------------------------------------------------------------------------------------
 
 
+def _mixed_values(region: np.ndarray, layout: Layout, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values as floats, longs exactly) of a layout with longs or booleans; None if a varying byte is not
+    what the layout allows (a long of another width, a boolean byte other than 0 or 1)."""
+    values = np.empty(n, dtype=_F8)
+    ints = np.zeros(n, dtype=np.int64)
+    assert layout.double_at is not None and layout.bools_at is not None and layout.bool_idx is not None
+    if len(layout.double_at):
+        values[layout.double_at] = region[layout.value_idx].view(_F8).reshape(-1)
+    for at, idx, high in layout.longs:
+        b = region[idx]
+        if (b & 0x80).tobytes() != high:
+            return None
+        longs = _varints_to_times(b)
+        if idx.shape[1] == 10 and (b[:, -1] > 1).any():  # past 64 bits: not a long
+            return None
+        ints[at] = longs
+        values[at] = longs
+    if len(layout.bools_at):
+        bb = region[layout.bool_idx]
+        if (bb > 1).any():
+            return None
+        values[layout.bools_at] = bb
+    return values, ints
+
+
 class ColumnarDecoder:
     """Decodes frame bodies of layouts it has learnt into FrameColumns (see the module doc)."""
 
     def __init__(self, max_layouts: int = 10_000) -> None:
         # (sample count, samples region length) -> candidate layouts
         self._layouts: dict[tuple[int, int], list[Layout]] = {}
-        self._tried: dict[tuple[tuple[str, ...], tuple[str, ...], int], bool] = {}  # (tags, units, width) -> learnt
+        # (tags, units, time width, value kinds and widths or None for all doubles) -> learnt
+        self._tried: dict[tuple[Any, ...], bool] = {}
         self.max_layouts = max_layouts
 
     def decode(self, body: bytes | memoryview) -> FrameColumns | None:
@@ -406,6 +487,14 @@ class ColumnarDecoder:
                     continue
                 times = _varints_to_times(tb)
                 lo, hi = int(times.min()), int(times.max())
+            ints = None
+            if layout.kinds is None:
+                values = region[layout.value_idx].view(_F8).reshape(n)
+            else:
+                mixed = _mixed_values(region, layout, n)
+                if mixed is None:
+                    continue
+                values, ints = mixed
             return FrameColumns(
                 asset=asset,
                 device=device,
@@ -417,7 +506,9 @@ class ColumnarDecoder:
                 tags=layout.tags,
                 units=layout.units,
                 times=times,
-                values=region[layout.value_idx].view(_F8).reshape(n),
+                values=values,
+                kinds=layout.kinds,
+                ints=ints,
                 quality=np.frombuffer(qb, dtype=np.uint8) >> 1,
                 time_min=lo,
                 time_max=hi,
@@ -428,21 +519,31 @@ class ColumnarDecoder:
         """Remember the layout of a frame fastavro decoded from `body`, when every value is a double and the
         body is byte for byte the canonical encoding of that layout. True when learnt (or known)."""
         samples = frame["samples"]
-        if not all(type(s["value"]) is float for s in samples):
-            return False
+        kinds: list[tuple[str, int]] = []
+        for s in samples:
+            v = s["value"]
+            if type(v) is float:
+                kinds.append((DOUBLE, 8))
+            elif type(v) is bool:
+                kinds.append((BOOLEAN, 1))
+            elif type(v) is int and -(2**63) <= v < 2**63:
+                kinds.append((LONG, _varint_width(v)))
+            else:  # null or text: fastavro's
+                return False
         widths = {_varint_width(s["source_time"]) for s in samples}
         if len(widths) > 1:
             return False
         w = widths.pop() if widths else 0
         tags = tuple(s["tag"] for s in samples)
         units = tuple(s.get("unit", "") for s in samples)
-        key = (tags, units, w)
+        all_double = all(k == DOUBLE for k, _ in kinds)
+        key = (tags, units, w, None if all_double else tuple(kinds))
         known = self._tried.get(key)
         if known is not None:
             return known
         if len(self._tried) >= self.max_layouts:
             return False
-        layout, _ = _layout(tags, units, [w] * len(tags))
+        layout, _ = _layout(tags, units, [w] * len(tags), None if all_double else kinds)
         slot = self._layouts.setdefault((len(tags), layout.length), [])
         slot.append(layout)
         got = self.decode(body)
@@ -461,9 +562,16 @@ class ColumnarDecoder:
             )
             and got.times.tolist() == [s["source_time"] for s in samples]
             and [QUALITIES[q] for q in got.quality.tolist()] == [s["quality"] for s in samples]
-            and np.array_equal(got.values, np.array([s["value"] for s in samples], dtype=_F8), equal_nan=True)
+            and _same_values(got.python_values(), [s["value"] for s in samples])
         )
         if not ok:
             slot.remove(layout)  # not the canonical encoding (several array blocks, say): not ours to read
         self._tried[key] = ok
         return ok
+
+
+def _same_values(a: list[Any], b: list[Any]) -> bool:
+    """Equal values of equal types (NaN equals NaN)."""
+    return len(a) == len(b) and all(
+        type(x) is type(y) and (x == y or (type(x) is float and x != x and y != y)) for x, y in zip(a, b, strict=True)
+    )

@@ -112,3 +112,44 @@ def test_pane_accs_equal_tag_stats_add_and_round_trip_through_json() -> None:
     restored = PaneAccs.from_accs(copy.deepcopy(pane.to_json()))
     restored.add_block(restored.columns(TAGS, ("u",) * 3), vals[20:], times[20:], np.ones((30, 3), dtype=bool))
     assert restored.to_json() == accs
+
+
+def test_longs_and_booleans_as_columns_give_the_windows_of_the_records() -> None:
+    import io
+
+    import fastavro
+
+    import schemas
+    from plantstream.core.frame_codec import ColumnarDecoder
+    from plantstream.core.records import reading_frame, sample
+    from plantstream.core.serde import parse_internal
+
+    parsed = parse_internal(schemas.schema_json(schemas.READING_FRAME))
+    dec = ColumnarDecoder()
+    records, cols = [], []
+    for i in range(60):
+        t = 1_000_000 * i
+        f = dict(
+            reading_frame(
+                asset="x.a.b.c.d",
+                device="d",
+                seq=i,
+                producer_id="p",
+                scan_time=t,
+                samples=[sample("count", t, 1000 + i), sample("run", t, i % 3 == 0), sample("pv", t, 0.5 * i)],
+            )
+        )
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, f)
+        body = buf.getvalue()
+        got = dec.decode(body)
+        if got is None:
+            assert dec.learn(body, fastavro.schemaless_reader(io.BytesIO(body), parsed, None))
+            got = dec.decode(body)
+        assert got is not None and got.kinds == ("l", "b", "d")
+        records.append(f)
+        cols.append(got)
+    one, by_cols = event_windows.new_state(), event_windows.new_state()
+    want = [w for f in records for w in event_windows.apply_frame(one, f, 10 * S, S)]
+    got_windows = event_windows.apply_columns(by_cols, cols, 10 * S, S)
+    assert as_json(got_windows) == as_json(want) and len(want) == 15
