@@ -4,9 +4,9 @@ Contract:
 - The bytes are exactly what fastavro writes for the same ReadingFrame (plantstream.core.serde.Codec)
   and what any Confluent-compatible client reads: this module changes only how they are made and read.
 - `FrameColumns` is a frame with its samples as columns: `tags` and `units` (tuples of str), `times`
-  (int64 µs), `values` (float64), `quality` (uint8 codes, index into records.QUALITIES). It covers
-  frames whose every value is a double (Avro `double`, Python float); any other frame (a null, long,
-  boolean or string value) is left to fastavro by both directions.
+  (int64 µs), `values` (float64), `quality` (uint8 codes, index into records.QUALITIES), and for frames
+  with longs or booleans their `kinds` and the longs exactly (`ints`). Frames with a null or text value
+  are left to fastavro in both directions.
 - `ColumnarDecoder.decode(body)` returns FrameColumns when the body matches a layout it has seen (the
   same tags, units, value types and timestamp widths, checked byte for byte on every call), else None;
   the caller then decodes with fastavro and may `learn(body, frame)` the layout, so the next frame of
@@ -249,7 +249,8 @@ def _layout(
 
 
 def _varint_width(n: int) -> int:
-    return len(zigzag_varint(n))
+    z = (n << 1) ^ (n >> 63)
+    return max(1, (z.bit_length() + 6) // 7)
 
 
 def _times_to_varints(times: np.ndarray, w: int) -> np.ndarray:
@@ -277,7 +278,7 @@ class ColumnarEncoder:
     """Encodes frames from columns; remembers the layouts (and templates) of the frames it wrote."""
 
     def __init__(self) -> None:
-        self._layouts: dict[tuple[tuple[str, ...], tuple[str, ...], int], tuple[Layout, np.ndarray]] = {}
+        self._layouts: dict[tuple[Any, ...], tuple[Layout, np.ndarray]] = {}
 
     def encode_columns(
         self,
@@ -294,8 +295,12 @@ class ColumnarEncoder:
         units: Sequence[str] | None = None,
         historical: bool = False,
         buffered: bool = False,
+        kinds: Sequence[tuple[str, int]] | None = None,
+        ints: Sequence[int] | None = None,
     ) -> bytes:
-        """The Avro body of a ReadingFrame whose values are all doubles (`times` default: scan_time)."""
+        """The Avro body of a ReadingFrame (`times` default: scan_time). Values are doubles, unless `kinds`
+        gives each one's kind and byte width (DOUBLE 8, BOOLEAN 1, LONG its zigzag varint width): then
+        `values` holds the doubles and booleans (0/1) and `ints` the longs, each at its sample's place."""
         n = len(tags)
         units_t = tuple(units) if units is not None else ("",) * n
         if times is None or isinstance(times, int):
@@ -307,14 +312,17 @@ class ColumnarEncoder:
         w = _varint_width(hi) if n else 0
         # a zigzag varint's width grows with the value, so equal widths at both ends mean one width
         if n and (lo < 0 or _varint_width(lo) != w):
+            if kinds is not None:
+                raise ValueError("frames with longs or booleans need one time varint width")
             full = t if t is not None else np.full(n, lo, dtype=np.int64)
             return _encode_slow(
                 asset, device, seq, producer_id, scan_time, tags, values, full, quality, units_t, historical, buffered
             )
-        key = (tuple(tags), units_t, w)
+        kinds_t = tuple(kinds) if kinds is not None else None
+        key = (tuple(tags), units_t, w, kinds_t)
         known = self._layouts.get(key)
         if known is None:
-            layout, region = _layout(key[0], units_t, [w] * n)
+            layout, region = _layout(key[0], units_t, [w] * n, kinds_t)
             known = self._layouts[key] = (layout, np.frombuffer(bytes(region), dtype=np.uint8))
         layout, template = known
         region_arr = template.copy()
@@ -324,7 +332,20 @@ class ColumnarEncoder:
             else:
                 assert t is not None
                 region_arr[layout.time_idx] = _times_to_varints(t, w)
-            region_arr[layout.value_idx] = np.ascontiguousarray(values, dtype=_F8).view(np.uint8).reshape(n, 8)
+            if layout.kinds is None:
+                region_arr[layout.value_idx] = np.ascontiguousarray(values, dtype=_F8).view(np.uint8).reshape(n, 8)
+            else:
+                assert layout.double_at is not None and layout.bools_at is not None and layout.bool_idx is not None
+                v = np.asarray(values, dtype=_F8)
+                if len(layout.double_at):
+                    doubles = np.ascontiguousarray(v[layout.double_at])
+                    region_arr[layout.value_idx] = doubles.view(np.uint8).reshape(-1, 8)
+                if layout.longs:
+                    i64 = np.asarray(ints, dtype=np.int64)
+                    for at, idx, _high in layout.longs:
+                        region_arr[idx] = _times_to_varints(i64[at], idx.shape[1])
+                if len(layout.bools_at):
+                    region_arr[layout.bool_idx] = v[layout.bools_at] != 0
             if quality is not None:
                 region_arr[layout.quality_idx] = quality.astype(np.uint8) * 2
         head = (
@@ -339,16 +360,32 @@ class ColumnarEncoder:
         return head + region_arr.tobytes()
 
     def encode_frame(self, frame: Mapping[str, Any]) -> bytes | None:
-        """The Avro body of a ReadingFrame record whose every value is a float; None for any other frame
-        (the caller encodes it with fastavro, which also names what is wrong with a malformed one)."""
+        """The Avro body of a ReadingFrame record whose values are floats, ints and bools; None for any other
+        frame (the caller encodes it with fastavro, which also names what is wrong with a malformed one)."""
         samples = frame["samples"]
         values = [s["value"] for s in samples]
         times = [s["source_time"] for s in samples]
         tags = [s["tag"] for s in samples]
         units = [s.get("unit", "") for s in samples]
+        kinds: list[tuple[str, int]] | None = None
+        ints: list[int] | None = None
+        if not all(type(v) is float for v in values):
+            kinds, ints = [], [0] * len(values)
+            for i, v in enumerate(values):
+                kind = type(v)
+                if kind is float:
+                    kinds.append((DOUBLE, 8))
+                elif kind is bool:
+                    kinds.append((BOOLEAN, 1))
+                    values[i] = 1.0 if v else 0.0
+                elif kind is int and -(2**63) <= v < 2**63:
+                    kinds.append((LONG, _varint_width(v)))
+                    ints[i] = v
+                    values[i] = 0.0
+                else:  # null or text: fastavro's
+                    return None
         if not (
-            all(type(v) is float for v in values)
-            and all(type(t) is int for t in times)
+            all(type(t) is int for t in times)
             and all(type(t) is str for t in tags)
             and all(type(u) is str for u in units)
             and type(frame["seq"]) is int
@@ -360,6 +397,10 @@ class ColumnarEncoder:
         except KeyError:
             return None
         first = times[0] if times else 0
+        if kinds is not None and times.count(first) != len(times):
+            widths = {_varint_width(t) for t in times}
+            if len(widths) > 1:
+                return None
         return self.encode_columns(
             asset=frame["asset"],
             device=frame["device"],
@@ -373,6 +414,8 @@ class ColumnarEncoder:
             units=units,
             historical=bool(frame.get("historical", False)),
             buffered=bool(frame.get("buffered", False)),
+            kinds=kinds,
+            ints=ints,
         )
 
 

@@ -131,7 +131,7 @@ def test_frames_with_nulls_or_text_are_left_to_fastavro_and_longs_and_booleans_a
         assert not dec.learn(body, fastavro_read(body))
         assert dec.decode(body) is None
     for value, other in ((7, 9), (-(2**63), 2**63 - 1), (2**53 + 1, 2**53 + 3), (True, False)):
-        assert enc.encode_frame(frame(value)) is None  # encoding from columns: doubles only
+        assert enc.encode_frame(frame(value)) == fastavro_body(frame(value))
         body = fastavro_body(frame(value))
         assert dec.learn(body, fastavro_read(body))
         body2 = fastavro_body(frame(other))
@@ -174,6 +174,14 @@ def mixed_frames(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         second.append({**s, "value": v, "quality": draw(qualities)})
     base = dict(reading_frame(asset="a.b.c.d.e", device="d", seq=1, producer_id="p", scan_time=t, samples=first))
     return base, {**base, "seq": 2, "samples": second}
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_frames())
+def test_encoding_a_mixed_frame_gives_fastavros_bytes(pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    enc = ColumnarEncoder()
+    for f in pair:  # the second with the first one's layout
+        assert enc.encode_frame(f) == fastavro_body(f)
 
 
 @settings(max_examples=300, deadline=None)
