@@ -264,10 +264,12 @@ def _times_to_varints(times: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
+_SHIFTS = [(np.arange(w, dtype=np.uint64) * np.uint64(7))[None, :] for w in range(11)]
+
+
 def _varints_to_times(b: np.ndarray) -> np.ndarray:
     w = b.shape[1]
-    shifts = (np.arange(w, dtype=np.uint64) * np.uint64(7))[None, :]
-    z = np.bitwise_or.reduce((b & 0x7F).astype(np.uint64) << shifts, axis=1)
+    z = b[:, 0].astype(np.uint64) if w == 1 else np.bitwise_or.reduce((b & 127).astype(np.uint64) << _SHIFTS[w], axis=1)
     return ((z >> np.uint64(1)).astype(np.int64)) ^ -((z & np.uint64(1)).astype(np.int64))
 
 
@@ -466,16 +468,17 @@ def _mixed_values(region: np.ndarray, layout: Layout, n: int) -> tuple[np.ndarra
         values[layout.double_at] = region[layout.value_idx].view(_F8).reshape(-1)
     for at, idx, high in layout.longs:
         b = region[idx]
-        if (b & 0x80).tobytes() != high:
+        raw = b.tobytes()
+        if raw.translate(_HIGH_BITS) != high:
+            return None
+        if idx.shape[1] == 10 and max(raw[9::10]) > 1:  # past 64 bits: not a long
             return None
         longs = _varints_to_times(b)
-        if idx.shape[1] == 10 and (b[:, -1] > 1).any():  # past 64 bits: not a long
-            return None
         ints[at] = longs
         values[at] = longs
     if len(layout.bools_at):
         bb = region[layout.bool_idx]
-        if (bb > 1).any():
+        if max(bb.tobytes()) > 1:
             return None
         values[layout.bools_at] = bb
     return values, ints
