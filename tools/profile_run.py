@@ -62,6 +62,17 @@ def cpu_s(pid: int) -> float:
         return 0.0
 
 
+def gc_seconds(pid: int) -> float | None:
+    """The JVM's accumulated GC time (jstat's GCT column), seconds."""
+    jstat = shutil.which("jstat") or "/usr/lib/jvm/java-17-openjdk-amd64/bin/jstat"
+    try:
+        lines = subprocess.run([jstat, "-gc", str(pid)], capture_output=True, text=True, timeout=20).stdout.split("\n")
+        head, row = lines[0].split(), lines[1].split()
+        return float(row[head.index("GCT")])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
 def role(cmd: str) -> str | None:
     if "kafka.Kafka" in cmd:
         return "kafka"
@@ -173,6 +184,7 @@ def main() -> int:
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy") or "py-spy"
         jcmd = shutil.which("jcmd") or "/usr/lib/jvm/java-17-openjdk-amd64/bin/jcmd"
         running = []
+        gc0 = {r: gc_seconds(p) for r, p in procs.items() if r == "kafka"}
         cpu0 = {r: cpu_s(p) for r, p in procs.items()}
         for r, pid in procs.items():
             if r == "kafka":
@@ -215,6 +227,7 @@ def main() -> int:
                 )
         time.sleep(a.seconds)
         cpu1 = {r: cpu_s(p) for r, p in procs.items()}
+        gc1 = {r: gc_seconds(p) for r, p in procs.items() if r == "kafka"}
         for _r, p in running:
             p.wait(120)
         time.sleep(3)  # JFR writes its file when the duration ends
@@ -236,6 +249,9 @@ def main() -> int:
                 col.unlink()
             if r == "kafka" and (out / "kafka.jfr").exists():
                 entry["profile"] = summarize_jfr(out / "kafka.jfr")
+            if r in gc0 and gc0[r] is not None and gc1.get(r) is not None:
+                # JFR samples Java threads only: the collector's own CPU shows in jstat's GC time
+                entry["gc_time_percent"] = round(100 * (gc1[r] - gc0[r]) / a.seconds, 1)
             summary["processes"][r] = entry
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         rc = bench.wait()
