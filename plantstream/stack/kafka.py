@@ -315,8 +315,15 @@ def status(settings: Settings) -> KafkaStatus:
 
 
 # JVM flags of a cluster node: three JVMs share two cores with the pipeline, so a serial collector (no
-# GC threads) on a small heap, and few compiler threads
-_SMALL_JVM = ["-XX:+UseSerialGC", "-XX:CICompilerCount=2", "-XX:ReservedCodeCacheSize=64m", "-Xss512k"]
+# GC threads) on a small heap, and the C1 compiler only: a node starts in 8.6 s instead of 14.0 s and idles
+# at 5.2 % of a core for three nodes instead of 7.3 % (docs/deployment.md)
+_SMALL_JVM = [
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:CICompilerCount=2",
+    "-XX:ReservedCodeCacheSize=64m",
+    "-Xss512k",
+]
 
 
 def _jvm_flags(settings: Settings, count: int) -> list[str]:
