@@ -664,6 +664,28 @@ def bench_storage(
     storage_bench_main(json_out, runs=runs, n_batches=batches, frames_per_batch=frames, dsn=dsn)
 
 
+@bench_app.command("kafka-start")
+def bench_kafka_start(
+    brokers: Annotated[int, typer.Option(help="local Kafka nodes (1 or a cluster)")] = 3,
+    repeats: Annotated[int, typer.Option(help="fresh starts; medians are reported")] = 3,
+    settle: Annotated[float, typer.Option(help="seconds after start before measuring idle CPU")] = 30.0,
+    window: Annotated[float, typer.Option(help="seconds of idle CPU measured")] = 60.0,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Start-up seconds, idle CPU and memory of the local Kafka (free ports, a temporary state folder)."""
+    from plantstream.bench.kafka_start import render, run_kafka_start_bench
+    from plantstream.bench.pipeline import write_result
+
+    if not 1 <= brokers <= 5 or repeats < 1 or settle < 0 or window <= 0:
+        raise _fail("need 1 <= --brokers <= 5, --repeats >= 1, --settle >= 0 and --window > 0", 2)
+    result = run_kafka_start_bench(
+        ctx_state.settings(), brokers=brokers, repeats=repeats, settle_s=settle, window_s=window
+    )
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
 @bench_app.command("dashboard")
 def bench_dashboard(
     hours: Annotated[float, typer.Option(help="hours of history for one asset")] = 24.0,

@@ -326,7 +326,7 @@ _SMALL_JVM = [
 ]
 
 
-def _jvm_flags(settings: Settings, count: int) -> list[str]:
+def jvm_flags(settings: Settings, count: int) -> list[str]:
     heap = heap_mb(settings, count)
     if count == 1:
         return [f"-Xmx{heap}m", f"-Xms{min(256, heap)}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
@@ -411,7 +411,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
             marker = str(n.home / "server.properties")
             cmd = [
                 java_exe,
-                *_jvm_flags(settings, count),
+                *jvm_flags(settings, count),
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={n.home / 'log4j2.properties'}",
                 "-cp",
