@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
+from plantstream.core import logs
 from plantstream.core.config import ConfigError, Settings, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -54,11 +53,7 @@ def _root(
 ) -> None:
     """plantstream: shop-floor data from OPC UA and Modbus devices to Kafka, KPIs, storage and alerts."""
     ctx_state.config_path = config
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("aiokafka", "faust", "mode", "pymodbus", "asyncua", "httpx", "httpx2"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(log_level)
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:

@@ -10,7 +10,6 @@ anomaly models are saved every MODEL_CHECKPOINT_FRAMES frames.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ import faust
 from faust.serializers import codecs
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.records import Alert
 from plantstream.core.runstats import RunStats
@@ -27,7 +26,7 @@ from processors import alert_rules, event_windows, faust_fastpath, faust_rebalan
 from processors.anomaly.model import AnomalyStage
 from processors.outputs import Outputs
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 REQUIRED_FRAME_FIELDS = ("asset", "scan_time", "samples")
 MODEL_CHECKPOINT_FRAMES = 100

@@ -10,19 +10,19 @@ Kafka refuses stops the worker instead of being dropped.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from plantstream.core import kafka_clients
+from plantstream.core import kafka_clients, logs
 from plantstream.core.config import Settings
+from plantstream.core.errors import ProcessorError
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(ProcessorError, RuntimeError):
     """Kafka did not take an output record; the batch it belongs to must not be committed."""
 
 

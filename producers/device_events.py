@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
-from plantstream.core import kafka_clients, records, topics
+from plantstream.core import kafka_clients, logs, records, topics
 from plantstream.core.config import Settings
 from plantstream.core.records import Alert, AlertState
 from plantstream.core.serde import Codec
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 KIND = "device_down"
 RAISED: AlertState = "RAISED"

@@ -8,7 +8,6 @@ wait for room rather than drop a frame.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -17,14 +16,14 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 import schemas
-from plantstream.core import kafka_clients, topics
+from plantstream.core import kafka_clients, logs, topics
 from plantstream.core.config import Settings
 from plantstream.core.records import ReadingFrame
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec, Decoder
 from producers.store_forward import DiskBuffer
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 COMPONENT = "producer-modbus"
 _CALLBACK_POLL_S = 0.2

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 
 if TYPE_CHECKING:
     from producers.publisher import FrameSink
 
-log = logging.getLogger("plantstream.producer")
+log = logs.get(__name__)
 
 # run_modbus_producer / run_opcua_producer: (settings, emit, stop, stats) -> None
 DeviceProducer = Callable[..., Awaitable[None]]

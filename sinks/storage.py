@@ -6,7 +6,6 @@ replays at most the last batch, and the store's natural keys make that replay a 
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -16,14 +15,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
 from sinks.stores.registry import describe, open_with_retry, run_retention, write_with_backpressure
 
-log = logging.getLogger("plantstream.sink.storage")
+log = logs.get(__name__)
 
 
 def store_path(settings: Settings) -> Path:

@@ -3,6 +3,8 @@
 1. No private name crosses modules: `from x import _y` of a project module fails.
 2. The core and the stages take nothing from `plantstream` but `plantstream.core` (so a new top-layer
    module is above them even before it is listed in the layers contract).
+3. Loggers come from `plantstream.core.logs.get(__name__)` (one naming scheme): `logging.getLogger`
+   is called only in plantstream/core/logs.py.
 
 Exit 1 listing each offending import with file and line.
 """
@@ -66,8 +68,28 @@ def problems(path: Path) -> list[str]:
     return out
 
 
+LOGS_MODULE = "plantstream.core.logs"
+
+
+def logger_calls(path: Path) -> list[str]:
+    if module_name(path) == LOGS_MODULE:
+        return []
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno}: logging.getLogger called. Fix: log = logs.get(__name__) "
+        f"(from plantstream.core import logs)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "getLogger"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "logging"
+    ]
+
+
 def main() -> int:
-    found = [p for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py")) for p in problems(path)]
+    paths = [path for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py"))]
+    found = [p for path in paths for p in [*problems(path), *logger_calls(path)]]
     for line in found:
         print(line)
     return 1 if found else 0

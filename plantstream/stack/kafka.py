@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
 import time
@@ -10,14 +9,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantstream.core import local_stack
+from plantstream.core import local_stack, logs
 from plantstream.core.config import Settings
 from plantstream.core.local_stack import ProcessInfo, alive, read_info, write_info
 from plantstream.stack import maven
 from plantstream.stack.process import StackError, java, port_free, spawn, tail, terminate
 from plantstream.stack.tls import ensure_broker_tls
 
-_log = logging.getLogger("plantstream.stack")
+_log = logs.get(__name__)
 
 HOST = "127.0.0.1"
 

@@ -12,10 +12,10 @@ goes to the dead-letter topic; the reader goes on.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from plantstream.core import logs
 from plantstream.core.config import MqttBroker, Settings
 from plantstream.core.records import Alert, ReadingFrame, Sample
 from plantstream.core.runstats import RunStats
@@ -26,7 +26,7 @@ from producers.readers.framing import FrameAssembler
 from producers.readers.mqtt_client import MqttConnection, Will
 from producers.readers.mqtt_payload import BadInput
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 MAX_LOGGED_TOPICS = 1000  # distinct (topic, kind) pairs logged one by one; beyond, one line per kind
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -23,7 +22,9 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from plantstream.core import logs
 from plantstream.core.config import ModbusRtuDevice, ModbusTag, ModbusTcpDevice, RegisterTable, Settings
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import ReadingFrame, Sample, reading_frame, sample
 from plantstream.core.runstats import RunStats
 from producers import modbus_codec
@@ -32,7 +33,7 @@ from producers.modbus_codec import ReadBlock, Value
 from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
 from producers.report_by_exception import ExceptionFilter
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 T = TypeVar("T")
 ModbusDevice = ModbusTcpDevice | ModbusRtuDevice
@@ -59,7 +60,7 @@ EXCEPTION_NAMES = {
 }
 
 
-class ReadFailed(Exception):
+class ReadFailed(ProducerError):
     """One read request did not return data; `cause` is the operator-facing reason."""
 
     def __init__(self, cause: str, *, device_silent: bool = False) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import re
 import socket
 import time
@@ -35,13 +34,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from plantstream.core import logs
 from plantstream.core.config import OpcUaDevice, OpcUaSecurityMode, OpcUaSecurityPolicy, OpcUaTag, Settings, TagType
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import Quality, ReadingFrame, Sample, reading_frame, sample
 from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit, OutageTracker
 from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 CLIENT_APP_URI = "urn:plantstream:opcua-producer"
 ERROR_LOG_INTERVAL_S = 30.0
@@ -249,7 +250,7 @@ def describe_error(e: BaseException, device: OpcUaDevice, cert_path: Path | None
     return f"{type(e).__name__}: {e}"
 
 
-class ServerNotTrusted(Exception):
+class ServerNotTrusted(ProducerError):
     """The server's certificate is not in the device's server_trust_dir."""
 
 

@@ -10,7 +10,6 @@ repeat, with the same X-Plantstream-Delivery id to drop it by).
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import AlertingSettings, AlertRoute, Settings
 from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats
@@ -29,7 +28,7 @@ from sinks.alerts.channels import Sender, make_sender
 from sinks.alerts.delivery_log import Delivery, DeliveryLog
 from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch
 
-log = logging.getLogger("plantstream.sink.alerts")
+log = logs.get(__name__)
 
 IDLE_POLL_S = 1.0  # workers also wake on new rows; this only bounds how late a retry can start
 

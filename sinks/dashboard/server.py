@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from plantstream.core import runstats
+from plantstream.core import logs, runstats
 from plantstream.core.config import Settings
 from sinks.dashboard import auth
 from sinks.dashboard.acks import AckStore
@@ -43,7 +42,7 @@ from sinks.dashboard.viewmodel import (
     trend_tags,
 )
 
-log = logging.getLogger("sinks.dashboard")
+log = logs.get(__name__)
 STATIC = Path(__file__).parent / "static"
 FLUSH_S = 0.25  # frames and anomaly scores are coalesced per asset and pushed at most this often
 HEALTH_S = 2.0

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from plantstream.core.config import RetentionSettings
+from plantstream.core.errors import SinkError
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(SinkError):
     """The database cannot be reached now; the batch was not stored and may be retried as is."""
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,11 +29,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from plantstream.core import logs
 from plantstream.core.config import PostgresSettings, RetentionSettings
 from sinks.stores.base import StoreUnavailable
 from sinks.stores.rows import QUALITY, split_value
 
-log = logging.getLogger("plantstream.sink.postgres")
+log = logs.get(__name__)
 
 DAY_US = 86_400_000_000
 # advisory lock ids (arbitrary constants): schema migrations, partition DDL

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,13 +10,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
+from plantstream.core import logs
 from plantstream.core.config import RetentionSettings, Settings
 from plantstream.core.runstats import RunStats
 from sinks.stores.base import Store, StoreUnavailable
 from sinks.stores.postgres import PostgresStore, conninfo, where
 from sinks.stores.sqlite import SqliteStore
 
-log = logging.getLogger("plantstream.sink.storage")
+log = logs.get(__name__)
 
 
 def sqlite_path(settings: Settings) -> Path:

@@ -108,7 +108,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
 ) -> None:
     if stack.proxy_port is None or stack.external_port is None:
         pytest.skip("needs the project's own broker with an external listener (not KAFKA_BOOTSTRAP or Docker)")
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     started = time.monotonic()
     device_port = free_port()
     raw = plant_raw(

@@ -113,7 +113,7 @@ def test_burst_of_bad_messages(stack: Stack, tmp_path: Path, clean_env: None, ca
         assert produce_each(settings, settings.topic(topics.READINGS), items) == []
         stats = RunStats("producer-burst")
         producer = FrameSink(settings, frame_codec(settings), stats)
-        with caplog.at_level(logging.ERROR, logger="producers.publisher"):
+        with caplog.at_level(logging.ERROR, logger="plantstream.producers.publisher"):
             for j in range(TOO_LARGE):
                 producer.emit(too_large_frame(j))
             assert producer.close(10) == 0

@@ -31,7 +31,7 @@ TIMEOUT_S = 0.4
 async def test_modbus_link_stall_turns_bad_then_recovers(
     stack: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="producers")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers")
     device_port = free_port()
     raw = plant_raw(tmp_path, stack, metrics={"enabled": False}, simulator={"update_interval_s": 0.05})
     raw["devices"] = [d for d in raw["devices"] if d["protocol"] == "modbus_tcp"]

@@ -281,7 +281,7 @@ async def silent_server() -> AsyncIterator[int]:
 async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     sim_settings = Settings(**demo_raw(tmp_path, port))
     async with silent_server() as hung_port:
@@ -313,7 +313,9 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     assert stats.get("read_errors") > 0 and stats.get("samples_bad") > 0
 
     warnings = [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "producers.readers.modbus"
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "plantstream.producers.readers.modbus"
     ]
     refused = [m for m in warnings if "'pump1-vfd'" in m]
     hung = [m for m in warnings if "'packer1-plc'" in m]
@@ -323,7 +325,7 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
 
 
 async def test_illegal_address_is_bad_with_a_clear_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     sim_settings = Settings(**demo_raw(tmp_path, port))
     raw = demo_raw(tmp_path, port)
@@ -342,7 +344,7 @@ async def test_illegal_address_is_bad_with_a_clear_log(tmp_path: Path, caplog: p
 
 
 async def test_decode_error_marks_only_that_tag(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     sim_raw = demo_raw(tmp_path, port)
     # a constant 12000 rpm = 0x2EE0: byte 0xE0 is not ASCII, so reading it as text must fail
@@ -365,7 +367,7 @@ async def test_decode_error_marks_only_that_tag(tmp_path: Path, caplog: pytest.L
 
 
 async def test_reconnects_after_the_device_comes_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     settings = Settings(**demo_raw(tmp_path, port))
 

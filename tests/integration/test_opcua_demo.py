@@ -55,7 +55,7 @@ async def test_demo_opcua_line_reads_over_sign_and_encrypt_with_generated_truste
     assert isinstance(device, OpcUaDevice)
     state = Path(s.pipeline.state_dir)
     assert not state.exists()  # a fresh clone: no certificate anywhere yet
-    caplog.set_level("INFO", logger="producers.readers.opcua")
+    caplog.set_level("INFO", logger="plantstream.producers.readers.opcua")
     frames: list[dict[str, Any]] = []
     async with OpcUaSimulator(s):
         # the server offers only SignAndEncrypt endpoints, each with its (generated) certificate

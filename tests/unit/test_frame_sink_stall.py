@@ -61,7 +61,7 @@ def test_frames_without_acks_over_an_open_link_log_one_warning(
     tmp_path: Path, silent_broker: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(publisher, "STALL_WARN_S", 0.6)
-    caplog.set_level(logging.WARNING, logger="producers.publisher")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers.publisher")
     stats = RunStats("producer-test")
     sink = sink_to(tmp_path, silent_broker, stats)
     try:
