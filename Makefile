@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DURATION ?=
 
-.PHONY: demo test lint install clean stop proto
+.PHONY: demo test lint install clean stop proto vendor
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is required (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
@@ -36,6 +36,17 @@ test: lint
 # the Sparkplug B payload module from our .proto (run after editing it; a unit test checks it is current)
 proto: $(STAMP)
 	$(BIN)/protoc -I . --python_out=. --pyi_out=. producers/readers/sparkplug_b.proto
+
+# the dashboard's one vendored browser library (committed, so the page needs no network): uPlot from npm,
+# pinned; this target fetches it again and checks it against the committed SHA256SUMS
+UPLOT_VERSION := 1.6.32
+VENDOR := sinks/dashboard/static/vendor
+vendor:
+	rm -rf build/vendor && mkdir -p build/vendor
+	cd build/vendor && npm pack --silent uplot@$(UPLOT_VERSION) >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz
+	cp build/vendor/package/dist/uPlot.iife.min.js build/vendor/package/dist/uPlot.min.css $(VENDOR)/
+	cp build/vendor/package/LICENSE $(VENDOR)/uPlot.LICENSE
+	cd $(VENDOR) && sha256sum -c SHA256SUMS
 
 stop: $(STAMP)
 	$(BIN)/plantstream kafka stop

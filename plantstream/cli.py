@@ -318,6 +318,57 @@ def process() -> None:
     run_worker(ctx_state.settings())
 
 
+@app.command("train")
+def train_model(
+    asset: Annotated[str, typer.Option(help="asset path whose anomaly model is trained")],
+    source: Annotated[
+        str | None, typer.Option(help="replay source (config replay:) holding its normal history")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="store: first time of the history (ISO 8601)")] = None,
+    until: Annotated[str | None, typer.Option(help="store: end of the history (ISO 8601, exclusive)")] = None,
+    out: Annotated[str | None, typer.Option(help="write the checkpoint here (JSON) instead of to the worker")] = None,
+) -> None:
+    """Fit an asset's anomaly model on normal history (a replay source, or the SQLite store between --since and
+    --until) and hand it to the worker (its model changelog), so the model judges from the first live frame.
+    Stop the worker first; it restores the trained model when it starts."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from plantstream.train import TrainError, publish, train
+
+    def micros(text: str | None, flag: str) -> int | None:
+        if text is None:
+            return None
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError as e:
+            raise _fail(f"{flag} {text!r} is not an ISO 8601 time such as 2026-01-01T00:00:00Z", 2) from e
+        return int((t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1_000_000)
+
+    settings = ctx_state.settings()
+    try:
+        state = train(settings, asset, source, micros(since, "--since"), micros(until, "--until"))
+        if out:
+            Path(out).write_text(json.dumps(state, allow_nan=False) + "\n")
+            where = out
+        else:
+            where = publish(settings, asset, state)
+    except TrainError as e:
+        raise _fail(str(e), 2) from e
+    typer.echo(
+        json.dumps(
+            {
+                "asset": asset,
+                "model": state.get("kind"),
+                "frames": state.get("n"),
+                "warmup_frames": state.get("warmup"),
+                "left_out": state.get("features", {}).get("dropped", []),
+                "written_to": where,
+            }
+        )
+    )
+
+
 @sink_app.command("storage")
 def sink_storage() -> None:
     """Write readings and KPI windows from Kafka into the store (SQLite)."""

@@ -14,7 +14,7 @@ Kinds (time is event time: the samples' source time, µs):
 - stale: no GOOD sample of the tag for ``stale_after_s``. Checked at every frame of the asset (event
   time, so a replay finds the same gaps) and by ``tick`` on the wall clock (a silent producer sends
   no frames at all). The incident begins at last GOOD sample + stale_after_s; a GOOD sample clears it.
-- state: the machine has been in UNPLANNED_STOP (processors.machine_state) for
+- state: the machine has been in UNPLANNED_STOP (plantstream.core.machine_state) for
   ``stop_longer_than_min`` minutes; clears when it leaves UNPLANNED_STOP.
 - anomaly: AnomalyScore records (``apply_anomaly``): score > ``score_above`` (or the model's
   is_anomaly flag when unset), ignoring warm-up; clear below score_above - hysteresis.
@@ -28,9 +28,9 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
+from plantstream.core import machine_state as ms
 from plantstream.core.config import AlertKind, AlertRule
 from plantstream.core.records import Alert, AlertState, alert
-from processors import machine_state as ms
 
 AlertsState = dict[str, Any]
 Tracker = dict[str, Any]

@@ -10,7 +10,7 @@ shifts that closed. Definitions (ISO 22400-2; /work/shared/KPI-NOTES.md):
   watermark. Time before the asset's first state sample is not observed and not counted.
 - POT = time inside shifts (all the time without a calendar); PDOT = planned breaks + PLANNED_STOP;
   PBT = POT - PDOT = RUNNING + IDLE + UNPLANNED_STOP + MICRO_STOP time inside shifts outside breaks.
-- APT = RUNNING + MICRO_STOP time (micro-stops are performance losses, see processors.machine_state).
+- APT = RUNNING + MICRO_STOP time (micro-stops are performance losses, see plantstream.core.machine_state).
 - PQ / GQ / SQ from counter deltas (counter_total / counter_good / counter_scrap roles); with only
   good+scrap PQ = good + scrap, with only total+scrap GQ = total - scrap, with total+good SQ = PQ - GQ.
   A counter counts in the window (and shift) of the sample where it rose, breaks and off-shift too.
@@ -33,8 +33,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from plantstream.core import machine_state as ms
 from plantstream.core.config import Settings, TagRole, TagType
-from processors import machine_state as ms
 
 OeeState = dict[str, Any]
 Bucket = dict[str, Any]

@@ -55,8 +55,8 @@ import numpy as np
 from river import stats
 
 from plantstream.core import logs
+from plantstream.core import machine_state as ms
 from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRole, TagType
-from processors import machine_state as ms
 from processors import oee
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
 from processors.anomaly.frames import FeatureVector, Frame, numeric_good_values, scan_time_us, score_record, shares

@@ -27,7 +27,7 @@ from tests.conftest import write_config
 from tests.helpers import frame_codec, spawn_cli
 
 _INT_TYPES = {TagType.INT16, TagType.UINT16, TagType.INT32, TagType.UINT32, TagType.INT64, TagType.UINT64}
-# machine_state codes of the demo plant (processors/machine_state.DEFAULT_STATE_MAP) over an 80-frame cycle:
+# machine_state codes of the demo plant (plantstream/core/machine_state.DEFAULT_STATE_MAP) over an 80-frame cycle:
 # a 4-frame unplanned stop (a micro-stop where the asset's threshold is 10 s), idle, a planned stop
 # and a 12-frame unplanned stop (a failure everywhere)
 _CYCLE = [(30, 1), (4, 4), (11, 1), (5, 2), (5, 3), (5, 1), (12, 4), (8, 1)]

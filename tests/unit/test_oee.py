@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from plantstream.core import machine_state as ms
 from plantstream.core.config import Asset, Settings, Shift, ShiftBreak, StateCode, load_config
-from processors import machine_state as ms
 from processors import oee
 
 S = 1_000_000

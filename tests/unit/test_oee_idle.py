@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from plantstream.core import machine_state as ms
 from plantstream.core.config import Shift
-from processors import machine_state as ms
 from processors import oee
 
 S = 1_000_000
