@@ -19,6 +19,7 @@ from typing import Any
 
 from plantstream.core import logs
 from plantstream.core.config import ReplaySource, Settings
+from plantstream.core.errors import ToolError
 from processors.anomaly import AnomalyStage
 from producers.replay import frames_from_batches, read_batches
 
@@ -27,7 +28,7 @@ log = logs.get(__name__)
 Frame = Mapping[str, Any]
 
 
-class TrainError(RuntimeError):
+class TrainError(ToolError, RuntimeError):
     """Training cannot run as asked; the text names the fix."""
 
 
