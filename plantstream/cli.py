@@ -88,15 +88,46 @@ def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validat
 # --- local stack -------------------------------------------------------------------------------
 
 
+def with_overrides(
+    s: Settings, *, brokers: int | None = None, workers: int | None = None, sinks: int | None = None
+) -> Settings:
+    """The settings with command-line counts in place of the configured ones (checked like the config)."""
+    from plantstream.core.config import shared_store_problem
+
+    p = s.pipeline
+    kafka = p.kafka.model_copy(update={"brokers": brokers}) if brokers is not None else p.kafka
+    storage = p.storage.model_copy(update={"sinks": sinks}) if sinks is not None else p.storage
+    for name, value in (("--brokers", brokers), ("--workers", workers), ("--sinks", sinks)):
+        if value is not None and not 1 <= value <= (5 if name == "--brokers" else 32):
+            raise _fail(f"{name} {value}: use 1 to {5 if name == '--brokers' else 32}", 2)
+    if problem := shared_store_problem(storage):
+        raise _fail(problem, 2)
+    pipeline = p.model_copy(
+        update={"kafka": kafka, "storage": storage, **({"workers": workers} if workers is not None else {})}
+    )
+    return s.model_copy(update={"pipeline": pipeline})
+
+
+BrokersOpt = Annotated[
+    int | None,
+    typer.Option("--brokers", help="local Kafka nodes, each a broker and a controller voter (default: the config)"),
+]
+
+
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Fetch (first time), start and wait for the broker and the schema registry."""
+def kafka_start(brokers: BrokersOpt = None) -> None:
+    """Fetch (first time), start and wait for the broker(s) and the schema registry."""
     from plantstream.stack import kafka, registry
 
-    s = ctx_state.settings()
+    s = with_overrides(ctx_state.settings(), brokers=brokers)
     try:
         k = kafka.start(s)
-        typer.echo(f"kafka: running on {k.bootstrap} (pid {k.pid}, data {k.data_dir})")
+        if len(k.nodes) != s.pipeline.kafka.brokers:
+            typer.echo(f"kafka: a {len(k.nodes)}-node local Kafka already runs here; `plantstream kafka stop` first")
+        typer.echo(
+            f"kafka: running on {k.bootstrap} ({len(k.nodes)} node(s), pids "
+            f"{', '.join(str(n.pid) for n in k.nodes)}, data {k.data_dir})"
+        )
         r = registry.start(s)
         typer.echo(f"registry: running on {r.url} (pid {r.pid})")
     except Exception as e:
@@ -115,25 +146,32 @@ def kafka_stop() -> None:
 
 @kafka_app.command("status")
 def kafka_status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
-    """Is the local stack up, and where."""
-    from plantstream.stack import kafka, registry
+    """Is the local stack up, and where: every Kafka node, the active controller, under-replicated partitions."""
+    from plantstream.stack import kafka, kafka_health, registry
 
     s = ctx_state.settings()
     k = kafka.status(s)
     r = registry.status(s)
     bootstrap = s.pipeline.kafka.bootstrap or k.bootstrap
     url = s.pipeline.registry.url or r.url
+    health = kafka_health.health(s) if k.bootstrap and not s.pipeline.kafka.bootstrap else None
     doc = {
         "running": bool(bootstrap and url),
         "bootstrap": bootstrap,
         "registry_url": url,
-        "kafka": {**asdict(k), "configured": bool(s.pipeline.kafka.bootstrap)},
+        "kafka": {
+            **asdict(k),
+            "configured": bool(s.pipeline.kafka.bootstrap),
+            **({"health": health.as_dict()} if health else {}),
+        },
         "registry": {**asdict(r), "configured": bool(s.pipeline.registry.url)},
     }
     if as_json:
         typer.echo(json.dumps(doc))
     else:
         typer.echo(f"kafka:    {'up on ' + bootstrap if bootstrap else 'down (`plantstream kafka start`)'}")
+        if health is not None:
+            typer.echo("\n".join("          " + line for line in kafka_health.render(health).splitlines()))
         typer.echo(f"registry: {'up on ' + url if url else 'down (`plantstream kafka start`)'}")
     if not doc["running"]:
         raise typer.Exit(1)
@@ -310,12 +348,20 @@ def produce_replay(
     raise typer.Exit(run_replay(ctx_state.settings(), source, pace))
 
 
+InstanceOpt = Annotated[
+    int,
+    typer.Option(
+        "--instance", min=1, help="which of several processes in the consumer group this is (its counters file)"
+    ),
+]
+
+
 @app.command("process")
-def process() -> None:
+def process(instance: InstanceOpt = 1) -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
     from processors.app import run_worker
 
-    run_worker(ctx_state.settings())
+    run_worker(ctx_state.settings(), instance=instance)
 
 
 @app.command("train")
@@ -370,11 +416,11 @@ def train_model(
 
 
 @sink_app.command("storage")
-def sink_storage() -> None:
-    """Write readings and KPI windows from Kafka into the store (SQLite)."""
+def sink_storage(instance: InstanceOpt = 1) -> None:
+    """Write readings and KPI windows from Kafka into the store (SQLite or PostgreSQL)."""
     from sinks.storage import main as run
 
-    run(ctx_state.settings())
+    run(ctx_state.settings(), instance)
 
 
 @sink_app.command("alerts")
@@ -400,11 +446,23 @@ def dashboard_cmd(
 @app.command("up")
 def up_cmd(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Faust worker processes in one consumer group (default: pipeline.workers)")
+    ] = None,
+    sinks: Annotated[
+        int | None,
+        typer.Option(
+            help="storage sink processes in one consumer group; more than one needs PostgreSQL "
+            "(default: pipeline.storage.sinks)"
+        ),
+    ] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Run the whole pipeline locally: stack, simulator, producer, processor, sinks, dashboard."""
     from plantstream.up import up
 
-    raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
+    s = with_overrides(ctx_state.settings(), brokers=brokers, workers=workers, sinks=sinks)
+    raise typer.Exit(up(s, ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
 
 
 @bench_app.command("pipeline")
@@ -415,12 +473,14 @@ def bench_pipeline(
     duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
     warmup: Annotated[float, typer.Option(help="seconds before measuring")] = 15.0,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
     from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
 
+    settings = with_overrides(ctx_state.settings(), brokers=brokers)
     result = run_pipeline_bench(
-        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+        settings, assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
     )
     typer.echo(render(result), err=True)
     write_result(result, json_out)

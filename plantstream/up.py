@@ -33,6 +33,10 @@ class Child:
     log: Path = field(default_factory=Path)
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
+    restarted_at: list[float] = field(default_factory=list)  # monotonic times of its restarts
+
+    def recent_restarts(self, now: float) -> int:
+        return sum(1 for t in self.restarted_at if now - t < RESTART_WINDOW_S)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -50,18 +54,32 @@ class Child:
             self.proc.wait()
 
 
-# A stage that dies is started again this many times per run (it resumes from its committed offsets,
-# a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+# A stage that dies is started again up to this many times within RESTART_WINDOW_S (it resumes from its
+# committed offsets, a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+# A window, not a total: a long run outlives many broker failures, each of which may take a stage down.
 MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
 
 
 def _counts(state_dir: str, carried: dict[str, int] | None = None) -> dict[str, int]:
-    """Every component's counters, plus those of its earlier, restarted incarnations (`carried`)."""
+    """Every component's counters, summed over its processes (`processor`, `processor-2`, ...) and over their
+    earlier, restarted incarnations (`carried`)."""
     merged: dict[str, int] = dict(carried or {})
     for comp, snap in runstats.read_all(state_dir).items():
         for k, v in snap.get("counts", {}).items():
-            merged[f"{comp}.{k}"] = merged.get(f"{comp}.{k}", 0) + int(v)
+            key = f"{runstats.base_component(comp)}.{k}"
+            merged[key] = merged.get(key, 0) + int(v)
     return merged
+
+
+def stop_together(children: list[Child], timeout: float) -> None:
+    """SIGTERM to every child at once, then wait for each: workers of one group stopped one by one would hand
+    their partitions to the next one just before it stops too."""
+    for c in children:
+        if c.alive() and c.proc is not None:
+            c.proc.send_signal(signal.SIGTERM)
+    for c in children:
+        c.stop(timeout)
 
 
 PRODUCERS = ("producer-modbus", "producer-opcua")
@@ -166,11 +184,14 @@ class Orchestrator:
         """Start a dead child again; its counters so far are carried over into the run's figures."""
         snap = runstats.read_all(self.state_dir).get(child.name, {})
         for k, v in snap.get("counts", {}).items():
-            key = f"{child.name}.{k}"
+            key = f"{runstats.base_component(child.name)}.{k}"
             self.carried[key] = self.carried.get(key, 0) + int(v)
         (Path(self.state_dir) / "run" / f"{child.name}.json").unlink(missing_ok=True)
         child.restarts += 1
-        time.sleep(min(child.restarts, 5))  # a broker or device that is down gets a moment to come back
+        now = time.monotonic()
+        child.restarted_at.append(now)
+        # a broker or device that is down gets a moment to come back
+        time.sleep(min(child.recent_restarts(now), 5))
         self._start(child)
 
     def run(self, duration: float | None) -> dict[str, Any]:
@@ -191,8 +212,17 @@ class Orchestrator:
         ]:
             say(change)
         topics.register_schemas(self.settings, kafka_clients.registry(self.settings))
-        sink = self.spawn("sink-storage", "sink", "storage", env=env)
-        processor = self.spawn("processor", "process", env=env)
+        p = self.settings.pipeline
+        if p.workers > 1 or p.storage.sinks > 1:
+            say(f"{p.workers} worker(s) and {p.storage.sinks} storage sink(s), each in its consumer group")
+        sinks = [
+            self.spawn(runstats.instance_name("sink-storage", i), "sink", "storage", "--instance", str(i), env=env)
+            for i in range(1, p.storage.sinks + 1)
+        ]
+        processors = [
+            self.spawn(runstats.instance_name("processor", i), "process", "--instance", str(i), env=env)
+            for i in range(1, p.workers + 1)
+        ]
         alert_sink = (
             self.spawn("sink-alerts", "sink", "alerts", env=env) if self.settings.pipeline.alerting.channels else None
         )
@@ -228,16 +258,19 @@ class Orchestrator:
                 dead = [c for c in self.children if not c.alive()]
                 for c in dead:
                     code = c.proc.returncode if c.proc else "?"
-                    if c.restarts < MAX_RESTARTS:
+                    recent = c.recent_restarts(time.monotonic())
+                    if recent < MAX_RESTARTS:
                         say(
-                            f"{c.name} exited unexpectedly (code {code}); restarting it ({c.restarts + 1} of "
-                            f"{MAX_RESTARTS}), it resumes where it left off. Last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}); restarting it ({recent + 1} of "
+                            f"{MAX_RESTARTS}), it resumes where it left off (at most {MAX_RESTARTS} restarts per "
+                            f"{RESTART_WINDOW_S / 60:.0f} min). Last log lines:\n{tail(c.log)}"
                         )
                         self.restart(c)
                     else:
                         say(
-                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts; stopping "
-                            f"the pipeline. Fix the cause in its log {c.log}. Last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts within "
+                            f"{RESTART_WINDOW_S / 60:.0f} min; stopping the pipeline. Fix the cause in its log "
+                            f"{c.log}. Last log lines:\n{tail(c.log)}"
                         )
                         exit_code = 1
                 if exit_code:
@@ -261,9 +294,9 @@ class Orchestrator:
             for producer in producers:
                 producer.stop(30)
             simulator.stop(10)
-            self.drain(timeout=30)
-            processor.stop(30)
-            sink.stop(30)
+            self.drain(timeout=60)
+            stop_together(processors, 30)
+            stop_together(sinks, 30)
             if alert_sink is not None:
                 alert_sink.stop(30)
             dashboard.stop(10)
@@ -279,7 +312,8 @@ class Orchestrator:
 
     def drain(self, timeout: float) -> None:
         """Wait until the processor and the sink have consumed and committed every acknowledged frame."""
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         while time.monotonic() < deadline:
             c = _counts(self.state_dir, self.carried)
             acked = _produced(c, "frames_acked")
@@ -287,16 +321,20 @@ class Orchestrator:
             # the counts are the cheap first test; after a restart they include frames seen twice, so the
             # word is the groups' committed offsets
             if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked and self._committed_all():
+                say(f"drain: everything processed and stored in {time.monotonic() - t0:.1f}s")
                 return
             time.sleep(0.3)
         say("drain: timed out; the processor or sink is behind (they resume from committed offsets next run)")
 
     def _committed_all(self) -> bool:
+        """The processor committed every reading (so its outputs are confirmed), then the storage sink committed
+        every reading and every output: all of it is stored."""
         group = self.settings.pipeline.group_id
+        sink_topics = (topics.READINGS, topics.KPI, topics.OEE, topics.ANOMALIES, topics.ALERTS)
         try:
             return all(
-                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topics.READINGS) == 0
-                for stage in ("processor", "sink-storage")
+                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topic) == 0
+                for stage, topic in [("processor", topics.READINGS), *(("sink-storage", t) for t in sink_topics)]
             )
         except KafkaException:  # broker busy or away for a moment: ask again
             return False

@@ -14,13 +14,14 @@ import time
 from typing import Any
 
 import faust
+from confluent_kafka.admin import AdminClient
 from faust.serializers import codecs
 
 import schemas
 from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.records import Alert
-from plantstream.core.runstats import RunStats
+from plantstream.core.runstats import RunStats, instance_name
 from plantstream.core.serde import DecodeError
 from processors import alert_rules, event_windows, faust_fastpath, faust_rebalance_fixes, oee
 from processors.anomaly.model import AnomalyStage
@@ -53,8 +54,9 @@ def dead_letter_headers(error: str, exc_class: str, msg: Any, stage: str) -> dic
     }
 
 
-def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
-    stats = stats or RunStats("processor", settings.pipeline.state_dir)
+def create_app(settings: Settings, stats: RunStats | None = None, instance: int = 1) -> faust.App:
+    name = instance_name("processor", instance)  # one of several workers of `up --workers N`
+    stats = stats or RunStats(name, settings.pipeline.state_dir)
     k = settings.pipeline.kafka
     registry = kafka_clients.registry(settings)
     kpi_codec = registry.codec(topics.subject(settings, topics.KPI), schemas.KPI_WINDOW)
@@ -102,14 +104,16 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     idle_after_us = max(grace_us, int(settings.pipeline.windows.idle_after_s * 1_000_000))
     late_codec = registry.codec(topics.subject(settings, topics.LATE), schemas.READING_FRAME)
 
+    # the changelog and Faust's own topics are replicated like the pipeline's topics
+    replication = topics.cluster_replication(settings, AdminClient(kafka_clients.admin_config(settings)))
     app = faust.App(
         f"{settings.pipeline.group_id}-processor",
         **kafka_clients.faust_broker_kwargs(settings),
         store="memory://",  # state is rebuilt from the changelog topic on start
         topic_partitions=k.partitions,
-        topic_replication_factor=k.replication_factor,
+        topic_replication_factor=replication.factor,
         web_enabled=False,
-        datadir=str(settings.state_path("processor", "faust")),
+        datadir=str(settings.state_path(name, "faust")),
         # Faust commits inline in its fetch loop every `broker_commit_every` events, stalling the input
         # while the commit (outputs, then state, then offsets) is confirmed: commit by interval only
         broker_commit_every=100_000,
@@ -146,7 +150,9 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
 
     # no key_type/value_type: plain JSON; value_type=Any made Faust call `Any.from_data` in recovery,
     # so a restarted worker lost its state
-    windows = app.Table("kpi-windows", default=None, partitions=k.partitions)
+    windows = app.Table(
+        "kpi-windows", default=None, partitions=k.partitions, extra_topic_configs=replication.configs()
+    )
 
     def to_deadletter(event: faust.types.EventT, error: str, exc_class: str) -> None:
         stats.add("dead_letters")
@@ -162,7 +168,9 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     # Models are checkpointed every MODEL_CHECKPOINT_FRAMES frames in a table of their own: a model
     # restored after a crash has missed a few frames of learning, which changes its scores negligibly,
     # while saving it with every frame would multiply the changelog traffic.
-    models = app.Table("anomaly-models", default=None, partitions=k.partitions)
+    models = app.Table(
+        "anomaly-models", default=None, partitions=k.partitions, extra_topic_configs=replication.configs()
+    )
     since_model_save: dict[str, int] = {}
     # What changed since the state was last persisted: (table name, key) -> (table, partition, value or
     # a function giving it). The changelog is written at commit time, not per frame, in this order:
@@ -423,12 +431,13 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     return app
 
 
-def run_worker(settings: Settings, loglevel: str = "warning") -> None:
-    """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully)."""
-    stats = RunStats("processor", settings.pipeline.state_dir)
+def run_worker(settings: Settings, loglevel: str = "warning", instance: int = 1) -> None:
+    """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully).
+    `instance`: which of several workers in the group this is (its counters file and data folder)."""
+    stats = RunStats(instance_name("processor", instance), settings.pipeline.state_dir)
     kafka_clients.wait_for_broker(settings, "processor")
     metrics.serve(settings, stats)
-    app = create_app(settings, stats)
+    app = create_app(settings, stats, instance)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()

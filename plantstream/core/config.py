@@ -206,7 +206,12 @@ class KafkaSettings(Strict):
     )
     topic_prefix: str = ""
     partitions: int = Field(default=6, ge=1, le=1000)
-    replication_factor: int = Field(default=1, ge=1, le=5, description="for topics plantstream creates")
+    replication_factor: int | None = Field(
+        default=None, ge=1, le=5, description="for topics plantstream creates; null = min(3, brokers in the cluster)"
+    )
+    min_insync_replicas: int | None = Field(
+        default=None, ge=1, le=5, description="of plantstream's topics; null = 2 with 3 or 4 replicas, 3 with 5, else 1"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -216,7 +221,10 @@ class KafkaSettings(Strict):
     version: str = "4.4.0"
     broker_port: int = Field(default=9092, ge=1, le=65535)
     controller_port: int = Field(default=9093, ge=1, le=65535)
-    heap_mb: int = Field(default=768, ge=256)
+    brokers: int = Field(
+        default=1, ge=1, le=5, description="local launcher: KRaft nodes (each broker and controller voter)"
+    )
+    heap_mb: int | None = Field(default=None, ge=256, description="per node; null = 768 for one broker, 384 per node")
     external_listener: ExternalListener | None = Field(
         default=None, description="local launcher: a second listener advertised at another address (NAT/proxy)"
     )
@@ -283,6 +291,23 @@ class StorageSettings(Strict):
     flush_interval_s: float = Field(default=0.5, gt=0)
     postgres: PostgresSettings = PostgresSettings()
     retention: RetentionSettings = RetentionSettings()
+    sinks: int = Field(default=1, ge=1, le=32, description="storage sink processes `plantstream up` runs")
+
+    @model_validator(mode="after")
+    def _shared_store(self) -> StorageSettings:
+        if problem := shared_store_problem(self):
+            raise ValueError(problem)
+        return self
+
+
+def shared_store_problem(storage: StorageSettings) -> str | None:
+    """Several storage sinks need one store they all write; SQLite is a file for one writer."""
+    if storage.sinks > 1 and storage.kind != "postgres":
+        return (
+            f"{storage.sinks} storage sinks need a store they share, and SQLite is a file for one writer. "
+            "Fix: set pipeline.storage.kind: postgres (with pipeline.storage.postgres), or run one sink"
+        )
+    return None
 
 
 class SimulatorSettings(Strict):
@@ -1041,6 +1066,7 @@ class Pipeline(Strict):
     dashboard: DashboardSettings = DashboardSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     group_id: str = "plantstream"
+    workers: int = Field(default=1, ge=1, le=32, description="Faust worker processes `plantstream up` runs")
     alerts: list[AlertRule] = Field(default_factory=list)
 
     @field_validator("alerts")

@@ -301,6 +301,9 @@ def test_browser_live_value_alert_and_ack(dash: Dash) -> None:
             page.wait_for_selector("body[data-live='1']")
             page.wait_for_selector("body[data-charts-drawn='1']")
             assert page.locator("svg.trend").count() >= 2  # process values + anomaly score
+            # the anomaly model's readiness beside its chart (no scores yet, warming up, or ready)
+            label = page.locator(".trend-label span", has_text="anomaly score / threshold").inner_text()
+            assert any(w in label for w in ("no anomaly scores yet", "warming up", "ready")), label
             page.screenshot(path=str(ARTIFACTS / "dashboard-loaded.png"), full_page=True)
 
             # a live value: publish a frame, see the number change

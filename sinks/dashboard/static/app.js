@@ -148,7 +148,11 @@ function drawTrends() {
       { kind: "band", xs: t.t, ys: [t.min, t.max] }, { kind: "avg", xs: t.t, ys: [t.avg] }]));
   }
   const an = h.anomaly;
-  box.append(chart("anomaly", "anomaly score / threshold", x0, x1, [
+  // readiness of the asset's anomaly model, from its latest AnomalyScore record
+  const last = S.anomaly[h.asset];
+  const ready = !last ? "no anomaly scores yet" : last.warming_up ? `model ${last.model} warming up: not judging yet`
+    : `model ${last.model} ready`;
+  box.append(chart("anomaly", `anomaly score / threshold · ${ready}`, x0, x1, [
     { kind: "score", xs: an.t, ys: [an.score] }, { kind: "thr", xs: an.t, ys: [an.threshold] }]));
   $("#trends").replaceWith(box);
   $("#trend-range").textContent = `last ${((h.end - h.start) / 3.6e9).toFixed(1)} h · ${(h.bucket_us / 1e6).toFixed(0)} s buckets`;
@@ -264,8 +268,10 @@ function connect() {
   });
   on("anomalies", (list) => {
     for (const a of list) {
+      const before = S.anomaly[a.asset];
       S.anomaly[a.asset] = a;
       const h = S.history;
+      if (h && h.asset === a.asset && (!before || before.warming_up !== a.warming_up)) scheduleRedraw();
       if (h && h.asset === a.asset) { h.anomaly.t.push(a.time); h.anomaly.score.push(a.score); h.anomaly.threshold.push(a.threshold); scheduleRedraw(); }
     }
   });
