@@ -16,6 +16,7 @@ from confluent_kafka.admin import (
 import schemas
 from plantstream.core import logs
 from plantstream.core.config import Settings
+from plantstream.core.errors import CoreError
 from plantstream.core.serde import Registry
 
 log = logs.get(__name__)
@@ -71,7 +72,7 @@ def subject(settings: Settings, base: str) -> str:
     return f"{settings.topic(base)}-value"
 
 
-class ReplicationError(ValueError):
+class ReplicationError(CoreError, ValueError):
     pass
 
 
