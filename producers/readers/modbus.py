@@ -369,7 +369,7 @@ async def run_modbus_producer(
     """Poll every configured Modbus device (TCP and RTU) until `stop` is set.
 
     `emit` is called with each frame from the event loop thread; it must not block for long (a
-    FrameSink blocks only while librdkafka's local queue is full). Counters go to `stats`:
+    Publisher blocks only while librdkafka's local queue is full). Counters go to `stats`:
     frames_produced, samples_read (all samples, GOOD or BAD), samples_bad, read_errors (failed
     requests) and polls_skipped (ticks missed because a scan overran its interval). `on_event` gets
     one device-down Alert record (RAISED) per outage and one CLEARED on recovery.

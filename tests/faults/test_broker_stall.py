@@ -30,7 +30,7 @@ from plantstream.core.consumer_lag import committed_lag
 from plantstream.core.runstats import RunStats
 from plantstream.simulators.modbus import PlantSimulator
 from producers.readers.modbus import run_modbus_producer
-from producers.service import frame_sink
+from producers.service import frame_publisher
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.faults.checker import SOAK, TopicRecord, check_run, compare_kpis, read_topic, recompute_kpis
@@ -141,7 +141,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
     worker = spawn_cli(config, "process", log=worker_log)
     sink = None
     try:
-        sink = await asyncio.to_thread(frame_sink, settings, "producer-stall", stats)
+        sink = await asyncio.to_thread(frame_publisher, settings, "producer-stall", stats)
 
         def emit(frame: dict[str, Any]) -> None:
             frames.append(frame)

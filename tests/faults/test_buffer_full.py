@@ -22,7 +22,7 @@ import schemas
 from plantstream.core import topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.store_forward import DiskBuffer
 from sinks.storage import store_path
 from tests.conftest import Stack, free_port, plant_raw
@@ -94,7 +94,7 @@ def test_full_buffer_drops_oldest_and_alarms(
         return [r.getMessage() for r in caplog.records]
 
     with caplog.at_level(logging.INFO), storage_sink_thread(settings):
-        sink = FrameSink(
+        sink = Publisher(
             device_side,
             codec,
             stats,

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from sinks.storage import store_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import BadInput, FrameKey, check_run, read_raw
@@ -112,7 +112,7 @@ def test_burst_of_bad_messages(stack: Stack, tmp_path: Path, clean_env: None, ca
     with storage_sink_thread(settings):
         assert produce_each(settings, settings.topic(topics.READINGS), items) == []
         stats = RunStats("producer-burst")
-        producer = FrameSink(settings, frame_codec(settings), stats)
+        producer = Publisher(settings, frame_codec(settings), stats)
         with caplog.at_level(logging.ERROR, logger="plantstream.producers.publisher"):
             for j in range(TOO_LARGE):
                 producer.emit(too_large_frame(j))

@@ -1,6 +1,6 @@
 """The Modbus producer against the plant simulator over real TCP sockets (no Kafka needed).
 
-Also the FrameSink against a real librdkafka producer pointed at a port where no broker listens,
+Also the Publisher against a real librdkafka producer pointed at a port where no broker listens,
 which is enough to see failed deliveries reported and a full queue never dropping a frame.
 """
 
@@ -26,7 +26,7 @@ from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec
 from plantstream.simulators.modbus import MachineState, PlantSimulator, SimulatorError
 from producers import modbus_codec
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.readers.base import now_us
 from producers.readers.modbus import run_modbus_producer
 from tests.conftest import free_port, plant_raw
@@ -525,7 +525,7 @@ def test_sink_keys_by_asset_and_encodes_the_frame(tmp_path: Path) -> None:
     fake = FakeProducer()
     stats = RunStats("producer-modbus")
     codec = Codec(schemas.READING_FRAME, 42)
-    sink = FrameSink(sink_settings(tmp_path), codec, stats, producer=fake)  # type: ignore[arg-type]
+    sink = Publisher(sink_settings(tmp_path), codec, stats, producer=fake)  # type: ignore[arg-type]
     frame = a_frame(3)
     sink.emit(frame)
     assert sink.close(1) == 0
@@ -546,7 +546,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
 
 async def test_sink_reports_failed_deliveries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(
+    sink = Publisher(
         sink_settings(tmp_path),
         Codec(schemas.READING_FRAME, 1),
         stats,
@@ -565,7 +565,7 @@ async def test_sink_reports_failed_deliveries(tmp_path: Path, caplog: pytest.Log
 
 async def test_sink_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(
+    sink = Publisher(
         sink_settings(tmp_path),
         Codec(schemas.READING_FRAME, 1),
         stats,
@@ -588,7 +588,7 @@ async def test_sink_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
 
 def test_sink_close_returns_the_undelivered_count(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(
+    sink = Publisher(
         sink_settings(tmp_path), Codec(schemas.READING_FRAME, 1), stats, config_overrides={"message.timeout.ms": 60_000}
     )
     sink.emit(a_frame(0))

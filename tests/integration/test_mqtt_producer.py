@@ -21,7 +21,7 @@ from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
 from producers.dead_letters import DeadLetterSink
 from producers.readers.mqtt import run_mqtt_producer
-from producers.service import frame_sink
+from producers.service import frame_publisher
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 
@@ -65,7 +65,7 @@ def settings_for(tmp_path: Path, stack: Stack, port: int, **device: Any) -> Sett
 @contextlib.asynccontextmanager
 async def producer(settings: Settings) -> AsyncIterator[RunStats]:
     stats = RunStats("producer-mqtt", settings.pipeline.state_dir)
-    sink = frame_sink(settings, "producer-mqtt", stats)
+    sink = frame_publisher(settings, "producer-mqtt", stats)
     dead = DeadLetterSink(settings, "producer-mqtt")
     events: list[dict[str, Any]] = []
     stats.events = events  # type: ignore[attr-defined]

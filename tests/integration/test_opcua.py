@@ -1,6 +1,6 @@
 """The OPC UA producer against the OPC UA simulator over real loopback sockets (asyncua on both sides).
 
-Kafka is needed only by the last test (frames through FrameSink into a real broker).
+Kafka is needed only by the last test (frames through Publisher into a real broker).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from plantstream.core import topics
 from plantstream.core.config import OpcUaDevice, OpcUaTag, Settings
 from plantstream.core.runstats import RunStats
 from plantstream.simulators.opcua import OpcUaSimulator
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.readers.base import now_us
 from producers.readers.opcua import CLIENT_APP_URI, browse_tags, browse_yaml, ensure_certificate, run_opcua_producer
 from tests.conftest import Stack, free_port, plant_raw
@@ -338,7 +338,7 @@ async def test_frames_reach_kafka_as_avro_reading_frames(tmp_path: Path, stack: 
     s = settings_for(tmp_path, [tag(t, t) for t in TYPED], stack=stack)
     prepare_topics(s)
     stats = RunStats("producer-opcua", s.pipeline.state_dir)
-    sink = FrameSink(s, frame_codec(s), stats)
+    sink = Publisher(s, frame_codec(s), stats)
     sent: list[dict[str, Any]] = []
 
     def emit(frame: dict[str, Any]) -> None:
