@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from plantstream.core.config import Settings
-from plantstream.core.records import ReadingFrame, reading_frame, sample
+from plantstream.core.records import AnomalyScore, KpiWindow, OeeWindow, ReadingFrame, reading_frame, sample
+from sinks.batch import Batch
 
 CHROMIUM = "/usr/bin/chromium"
 ASSET = "bench.site.area.line.machine1"
@@ -77,7 +78,7 @@ def synthetic(i: int, k: int, scan_s: float) -> float:
 
 def fill_store(
     settings: Settings, hours: float, tags: int, scan_s: float, end_us: int
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[KpiWindow]]:
     """HOURS of frames ending at end_us, written through the storage sink's own store; returns the samples
     written and the KPI windows the processor would have emitted for them (written later by the caller)."""
     from sinks.stores.registry import open_store
@@ -91,7 +92,7 @@ def fill_store(
     samples = 0
     try:
         batch: list[ReadingFrame] = []
-        scores: list[dict[str, Any]] = []
+        scores: list[AnomalyScore] = []
         for i in range(n):
             t = start + i * step
             vals = [synthetic(i, k, scan_s) for k in range(tags)]
@@ -122,10 +123,10 @@ def fill_store(
                 }
             )
             if len(batch) >= 5000:
-                store.write(batch, [], {"anomaly_score": scores})
+                store.write(Batch(frames=batch, anomaly_scores=scores))
                 samples += len(batch) * tags
                 batch, scores = [], []
-        oee = [
+        oee: list[OeeWindow] = [
             {
                 "asset": ASSET,
                 "window_start": w,
@@ -148,11 +149,11 @@ def fill_store(
             }
             for w in range(start - start % (3600 * 10**6), end_us, 3600 * 10**6)
         ]
-        store.write(batch, [], {"anomaly_score": scores, "oee_window": oee})
+        store.write(Batch(frames=batch, anomaly_scores=scores, oee_windows=oee))
         samples += len(batch) * tags
     finally:
         store.close()
-    kpis = [
+    kpis: list[KpiWindow] = [
         {
             "asset": ASSET,
             "tag": tag,
@@ -177,12 +178,12 @@ def fill_store(
     return samples, kpis
 
 
-def add_kpi_windows(settings: Settings, kpis: list[dict[str, Any]]) -> None:
+def add_kpi_windows(settings: Settings, kpis: list[KpiWindow]) -> None:
     from sinks.stores.registry import open_store
 
     store = open_store(settings)
     try:
-        store.write([], kpis)
+        store.write(Batch(kpi_windows=kpis))
     finally:
         store.close()
 

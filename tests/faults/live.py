@@ -18,7 +18,8 @@ from typing import Any
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from producers.service import frame_publisher
-from sinks.storage import run_storage_sink, store_path
+from sinks.storage import run_storage_sink
+from sinks.stores.registry import sqlite_path
 from tests.helpers import prepare_topics, wait_for
 
 DeviceProducer = Callable[..., Coroutine[Any, Any, None]]
@@ -46,7 +47,7 @@ class Live:
 
 
 def count(settings: Settings, sql: str) -> int:
-    db = store_path(settings)
+    db = sqlite_path(settings)
     if not db.exists():
         return 0
     with sqlite3.connect(db) as c:

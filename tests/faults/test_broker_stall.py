@@ -31,7 +31,7 @@ from plantstream.core.runstats import RunStats
 from plantstream.simulators.modbus import PlantSimulator
 from producers.readers.modbus import run_modbus_producer
 from producers.service import frame_publisher
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.faults.checker import SOAK, TopicRecord, check_run, compare_kpis, read_topic, recompute_kpis
 from tests.faults.live import count, storage_sink_thread
@@ -126,7 +126,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
     raw["pipeline"]["kafka"]["bootstrap"] = f"127.0.0.1:{stack.proxy_port}"
     settings = Settings(**raw)  # every pipeline client: through the proxy only
     config = write_config(tmp_path, raw)
-    db = store_path(settings)
+    db = sqlite_path(settings)
     prepare_topics(direct)
 
     proxy = await StallProxy("127.0.0.1", stack.external_port, listen_port=stack.proxy_port).start()

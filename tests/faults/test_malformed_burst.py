@@ -18,7 +18,7 @@ from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from producers.publisher import Publisher
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import BadInput, FrameKey, check_run, read_raw
 from tests.faults.live import count, storage_sink_thread
@@ -149,7 +149,7 @@ def test_burst_of_bad_messages(stack: Stack, tmp_path: Path, clean_env: None, ca
         "malformed-burst",
         settings,
         len(good),
-        store_path(settings),
+        sqlite_path(settings),
         kpis=True,
         kpis_complete=True,
         sent_keys=good,

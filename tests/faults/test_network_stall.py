@@ -15,7 +15,7 @@ from plantstream.core.config import Settings
 from plantstream.simulators.modbus import PlantSimulator
 from producers.readers.base import now_us
 from producers.readers.modbus import run_modbus_producer
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw
 from tests.faults.checker import SOAK, check_run
 from tests.faults.live import live_pipeline
@@ -76,7 +76,7 @@ async def test_modbus_link_stall_turns_bad_then_recovers(
         "network-stall-modbus",
         settings,
         len(live.frames),
-        store_path(settings),
+        sqlite_path(settings),
         stalls=STALLS,
         stall_s=round(sum(stalled_for), 1),
     ).emit()

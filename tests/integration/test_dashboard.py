@@ -28,7 +28,7 @@ from plantstream.core.runstats import RunStats
 from sinks.dashboard.acks import AckStore
 from sinks.stores.registry import open_store
 from tests.conftest import REPO, Stack, free_port, plant_raw, write_config
-from tests.helpers import prepare_topics, produce, stop, wait_for
+from tests.helpers import as_batch, prepare_topics, produce, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def seed_store(settings: Settings, now: int) -> None:
     }
     store = open_store(settings)
     try:
-        store.write(frames, [], {"oee_window": [oee], "alert": [stored_alert]})
+        store.write(as_batch(frames, [], {"oee_window": [oee], "alert": [stored_alert]}))
     finally:
         store.close()
 
