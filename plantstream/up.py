@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException
 from plantstream.core import consumer_lag, kafka_clients, local_stack, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.stack import kafka as local_kafka
+from plantstream.stack import mosquitto as local_mosquitto
 from plantstream.stack import registry as local_registry
 from plantstream.stack.process import tail
 
@@ -82,7 +83,7 @@ def stop_together(children: list[Child], timeout: float) -> None:
         c.stop(timeout)
 
 
-PRODUCERS = ("producer-modbus", "producer-opcua")
+PRODUCERS = ("producer-modbus", "producer-opcua", "producer-mqtt", "producer-sparkplug")
 
 
 def _produced(c: dict[str, int], what: str) -> int:
@@ -115,6 +116,7 @@ class Orchestrator:
         self.state_dir = str(Path(settings.pipeline.state_dir).expanduser().resolve())
         self.started_kafka = False
         self.started_registry = False
+        self.mosquitto: local_mosquitto.Mosquitto | None = None
         self.children: list[Child] = []
         self.stopping = False
         self.carried: dict[str, int] = {}  # counters of restarted components' earlier incarnations
@@ -146,6 +148,13 @@ class Orchestrator:
             url = rst.url or ""
             say(f"registry: ready on {url}")
         return bootstrap, url
+
+    def start_mosquitto(self) -> None:
+        """The local MQTT broker, when mqtt/sparkplug_b devices use a broker with host null."""
+        if local_mosquitto.needed(self.settings):
+            self.mosquitto = local_mosquitto.for_settings(self.settings)
+            self.mosquitto.start()
+            say(f"mqtt: local mosquitto on 127.0.0.1:{self.mosquitto.port} (log {self.mosquitto.log_path})")
 
     def tls_env(self) -> dict[str, str]:
         """Children get the bootstrap address explicitly, so they must also be told the local CA to trust."""
@@ -198,6 +207,7 @@ class Orchestrator:
         t0 = time.monotonic()
         runstats.clear(self.state_dir)
         bootstrap, url = self.start_stack()
+        self.start_mosquitto()
         env = {
             **self.tls_env(),
             "KAFKA_BOOTSTRAP": bootstrap,
@@ -235,7 +245,7 @@ class Orchestrator:
         time.sleep(1.0)  # let the simulator bind before the first poll, so the log is not full of BAD reads
         producers = [
             self.spawn(f"producer-{kind}", "produce", kind, env=env)
-            for kind in ("modbus", "opcua")
+            for kind in ("modbus", "opcua", "mqtt", "sparkplug")
             if any(d.protocol.startswith(kind) for d in self.settings.devices)
         ]
         exit_code = 0
@@ -300,6 +310,9 @@ class Orchestrator:
             if alert_sink is not None:
                 alert_sink.stop(30)
             dashboard.stop(10)
+            if self.mosquitto is not None:
+                self.mosquitto.stop()
+                say("mqtt: local mosquitto stopped")
             if self.started_registry:
                 local_registry.stop(self.settings)
                 say("registry: stopped")

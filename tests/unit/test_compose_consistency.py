@@ -64,6 +64,8 @@ CLI_COMMANDS = frozenset(
         ("simulate",),
         ("produce", "modbus"),
         ("produce", "opcua"),
+        ("produce", "mqtt"),
+        ("produce", "sparkplug"),
         ("process",),
         ("sink", "storage"),
         ("topics", "apply"),
@@ -495,7 +497,9 @@ def device_host(device: Any) -> str:
 
 
 def with_host(device: dict[str, Any], host: str) -> None:
-    """Move a raw device to another host (its `host`, or its OPC UA endpoint's host)."""
+    """Move a raw device to another host (its `host`, or its OPC UA endpoint's host; MQTT devices stay)."""
+    if "broker" in device or device.get("protocol") in ("mqtt", "sparkplug_b"):
+        return
     if "endpoint" in device:
         u = urlsplit(device["endpoint"])
         device["endpoint"] = urlunsplit(u._replace(netloc=f"{host}:{u.port}"))
@@ -546,6 +550,12 @@ def check_plant_mount(compose: Compose, base: Path = REPO) -> list[str]:
         if env.get("SCHEMA_REGISTRY_URL") and k.registry.url != env["SCHEMA_REGISTRY_URL"]:
             problems.append(f"{name}: SCHEMA_REGISTRY_URL did not reach pipeline.registry.url")
         for d in settings.devices:
+            broker = getattr(d, "broker", None)
+            if broker is not None:  # mqtt / sparkplug_b: the broker must be a service the simulator publishes to
+                bhost = k.mqtt.brokers[broker].host
+                if bhost not in svc:
+                    problems.append(f"{name}: device {d.name} reads broker {bhost!r}, which is not a compose service")
+                continue
             host = device_host(d)
             if host not in svc:
                 problems.append(f"{name}: device {d.name} polls host {host!r}, which is not a compose service")
