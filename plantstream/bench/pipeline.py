@@ -8,7 +8,6 @@ end-to-end latency quantiles (scan time to durably stored), lag over time, CPU a
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import threading
@@ -305,7 +304,3 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_result(result: dict[str, Any], path: str | None) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(result, indent=2) + "\n")
