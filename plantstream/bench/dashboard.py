@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from plantstream.core.config import Settings
+from plantstream.core.errors import ToolError
 from plantstream.core.records import AnomalyScore, KpiWindow, OeeWindow, ReadingFrame, reading_frame, sample
 from sinks.batch import Batch
 
@@ -37,7 +38,7 @@ ASSET = "bench.site.area.line.machine1"
 def chromium_path() -> str:
     found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
     if found is None:
-        raise RuntimeError("chromium is not installed. Fix: apt-get install -y chromium (Debian's package)")
+        raise ToolError("chromium is not installed. Fix: apt-get install -y chromium (Debian's package)")
     return found
 
 

@@ -35,6 +35,7 @@ from sinks.dashboard.acks import AckStore
 from sinks.stores.registry import open_store
 from tests.conftest import REPO, Stack, free_port, plant_raw, write_config
 from tests.helpers import as_batch, prepare_topics, produce, stop, wait_for
+from tests.system import require
 
 pytestmark = pytest.mark.integration
 
@@ -310,7 +311,7 @@ def dash(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Das
 
 @pytest.fixture(scope="module")
 def browser(dash: Dash) -> Iterator[Any]:
-    pytest.importorskip("playwright")
+    require("chromium")  # playwright drives Debian's chromium (no `playwright install`)
     from playwright.sync_api import sync_playwright
 
     from plantstream.bench.dashboard import launch_chromium
