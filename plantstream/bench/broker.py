@@ -232,7 +232,7 @@ def run_broker_bench(
 ) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
     from plantstream.core import kafka_clients, topics
     from plantstream.up import Orchestrator
 

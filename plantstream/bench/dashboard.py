@@ -285,7 +285,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_dashboard_bench(hours: float = 24.0, tags: int = 10, scan_s: float = 1.0, loads: int = 7) -> dict[str, Any]:
     """Two cases: only raw samples in the store (no processor ran), then with the processor's KPI windows."""
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
 
     with tempfile.TemporaryDirectory(prefix="dash-bench-") as tmp:
         port = free_port()

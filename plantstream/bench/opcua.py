@@ -167,7 +167,7 @@ def run_opcua_bench(
 ) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
     from plantstream.core import kafka_clients, topics
     from plantstream.up import Orchestrator
 
