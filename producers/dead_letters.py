@@ -18,7 +18,7 @@ from plantstream.core.config import Settings
 log = logs.get(__name__)
 
 
-class DeadLetterSink:
+class DeadLetterPublisher:
     def __init__(self, settings: Settings, stage: str, *, producer: Producer | None = None) -> None:
         self.topic = settings.topic(topics.DEADLETTER)
         self.stage = stage

@@ -83,7 +83,7 @@ def _run_device_producer(
     `device_events`: `run` takes `on_event=` and gets device-down/up Alert records for plant.alerts.v1.
     `dead_letters`: `run` takes `dead_letters=`, where bad input goes (plant.deadletter.v1).
     """
-    from producers.dead_letters import DeadLetterSink
+    from producers.dead_letters import DeadLetterPublisher
     from producers.device_events import log_event
 
     stats = RunStats(component, settings.pipeline.state_dir)
@@ -91,7 +91,7 @@ def _run_device_producer(
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
     sink = frame_publisher(settings, component, stats)
     events = event_publisher(settings, component) if device_events else None
-    dead = DeadLetterSink(settings, component) if dead_letters else None
+    dead = DeadLetterPublisher(settings, component) if dead_letters else None
     extra: dict[str, Any] = {}
     if events is not None:
 

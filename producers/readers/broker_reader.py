@@ -19,7 +19,7 @@ from plantstream.core import logs
 from plantstream.core.config import MqttBroker, Settings
 from plantstream.core.records import Alert, ReadingFrame, Sample
 from plantstream.core.runstats import RunStats
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.device_events import EventEmit, OutageTracker
 from producers.readers.base import Emit, now_us, wait_stop
 from producers.readers.framing import FrameAssembler
@@ -279,5 +279,5 @@ def group_by_broker(devices: Sequence[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def make_dead_letters(settings: Settings, stage: str) -> DeadLetterSink:
-    return DeadLetterSink(settings, stage)
+def make_dead_letters(settings: Settings, stage: str) -> DeadLetterPublisher:
+    return DeadLetterPublisher(settings, stage)

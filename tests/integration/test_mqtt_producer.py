@@ -19,7 +19,7 @@ import pytest
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.readers.mqtt import run_mqtt_producer
 from producers.service import frame_publisher
 from tests.conftest import Stack, free_port, plant_raw
@@ -67,7 +67,7 @@ def settings_for(tmp_path: Path, stack: Stack, port: int, **device: Any) -> Sett
 async def producer(settings: Settings) -> AsyncIterator[RunStats]:
     stats = RunStats("producer-mqtt", settings.pipeline.state_dir)
     sink = frame_publisher(settings, "producer-mqtt", stats)
-    dead = DeadLetterSink(settings, "producer-mqtt")
+    dead = DeadLetterPublisher(settings, "producer-mqtt")
     events: list[dict[str, Any]] = []
     stats.events = events  # type: ignore[attr-defined]
     stop = asyncio.Event()
