@@ -42,8 +42,8 @@ from plantstream.core.config import (
 )
 from plantstream.core.errors import ToolError
 from plantstream.simulators import fault_schedule
+from plantstream.simulators.base import ServedSimulator
 from plantstream.simulators.faults import Fault, FaultInjector
-from plantstream.simulators.served import ServedSimulator
 from producers import modbus_codec
 from producers.modbus_codec import Value
 from producers.readers.base import now_us

@@ -44,8 +44,8 @@ from plantstream.core.config import (
     TagType,
 )
 from plantstream.core.errors import ToolError
+from plantstream.simulators.base import ServedSimulator
 from plantstream.simulators.modbus import Machine, MachineState, Profile, profile_for
-from plantstream.simulators.served import ServedSimulator
 from producers.readers.opcua import VARIANT_TYPES, ensure_certificate, int_range, load_certs, under_state_dir
 
 log = logs.get(__name__)
