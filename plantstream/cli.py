@@ -367,7 +367,7 @@ InstanceOpt = Annotated[
 @app.command("process")
 def process(instance: InstanceOpt = 1) -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
-    from processors.app import run_worker
+    from processors.worker.app import run_worker
 
     run_worker(ctx_state.settings(), instance=instance)
 
@@ -554,7 +554,7 @@ def _bench_command(b: Benchmark) -> Callable[..., None]:
         if problem:
             raise _fail(problem, 2)
         settings = ctx_state.settings()
-        if "brokers" in options:
+        if "brokers" in b.settings_options:
             settings = with_overrides(settings, brokers=options.pop("brokers"))
         try:
             result, text = b.execute(settings, options)

@@ -113,6 +113,7 @@ def run_pipeline_bench(
     )
     series: list[dict[str, Any]] = []
     t0 = time.monotonic()
+    load_before = os.getloadavg()  # others' work on a shared machine shows here
     gen.thread.start()
     cpu0 = {n: proc_usage(p)[0] for n, p in pids.items()}
     mark: dict[str, Any] | None = None
@@ -158,11 +159,12 @@ def run_pipeline_bench(
     sink.stop(30)
     rep = topics.cluster_replication(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
     run.close()
+    load_after = os.getloadavg()
     offered = assets * tags * rate_hz
     return {
         "bench": "pipeline",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": {**machine(), "load_avg_1min_before_after": [round(x[0], 2) for x in (load_before, load_after)]},
         "kafka": {
             "brokers": len(k.nodes) if not settings.pipeline.kafka.bootstrap else None,
             "replication_factor": rep.factor,

@@ -43,6 +43,8 @@ class Benchmark:
     options: tuple[Opt, ...] = ()
     check: Callable[[Options], str | None] = lambda _o: None
     render: str | None = None  # name of the module's function that summarises the result for people
+    # options the command line applies to the settings before the run (not passed to it): "brokers"
+    settings_options: tuple[str, ...] = ()
 
     def execute(self, settings: Settings, options: Options) -> tuple[dict[str, Any], str | None]:
         """Run it; the result and its human summary (None when the module has no renderer)."""
@@ -60,7 +62,6 @@ def write_result(result: dict[str, Any], path: str | None) -> None:
 
 
 ASSETS = Opt("assets", 100, "synthetic assets")
-# settings the command line applies before the run (not passed to it): `--brokers N`
 BROKERS = Opt("brokers", None, "local Kafka nodes to start (1 or 3); default: pipeline.kafka.brokers", kind=int)
 
 
@@ -144,6 +145,7 @@ BENCHMARKS: list[Benchmark] = [
             BROKERS,
         ),
         render="render",
+        settings_options=("brokers",),
     ),
     Benchmark(
         "worker",
@@ -315,6 +317,27 @@ BENCHMARKS: list[Benchmark] = [
         check=lambda o: _need(
             o["runs"] >= 1 and o["batches"] >= 1 and o["frames"] >= 1, "--runs, --batches and --frames must be >= 1"
         ),
+    ),
+    Benchmark(
+        "kafka-start",
+        "Start-up seconds, idle CPU and memory of the local Kafka (free ports, a temporary state folder).",
+        "plantstream.bench.kafka_start",
+        lambda m, s, o: dict(
+            m.run_kafka_start_bench(
+                s, brokers=o["brokers"], repeats=o["repeats"], settle_s=o["settle"], window_s=o["window"]
+            )
+        ),
+        (
+            Opt("brokers", 3, "local Kafka nodes (1 or a cluster)"),
+            Opt("repeats", 3, "fresh starts; medians are reported"),
+            Opt("settle", 30.0, "seconds after start before measuring idle CPU"),
+            Opt("window", 60.0, "seconds of idle CPU measured"),
+        ),
+        check=lambda o: _need(
+            1 <= o["brokers"] <= 5 and o["repeats"] >= 1 and o["settle"] >= 0 and o["window"] > 0,
+            "need 1 <= --brokers <= 5, --repeats >= 1, --settle >= 0 and --window > 0",
+        ),
+        render="render",
     ),
     Benchmark(
         "dashboard",

@@ -314,11 +314,18 @@ def status(settings: Settings) -> KafkaStatus:
 
 
 # JVM flags of a cluster node: three JVMs share two cores with the pipeline, so a serial collector (no
-# GC threads) on a small heap, and few compiler threads
-_SMALL_JVM = ["-XX:+UseSerialGC", "-XX:CICompilerCount=2", "-XX:ReservedCodeCacheSize=64m", "-Xss512k"]
+# GC threads) on a small heap, and the C1 compiler only: a node starts in 8.6 s instead of 14.0 s and idles
+# at 5.2 % of a core for three nodes instead of 7.3 % (docs/deployment.md)
+_SMALL_JVM = [
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:CICompilerCount=2",
+    "-XX:ReservedCodeCacheSize=64m",
+    "-Xss512k",
+]
 
 
-def _jvm_flags(settings: Settings, count: int) -> list[str]:
+def jvm_flags(settings: Settings, count: int) -> list[str]:
     heap = heap_mb(settings, count)
     if count == 1:
         return [f"-Xmx{heap}m", f"-Xms{min(256, heap)}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
@@ -403,7 +410,7 @@ def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
             marker = str(n.home / "server.properties")
             cmd = [
                 java_exe,
-                *_jvm_flags(settings, count),
+                *jvm_flags(settings, count),
                 "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={n.home / 'log4j2.properties'}",
                 "-cp",

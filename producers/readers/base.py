@@ -37,6 +37,8 @@ from producers.device_events import EventEmit, OutageTracker
 
 Emit = Callable[[ReadingFrame], None]
 
+FAILURE_LOG_INTERVAL_S = 30.0  # a failure that lasts is logged again at most this often
+
 STATS_FLUSH_INTERVAL_S = 1.0
 
 
@@ -129,7 +131,10 @@ class DeviceReader(abc.ABC):
         self._emit = emit
         self._stats = stats
         self._on_event = on_event
-        self.problems = OutageLog(log, subject, per_cause=report_each_cause)
+        self.subject = subject
+        self.problems = OutageLog(log, interval_s=FAILURE_LOG_INTERVAL_S)
+        self._per_cause = report_each_cause
+        self._cause = ""  # the failure being reported now
         self._outages = [OutageTracker(d.name, d.asset, [t.name for t in d.tags]) for d in self.reader_devices]
         self._gap_marked = [False] * len(self.reader_devices)
         self._attempted = False
@@ -155,7 +160,7 @@ class DeviceReader(abc.ABC):
             devices_down=down,
             frames=self._frames,
             last_frame_us=self._last_frame_us,
-            last_error=self.problems.cause,
+            last_error=self._cause,
         )
 
     # --- for implementations ------------------------------------------------------------------------
@@ -196,10 +201,22 @@ class DeviceReader(abc.ABC):
         self._event(self._outages[index].observe(False, at, cause))
 
     def report_failure(self, cause: str, consequence: str = "") -> None:
-        self.problems.failed(cause, consequence)
+        """Log the failure: at once, then at most every FAILURE_LOG_INTERVAL_S while it lasts (with
+        `report_each_cause`, a different cause at once too)."""
+        if self._per_cause and self._cause and cause != self._cause:
+            self.problems.forget(self._condition())
+        self._cause = cause
+        tail = f"; {consequence}" if consequence else ""
+        self.problems.report(self._condition(), "%s: %s%s", self.subject, cause, tail)
 
     def report_recovery(self, message: str) -> None:
-        self.problems.recovered(message)
+        """One line when a reported failure ended."""
+        if self._cause:
+            self.problems.resolved(self._condition(), "%s: %s", self.subject, message)
+            self._cause = ""
+
+    def _condition(self) -> str:
+        return self._cause if self._per_cause else "failure"
 
     def add_stat(self, name: str, n: int = 1) -> None:
         if self._stats is not None:

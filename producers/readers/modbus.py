@@ -223,7 +223,7 @@ class ModbusPoller(DeviceReader):
             raise ReadFailed(self._connect_cause, device_silent=True)
         started = time.monotonic()
         if await self._client.connect():
-            if self.problems.failing:
+            if self.health().last_error:
                 log.info("Modbus device %s: connected again", self.label)
             return
         # pymodbus reports only success; a fast failure is a refusal, a slow one a silent host

@@ -278,7 +278,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
     assert sum("acknowledges frames again" in m for m in messages) == STALLS
     assert report.acked == report.stored == len(frames)
     assert sink_lag == 0, f"the storage sink left {sink_lag} stored record(s) uncommitted after the stall"
-    # both fixed in processors/faust_rebalance_fixes.py: after the rejoin the worker lost a queued frame
+    # both fixed in processors/worker/faust_compat.py: after the rejoin the worker lost a queued frame
     # (2 runs of 14) or its committed offset crept on by one per second (6 of 20)
     assert worker_lag == 0, f"the worker left {worker_lag} processed record(s) uncommitted after the stall"
     assert not [line for line in error_lines(worker_log) if "jumped from offset" in line]

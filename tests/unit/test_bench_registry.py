@@ -48,7 +48,7 @@ def test_the_bench_commands_in_the_docs_name_real_options() -> None:
     by_name = {b.name: {f"--{o.name.replace('_', '-')}" for o in b.options} | {"--json-out"} for b in BENCHMARKS}
     found = 0
     for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-        for name, args in re.findall(r"plantstream bench ([a-z]+)((?: --[a-z-]+(?: [^\s`|)]+)?)*)", doc.read_text()):
+        for name, args in re.findall(r"plantstream bench ([a-z-]+)((?: --[a-z-]+(?: [^\s`|)]+)?)*)", doc.read_text()):
             assert name in by_name, f"{doc.name}: plantstream bench {name} is no benchmark"
             flags = set(re.findall(r"--[a-z-]+", args))
             assert flags <= by_name[name], f"{doc.name}: bench {name} {args}: unknown {flags - by_name[name]}"

@@ -1,4 +1,4 @@
-"""OutageLog: a repeated failure is logged once per interval, a new cause at once (per_cause), the end once."""
+"""OutageLog: a repeated condition is logged once per interval with a count, its end once; `forget` is silent."""
 
 from __future__ import annotations
 
@@ -21,29 +21,31 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [f"{r.levelname} {r.getMessage()}" for r in caplog.records]
 
 
-def test_repeats_are_held_back_and_counted_then_the_recovery_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_repeats_are_held_back_and_counted_then_the_end_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    ol = OutageLog(logging.getLogger("t.outage"), "device 'd'", interval_s=30, clock=clock)
+    ol = OutageLog(logging.getLogger("t.outage"), interval_s=30, clock=clock)
     with caplog.at_level(logging.INFO, logger="t.outage"):
-        assert ol.failed("timeout", "tags BAD")
+        assert ol.report("down", "device %s: %s", "d", "timeout")
         for _ in range(3):
             clock.t += 5
-            assert not ol.failed("refused")  # not per cause: only the interval counts
+            assert not ol.report("down", "device %s: %s", "d", "timeout")
         clock.t += 30
-        assert ol.failed("timeout", "tags BAD")
-        assert ol.failing and ol.cause == "timeout"
-        assert ol.recovered("OK again") and not ol.recovered("OK again")
+        assert ol.report("down", "device %s: %s", "d", "timeout")
+        assert ol.active("down")
+        assert ol.resolved("down", "device %s: OK again", "d") and not ol.resolved("down", "device %s: OK", "d")
     assert lines(caplog) == [
-        "WARNING device 'd': timeout; tags BAD (reported at most every 30 s)",
-        "WARNING device 'd': timeout; tags BAD (3 more failure(s) since the last report) (reported at most every 30 s)",
-        "INFO device 'd': OK again",
+        "WARNING device d: timeout",
+        "WARNING device d: timeout (4 times in the last 45 s)",
+        "INFO device d: OK again (after 5 occurrences)",
     ]
-    assert not ol.failing
+    assert not ol.active("down")
 
 
-def test_per_cause_reports_a_new_cause_at_once(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
-    ol = OutageLog(logging.getLogger("t.outage2"), "s", per_cause=True, clock=clock)
+def test_forget_drops_a_condition_without_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    ol = OutageLog(logging.getLogger("t.outage2"), clock=Clock())
     with caplog.at_level(logging.INFO, logger="t.outage2"):
-        assert ol.failed("a") and not ol.failed("a") and ol.failed("b")
-    assert len(lines(caplog)) == 2
+        ol.report("a", "a")
+        ol.forget("a")
+        assert not ol.resolved("a", "a over")
+        assert ol.report("a", "a again")  # a fresh condition: logged at once
+    assert lines(caplog) == ["WARNING a", "WARNING a again"]
