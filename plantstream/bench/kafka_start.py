@@ -14,7 +14,7 @@ import tempfile
 import time
 from typing import Any
 
-from plantstream.bench.pipeline import machine, proc_usage
+from plantstream.bench.common import machine, proc_usage
 from plantstream.core.config import Settings
 from plantstream.stack import kafka
 from plantstream.stack.process import port_free

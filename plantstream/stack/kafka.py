@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import shutil
 import subprocess
 import time
@@ -20,14 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plantstream.core import local_stack
+from plantstream.core import local_stack, logs
 from plantstream.core.config import Settings
 from plantstream.core.local_stack import ProcessInfo, alive, read_info, write_info
 from plantstream.stack import maven
 from plantstream.stack.process import StackError, java, port_free, spawn, tail, terminate
 from plantstream.stack.tls import ensure_broker_tls
 
-_log = logging.getLogger("plantstream.stack")
+_log = logs.get(__name__)
 
 HOST = "127.0.0.1"
 
