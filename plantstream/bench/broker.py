@@ -272,7 +272,8 @@ def run_broker_bench(
                     for p in procs:
                         p.join(10)
                     pub_s = time.monotonic() - t_pub
-                    result = asyncio.run(_drain(settings, kind, expect, timeout))
+                    births = devices * tags if kind == "sparkplug" else 0  # DBIRTH values are framed too
+                    result = asyncio.run(_drain(settings, kind, expect + births, timeout))
                     result.update(run=r, queued_messages=queued, publish_seconds=round(pub_s, 1))
                     runs.append(result)
                 finally:
