@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,11 +20,13 @@ topics_app = typer.Typer(no_args_is_help=True, help="Topics and their Avro schem
 produce_app = typer.Typer(no_args_is_help=True, help="Device producers.")
 sink_app = typer.Typer(no_args_is_help=True, help="Sinks.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON out).")
+users_app = typer.Typer(no_args_is_help=True, help="The dashboard's users (pipeline.dashboard.users_file).")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
 app.add_typer(sink_app, name="sink")
 app.add_typer(bench_app, name="bench")
+app.add_typer(users_app, name="users")
 
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="plant YAML (default: $PLANTSTREAM_CONFIG or the demo plant)")
@@ -443,9 +446,81 @@ def dashboard_cmd(
     live: Annotated[bool, typer.Option("--live/--no-live", help="--no-live: the store's history only")] = True,
 ) -> None:
     """The plant's live web page: asset tree, OEE, trends, alerts with acknowledge, pipeline health."""
+    from sinks.dashboard.server import ExposureError
     from sinks.dashboard.server import main as run
+    from sinks.dashboard.users import UsersFileError
 
-    run(ctx_state.settings(), host=host, port=port, live=live)
+    try:
+        run(ctx_state.settings(), host=host, port=port, live=live)
+    except (ExposureError, UsersFileError) as e:
+        raise _fail(str(e), 2) from None
+
+
+def _users_file(file: str | None) -> Path:
+    from sinks.dashboard.auth import users_path
+
+    s = ctx_state.settings()
+    if file:
+        return Path(file)
+    p = users_path(s.pipeline.dashboard, s.pipeline.state_dir)
+    if p is None:
+        raise _fail("no users file: pass --file or set pipeline.dashboard.users_file (e.g. users.yaml)", 2)
+    return p
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="sign-in name")],
+    role: Annotated[str, typer.Option(help="viewer (read-only), operator (acknowledge, shelve) or admin")] = "viewer",
+    file: Annotated[str | None, typer.Option(help="users file (default: pipeline.dashboard.users_file)")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Add a dashboard user, or set their role and password (argon2id hash; never the password itself)."""
+    import getpass
+
+    from sinks.dashboard.users import upsert
+
+    path = _users_file(file)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise _fail("the two passwords differ", 2)
+    try:
+        upsert(path, name, role, password)
+    except ValueError as e:
+        raise _fail(str(e), 2) from None
+    typer.echo(f"{name} ({role}) in {path}")
+
+
+@users_app.command("remove")
+def users_remove(
+    name: Annotated[str, typer.Argument(help="sign-in name")],
+    file: Annotated[str | None, typer.Option(help="users file (default: pipeline.dashboard.users_file)")] = None,
+) -> None:
+    """Remove a dashboard user (their sessions end at their next request)."""
+    from sinks.dashboard.users import remove
+
+    path = _users_file(file)
+    if not remove(path, name):
+        raise _fail(f"no user {name!r} in {path}", 1)
+    typer.echo(f"{name} removed from {path}")
+
+
+@users_app.command("list")
+def users_list(
+    file: Annotated[str | None, typer.Option(help="users file (default: pipeline.dashboard.users_file)")] = None,
+) -> None:
+    """The users and their roles."""
+    from sinks.dashboard.users import UsersFile, UsersFileError
+
+    try:
+        users = UsersFile(_users_file(file)).load()
+    except UsersFileError as e:
+        raise _fail(str(e), 2) from None
+    for name, (role, _hash) in sorted(users.items()):
+        typer.echo(f"{name}\t{role}")
 
 
 @app.command("up")
@@ -714,15 +789,21 @@ def bench_dashboard(
     tags: Annotated[int, typer.Option(help="process-value tags of the asset")] = 10,
     scan: Annotated[float, typer.Option(help="seconds between two samples of a tag")] = 1.0,
     loads: Annotated[int, typer.Option(help="page loads; medians are reported")] = 7,
+    assets: Annotated[int, typer.Option(help="assets of the plant case (search, lazy tree); 0 skips it")] = 1000,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
-    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
+    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset, and the
+    page of a plant of ASSETS assets (tree, search, selecting an asset)."""
     from plantstream.bench.dashboard import run_dashboard_bench
     from plantstream.bench.pipeline import write_result
 
-    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
-        raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)
+    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1 or assets < 0:
+        raise _fail("need --hours > 0, --tags >= 1, --scan > 0, --loads >= 1 and --assets >= 0", 2)
     result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads)
+    if assets:
+        from plantstream.bench.dashboard_plant import run_plant_case
+
+        result[f"plant_{assets}_assets"] = run_plant_case(assets=assets, loads=min(loads, 5))
     write_result(result, json_out)
     typer.echo(json.dumps(result))
 

@@ -1038,11 +1038,27 @@ class OpcUaClientSettings(Strict):
 class DashboardSettings(Strict):
     """`plantstream dashboard`: the plant's live web page (sinks/dashboard/)."""
 
-    host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 serves other machines (set a token)")
+    host: str = Field(
+        default="127.0.0.1",
+        description="listen address; any other than loopback needs users_file or a token (refused at start without)",
+    )
     port: int = Field(default=8050, ge=1, le=65535)
     token: SecretStr | None = Field(
-        default=None, description="when set, every page, API and stream request needs it (?token=, cookie or Bearer)"
+        default=None, description="shared token for machine clients (?token=, cookie or Bearer), acting as token_role"
     )
+    token_role: Literal["viewer", "operator", "admin"] = Field(
+        default="viewer", description="what the shared token may do: viewer is read-only"
+    )
+    users_file: str | None = Field(
+        default=None, description="YAML users file (plantstream users add); relative paths live under state_dir"
+    )
+    local_role: Literal["viewer", "operator", "admin"] = Field(
+        default="operator", description="role of everyone when neither users_file nor token is set (loopback only)"
+    )
+    session_idle_min: float = Field(default=480.0, gt=0, description="a session ends after this long without use")
+    session_max_h: float = Field(default=12.0, gt=0, description="... and this long after signing in")
+    login_max_failures: int = Field(default=5, ge=1, description="failed sign-ins per address or name within ...")
+    login_window_s: float = Field(default=300.0, gt=0, description="... this window, before sign-in is refused")
     offline_after_s: float = Field(default=10.0, gt=0, description="an asset silent this long is offline (at least)")
     offline_after_scans: float = Field(default=5.0, gt=0, description="... or this many of its scan intervals")
     history_hours: float = Field(default=24.0, gt=0, le=24 * 31, description="trend history a fresh page shows")
@@ -1254,7 +1270,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     except OSError as e:
         raise ConfigError(f"{source}: cannot read the config file ({e.strerror}). Fix: pass an existing file") from e
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's safe loader when PyYAML has it: ~4x faster on a plant of 1,000 assets (same documents)
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}. Fix: correct the YAML syntax at the marked line") from e
     if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
