@@ -165,10 +165,10 @@ def _publish(port: int, args: tuple[str, str, int, int, int, int, int], done: An
 
 async def _drain(settings: Settings, kind: str, expect: int, timeout: float) -> dict[str, Any]:
     from plantstream.core.runstats import RunStats
-    from producers.service import frame_sink
+    from producers.service import frame_publisher
 
     stats = RunStats(f"producer-{kind}", settings.pipeline.state_dir)
-    sink = frame_sink(settings, f"producer-{kind}", stats)
+    sink = frame_publisher(settings, f"producer-{kind}", stats)
     if kind == "sparkplug":
         from producers.readers.sparkplug import run_sparkplug_producer as run
     else:
@@ -232,7 +232,7 @@ def run_broker_bench(
 ) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
     from plantstream.core import kafka_clients, topics
     from plantstream.up import Orchestrator
 

@@ -12,21 +12,21 @@ goes to the dead-letter topic; the reader goes on.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from plantstream.core import logs
 from plantstream.core.config import MqttBroker, Settings
 from plantstream.core.records import Alert, ReadingFrame, Sample
 from plantstream.core.runstats import RunStats
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.device_events import EventEmit, OutageTracker
 from producers.readers.base import Emit, now_us, wait_stop
 from producers.readers.framing import FrameAssembler
 from producers.readers.mqtt_client import MqttConnection, Will
 from producers.readers.mqtt_payload import BadInput
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 MAX_LOGGED_TOPICS = 1000  # distinct (topic, kind) pairs logged one by one; beyond, one line per kind
 
@@ -279,5 +279,5 @@ def group_by_broker(devices: Sequence[Any]) -> dict[str, list[Any]]:
     return out
 
 
-def make_dead_letters(settings: Settings, stage: str) -> DeadLetterSink:
-    return DeadLetterSink(settings, stage)
+def make_dead_letters(settings: Settings, stage: str) -> DeadLetterPublisher:
+    return DeadLetterPublisher(settings, stage)

@@ -10,13 +10,13 @@ broker_reader.py), so arrival-time samples are not doubled either.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import cast
 
 import paho.mqtt.client as mqtt
 
+from plantstream.core import logs
 from plantstream.core.config import MqttDevice, Settings
 from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit
@@ -25,7 +25,7 @@ from producers.readers.broker_reader import BrokerReader, DeadLetters, group_by_
 from producers.readers.mqtt_mapping import MqttMapping, filter_covers, topic_filter
 from producers.readers.mqtt_payload import BadInput
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 RECENT_MESSAGES = 4096
 

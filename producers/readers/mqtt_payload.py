@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from plantstream.core.config import TagType
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import Quality
 
 Value = bool | int | float | str | None
@@ -43,7 +44,7 @@ _QUALITY_NAMES: dict[str, Quality] = {
 }
 
 
-class BadInput(ValueError):
+class BadInput(ProducerError, ValueError):
     """A message that cannot become samples; `kind` names the counter (malformed_json, wrong_datatype, ...)."""
 
     def __init__(self, kind: str, reason: str) -> None:

@@ -12,7 +12,6 @@ and logged once; messages of an unconfigured device are bad input (dead letters)
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Any, cast
 import paho.mqtt.client as mqtt
 import yaml
 
+from plantstream.core import logs
 from plantstream.core.config import Settings, SparkplugDevice, SparkplugMetric, TagType
 from plantstream.core.records import Sample, sample
 from plantstream.core.runstats import RunStats
@@ -33,7 +33,7 @@ from producers.readers.mqtt_payload import BadInput, typed_value
 from producers.readers.sparkplug_b_pb2 import DataType
 from producers.readers.sparkplug_host import HostEvents, MetricValue, ScopeKey, SparkplugHost
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 # Sparkplug datatypes -> the config's tag types (--discover)
 TAG_TYPES: dict[int, TagType] = {

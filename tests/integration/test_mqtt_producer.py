@@ -19,9 +19,9 @@ import pytest
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.readers.mqtt import run_mqtt_producer
-from producers.service import frame_sink
+from producers.service import frame_publisher
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 
@@ -66,8 +66,8 @@ def settings_for(tmp_path: Path, stack: Stack, port: int, **device: Any) -> Sett
 @contextlib.asynccontextmanager
 async def producer(settings: Settings) -> AsyncIterator[RunStats]:
     stats = RunStats("producer-mqtt", settings.pipeline.state_dir)
-    sink = frame_sink(settings, "producer-mqtt", stats)
-    dead = DeadLetterSink(settings, "producer-mqtt")
+    sink = frame_publisher(settings, "producer-mqtt", stats)
+    dead = DeadLetterPublisher(settings, "producer-mqtt")
     events: list[dict[str, Any]] = []
     stats.events = events  # type: ignore[attr-defined]
     stop = asyncio.Event()

@@ -23,9 +23,9 @@ from confluent_kafka.serialization import StringDeserializer
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.readers.sparkplug import run_sparkplug_producer
-from producers.service import frame_sink
+from producers.service import frame_publisher
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 from tests.servers import MqttRecorder, retained
@@ -78,8 +78,8 @@ def settings_for(tmp_path: Path, stack: Stack, port: int) -> Settings:
 @contextlib.asynccontextmanager
 async def host(settings: Settings) -> AsyncIterator[tuple[RunStats, list[dict[str, Any]]]]:
     stats = RunStats("producer-sparkplug", settings.pipeline.state_dir)
-    sink = frame_sink(settings, "producer-sparkplug", stats)
-    dead = DeadLetterSink(settings, "producer-sparkplug")
+    sink = frame_publisher(settings, "producer-sparkplug", stats)
+    dead = DeadLetterPublisher(settings, "producer-sparkplug")
     events: list[dict[str, Any]] = []
     stop = asyncio.Event()
     task = asyncio.ensure_future(
