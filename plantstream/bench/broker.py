@@ -189,11 +189,11 @@ async def _drain(settings: Settings, kind: str, expect: int, timeout: float) -> 
         await asyncio.sleep(0.05)
         if first is None and stats.get("messages"):
             first = time.monotonic()
-        if stats.get("samples_read") >= expect and stats.get("frames_acked") >= stats.get("frames_produced") > 0:
+        if stats.get("samples_received") >= expect and stats.get("frames_acked") >= stats.get("frames_produced") > 0:
             break
     end = time.monotonic()
     cpu = time.process_time() - cpu0
-    acked_samples = stats.get("samples_read")
+    acked_samples = stats.get("samples_received")
     stop.set()
     await task
     sink.close(30)
