@@ -189,11 +189,11 @@ async def _drain(settings: Settings, kind: str, expect: int, timeout: float) -> 
         await asyncio.sleep(0.05)
         if first is None and stats.get("messages"):
             first = time.monotonic()
-        if stats.get("samples_read") >= expect and stats.get("frames_acked") >= stats.get("frames_produced") > 0:
+        if stats.get("samples_received") >= expect and stats.get("frames_acked") >= stats.get("frames_produced") > 0:
             break
     end = time.monotonic()
     cpu = time.process_time() - cpu0
-    acked_samples = stats.get("samples_read")
+    acked_samples = stats.get("samples_received")
     stop.set()
     await task
     sink.close(30)
@@ -272,7 +272,8 @@ def run_broker_bench(
                     for p in procs:
                         p.join(10)
                     pub_s = time.monotonic() - t_pub
-                    result = asyncio.run(_drain(settings, kind, expect, timeout))
+                    births = devices * tags if kind == "sparkplug" else 0  # DBIRTH values are framed too
+                    result = asyncio.run(_drain(settings, kind, expect + births, timeout))
                     result.update(run=r, queued_messages=queued, publish_seconds=round(pub_s, 1))
                     runs.append(result)
                 finally:

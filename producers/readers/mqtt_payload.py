@@ -30,6 +30,8 @@ _INT_RANGES = {
     TagType.UINT64: (0, 2**64 - 1),
 }
 _FLOATS = (TagType.FLOAT32, TagType.FLOAT64)
+_FLOAT_OR_ANY = frozenset({TagType.FLOAT32, TagType.FLOAT64, None})
+_STR_OR_ANY = frozenset({TagType.STRING, None})
 _AVRO_LONG_MIN, _AVRO_LONG_MAX = -(2**63), 2**63 - 1
 _TRUE = frozenset({"true", "on", "yes", "1"})
 _FALSE = frozenset({"false", "off", "no", "0"})
@@ -156,6 +158,11 @@ def typed_value(raw: Any, kind: TagType | None, scale: float = 1.0, offset: floa
     """`raw` checked against the tag's expected type and scaled; BadInput("wrong_datatype") when it does not fit."""
     if raw is None:
         return None
+    t = type(raw)
+    if scale == 1 and offset == 0 and (  # the common cases, without the checks below
+        (t is float and kind in _FLOAT_OR_ANY and math.isfinite(raw)) or (t is str and kind in _STR_OR_ANY)
+    ):
+        return raw
     if kind is None:
         value = _untyped(raw)
     elif kind is TagType.BOOL:

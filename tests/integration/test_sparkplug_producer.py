@@ -132,7 +132,7 @@ async def test_sparkplug_host_end_to_end(tmp_path: Path, stack: Stack) -> None:
             state = [json.loads(m.payload) for m in retained(port, "spBv1.0/STATE/plantstream", 0.5)]
             assert [s["online"] for s in state] == [True]
             edge.connect()
-            await until(lambda: stats.get("samples_read") >= 4, what="births framed")
+            await until(lambda: stats.get("samples_received") >= 4, what="births framed")
             edge.data("Filler2", [(10, DT.Float, 0.75), (11, DT.Int16, 40)])
             edge.data(None, [(1, DT.Double, 62.0)])
             hist_ms = 1_600_000_000_000
@@ -153,7 +153,7 @@ async def test_sparkplug_host_end_to_end(tmp_path: Path, stack: Stack) -> None:
             edge.connect()
             await until(lambda: sum(e["state"] == "CLEARED" for e in events) >= 2, what="device-down cleared")
             edge.data("Filler2", [(11, DT.Int16, 50)])
-            await until(lambda: stats.get("samples_read") >= 16, what="data after rebirth")
+            await until(lambda: stats.get("samples_received") >= 16, what="data after rebirth")
             await asyncio.sleep(0.5)
         edge.close()
         assert [json.loads(m.payload)["online"] for m in retained(port, "spBv1.0/STATE/plantstream", 0.5)] == [False]
