@@ -123,7 +123,7 @@ def _checkpoints_behind(
             "sigkill",
             marks=[
                 pytest.mark.skipif(not SOAK, reason="waits out the 10 s session timeout; PLANTSTREAM_SOAK=1"),
-                # intermittent, so not strict. Failed about 1 run in 8 before processors/faust_rebalance_fixes.py;
+                # intermittent, so not strict. Failed about 1 run in 8 before processors/worker/faust_compat.py;
                 # 1 in 20 after it, with a different symptom: the surviving worker stayed in Faust's table
                 # recovery ("No event received for active tp ... since recovery start") and never consumed again
                 pytest.mark.xfail(

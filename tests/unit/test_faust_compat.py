@@ -1,4 +1,7 @@
-"""The two rebalance fixes, on mode's real flow-control queue and Faust's real (unstarted) consumer.
+"""Each patch of processors/worker/faust_compat.py next to the unpatched behaviour, on mode's and Faust's real
+objects: the fetch-loop fast path keeps mode's wait_first semantics (a callback's result, its exception, a
+callback that has to wait finishing later, one abandoned when the flow is suspended); the rebalance fixes run on
+mode's real flow-control queue and Faust's real (unstarted) consumer.
 
 Only the broker's answer to "where are the committed offsets" is given by the test: the consumer is
 not started, so `seek_to_committed` answers from a dict instead of a Kafka round trip.
@@ -11,11 +14,128 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
+import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
+from mode import Service
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from processors import faust_rebalance_fixes
+from processors.worker import faust_compat
+
+
+class FetchLoop(Service):
+    """Stands in for Faust's consumer: a real mode Service with the event Faust's loop waits on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+
+
+def tasks_created(loop: asyncio.AbstractEventLoop) -> list[int]:
+    count = [0]
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        count[0] += 1
+        return factory(loop, coro, **kwargs) if factory else asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    return count
+
+
+async def test_a_callback_that_does_not_wait_runs_without_a_task() -> None:
+    svc = FetchLoop()
+    faust_compat.install_fastpath(svc)
+    faust_compat.install_fastpath(svc)  # idempotent
+    count = tasks_created(asyncio.get_running_loop())
+
+    async def callback(x: int) -> int:
+        return x * 2
+
+    results = [await svc.wait_first(callback(i), svc.suspend_flow.wait()) for i in range(50)]
+    assert [r.results for r in results] == [[2 * i] for i in range(50)]
+    assert not any(r.stopped for r in results)
+    assert count[0] == 0
+    # mode's own wait_first makes four tasks per call: the fast path is what removed them
+    plain = FetchLoop()
+    await plain.wait_first(callback(1), plain.suspend_flow.wait())
+    assert count[0] == 4
+
+
+async def test_a_callback_that_waits_finishes_through_the_original_path() -> None:
+    svc = FetchLoop()
+    faust_compat.install_fastpath(svc)
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+    queue.put_nowait(0)  # full: the next put must wait for the agent
+
+    async def callback(x: int) -> str:
+        await queue.put(x)
+        await asyncio.sleep(0)  # a second suspension, forwarded by the continuation too
+        return f"put {x}"
+
+    async def agent() -> list[int]:
+        await asyncio.sleep(0.05)
+        return [await queue.get(), await queue.get()]
+
+    got, r = await asyncio.gather(agent(), svc.wait_first(callback(7), svc.suspend_flow.wait()))
+    assert got == [0, 7]
+    assert r.results == ["put 7"]
+
+
+async def test_a_waiting_callback_is_abandoned_when_the_flow_is_suspended() -> None:
+    svc = FetchLoop()
+    faust_compat.install_fastpath(svc)
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+    queue.put_nowait(0)
+    cancelled = asyncio.Event()
+
+    async def callback(x: int) -> None:
+        try:
+            await queue.put(x)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def rebalance() -> None:
+        await asyncio.sleep(0.05)
+        svc.suspend_flow.set()
+
+    _, r = await asyncio.gather(rebalance(), svc.wait_first(callback(7), svc.suspend_flow.wait()))
+    await asyncio.sleep(0)
+    assert cancelled.is_set()
+    assert queue.qsize() == 1 and queue.get_nowait() == 0  # the abandoned message was not delivered
+    assert r.results == [True] and not r.stopped
+
+
+async def test_a_suspended_flow_takes_the_original_path() -> None:
+    svc = FetchLoop()
+    faust_compat.install_fastpath(svc)
+    svc.suspend_flow.set()
+    count = tasks_created(asyncio.get_running_loop())
+
+    async def callback() -> int:
+        return 1
+
+    await svc.wait_first(callback(), svc.suspend_flow.wait())
+    assert count[0] == 4
+
+
+async def test_the_callbacks_exception_propagates() -> None:
+    svc = FetchLoop()
+    faust_compat.install_fastpath(svc)
+
+    async def at_once() -> None:
+        raise ValueError("bad message")
+
+    async def later() -> None:
+        await asyncio.sleep(0.01)
+        raise KeyError("bad later")
+
+    with pytest.raises(ValueError, match="bad message"):
+        await svc.wait_first(at_once(), svc.suspend_flow.wait())
+    with pytest.raises(KeyError, match="bad later"):
+        await svc.wait_first(later(), svc.suspend_flow.wait())
+
 
 READINGS = TP("plant.readings.v1", 0)
 
@@ -36,7 +156,7 @@ async def test_unguarded_resume_of_a_running_flow_drops_queued_events() -> None:
 
 async def test_resume_of_a_running_flow_keeps_queued_events() -> None:
     flow, queue = _flow()
-    faust_rebalance_fixes.guard_resume(flow)
+    faust_compat.guard_resume(flow)
     flow.resume()
     queue.put_nowait(1)
     queue.put_nowait(2)
@@ -47,8 +167,8 @@ async def test_resume_of_a_running_flow_keeps_queued_events() -> None:
 
 async def test_resume_after_a_suspension_still_clears_and_releases_waiting_producers() -> None:
     flow, queue = _flow()
-    faust_rebalance_fixes.guard_resume(flow)
-    faust_rebalance_fixes.guard_resume(flow)  # idempotent: one guard, not two
+    faust_compat.guard_resume(flow)
+    faust_compat.guard_resume(flow)  # idempotent: one guard, not two
     flow.resume()
     queue.put_nowait(1)  # the previous assignment's event
     flow.suspend()
@@ -99,8 +219,8 @@ async def test_seek_keeps_the_read_offset_of_records_delivered_from_the_committe
     other = TP("plant.readings.v1", 1)
     # the fetch loop delivers 16..34 from aiokafka's own start while the seek goes to the broker
     consumer = _consumer({READINGS: 16, other: 40}, lambda: _deliver(consumer, READINGS, range(16, 35)))
-    faust_rebalance_fixes.keep_read_offsets(consumer)
-    faust_rebalance_fixes.keep_read_offsets(consumer)
+    faust_compat.keep_read_offsets(consumer)
+    faust_compat.keep_read_offsets(consumer)
     consumer.resume_flow()
     consumer._read_offset[other] = 12  # behind the committed offset: the seek moves it forward
     await consumer.perform_seek()
@@ -112,7 +232,7 @@ async def test_seek_keeps_the_read_offset_of_records_delivered_from_the_committe
 
 async def test_a_read_offset_left_from_before_the_resume_is_sought_back() -> None:
     consumer = _consumer({READINGS: 32})
-    faust_rebalance_fixes.keep_read_offsets(consumer)
+    faust_compat.keep_read_offsets(consumer)
     consumer._read_offset[READINGS] = 34  # set by the fetch loop just after the revocation, for a record
     consumer.resume_flow()  # the agent never got
     assert _deliver(consumer, READINGS, range(32, 36)) == [34, 35]  # 32 and 33 dropped against it
@@ -122,7 +242,7 @@ async def test_a_read_offset_left_from_before_the_resume_is_sought_back() -> Non
 
 async def test_seek_while_suspended_applies_as_is() -> None:
     consumer = _consumer({READINGS: 16})
-    faust_rebalance_fixes.keep_read_offsets(consumer)
+    faust_compat.keep_read_offsets(consumer)
     consumer.resume_flow()
     _deliver(consumer, READINGS, range(16, 35))
     consumer.stop_flow()  # a revocation: what was delivered before it is gone from the queues
@@ -146,8 +266,8 @@ async def test_unfixed_offsets_acked_twice_let_the_commit_creep() -> None:
 
 async def test_offsets_acked_twice_are_committed_in_one_go() -> None:
     consumer = _consumer({})
-    faust_rebalance_fixes.dedupe_acked(consumer)
-    faust_rebalance_fixes.dedupe_acked(consumer)
+    faust_compat.dedupe_acked(consumer)
+    faust_compat.dedupe_acked(consumer)
     _acked_twice(consumer)
     assert consumer._new_offset(READINGS) == 35
     consumer._committed_offset[READINGS] = 35  # what Faust records once that commit went through

@@ -1,0 +1,30 @@
+"""Stage: event-time KPI windows per tag (processors/event_windows.py); late samples go out as such."""
+
+from __future__ import annotations
+
+from processors import event_windows
+from processors.worker.stage import Emit, Frame, FrameByFrame, Kind, Silence, Step
+from processors.worker.state import AssetState
+
+
+class KpiWindows(FrameByFrame):
+    name = "kpi-windows"
+
+    def __init__(self, size_us: int, grace_us: int, hop_us: int) -> None:
+        event_windows.check_sizes(size_us, hop_us)
+        self.size_us, self.grace_us, self.hop_us = size_us, grace_us, hop_us
+
+    def apply_frame(self, state: AssetState, frame: Frame, step: Step) -> list[Emit]:
+        late: list[dict] = []
+        closed = event_windows.apply_frame(state.windows, frame, self.size_us, self.grace_us, self.hop_us, late)
+        out = [Emit(Kind.LATE, {**frame, "samples": late})] if late else []
+        out += [Emit(Kind.KPI, r) for r in closed]
+        return out
+
+    def advance(self, state: AssetState, silence: Silence) -> list[Emit]:
+        if silence.idle_us is None:
+            return []
+        closed = event_windows.advance_idle(
+            state.windows, state.asset, self.size_us, self.grace_us, silence.idle_us, self.hop_us
+        )
+        return [Emit(Kind.KPI, r) for r in closed]
