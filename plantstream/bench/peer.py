@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from plantstream.core import kafka_clients
 from plantstream.core.config import Settings
+from plantstream.core.errors import ToolError
 from plantstream.stack.maven import cache_dir
 
 # what the peer's virtualenv holds; a change of these makes a new venv
@@ -51,7 +52,7 @@ REL_TOLERANCE = 1e-9
 WindowKey = tuple[str, str, int, int]  # asset, tag, window_start, window_end (µs)
 
 
-class PeerError(RuntimeError):
+class PeerError(ToolError):
     pass
 
 

@@ -32,7 +32,7 @@ from confluent_kafka import Producer
 
 import schemas
 from plantstream.bench import peer
-from plantstream.bench.pipeline import BenchRun, machine, open_run, proc_usage, run_pipeline_section
+from plantstream.bench.common import BenchRun, machine, open_run, proc_usage, run_pipeline_section
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.simulators.synthetic import SyntheticPlant

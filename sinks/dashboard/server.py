@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from plantstream.core import logs
 from plantstream.core import machine_state as ms
 from plantstream.core.config import Settings
 from plantstream.core.pipeline_status import Sampler
@@ -50,7 +50,7 @@ from sinks.dashboard.viewmodel import (
     trend_tags,
 )
 
-log = logging.getLogger("sinks.dashboard")
+log = logs.get(__name__)
 STATIC = Path(__file__).parent / "static"
 FLUSH_S = 0.25  # frames and anomaly scores are coalesced per asset and pushed at most this often
 HEALTH_S = 3.0
@@ -370,8 +370,10 @@ class Hub:
             )
         out["oee"] = so_far
         records = self.history.oee_windows(asset, now - 8 * 86_400 * US, now + 1, shifts=True)
+        # a closed shift's factors from its record's times and counts, as the shift so far: a shift with planned
+        # busy time in which the machine never ran reads OEE 0
         out["last_shifts"] = [
-            {**oee_view.window_view(r, a.ideal_cycle_time_s), "name": r.get("shift")}
+            {**oee_view.combine([r], a.ideal_cycle_time_s), "name": r.get("shift")}
             for r in sorted(records, key=lambda r: -int(r["window_start"]))[:LAST_SHIFTS]
         ]
         out["machine"] = self.machine_view(asset)

@@ -20,8 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -30,11 +29,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from plantstream.core import logs
 from plantstream.core.config import PostgresSettings, RetentionSettings
+from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import Frame, frame_row, sample_rows, sample_time_range
+from sinks.stores.rows import flatten, sample_time_range
 
-log = logging.getLogger("plantstream.sink.postgres")
+log = logs.get(__name__)
 
 DAY_US = 86_400_000_000
 # advisory lock ids (arbitrary constants): schema migrations, partition DDL
@@ -307,7 +308,7 @@ def _insert_sql(t: Table) -> sql.Composed:
     )
 
 
-def record_row(t: Table, r: dict[str, Any]) -> tuple[Any, ...]:
+def record_row(t: Table, r: Mapping[str, Any]) -> tuple[Any, ...]:
     """A decoded Avro record as a staging row: maps as JSON text, the rest as decoded."""
     return tuple(json.dumps(r.get(c) or {}, sort_keys=True) if typ == "jsonb" else r.get(c) for c, typ in t.columns)
 
@@ -456,29 +457,18 @@ class PostgresStore:
             self._known_partitions.clear()
             return list(self._run(go))
 
-    def write(
-        self,
-        frames: Iterable[Frame],
-        kpis: Iterable[dict[str, Any]],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, int]:
-        """Store a batch in one transaction; returns the rows actually inserted per table.
-
-        `records`: other decoded results by kind (oee_window, anomaly_score, alert)."""
-        frame_rows: list[tuple[Any, ...]] = []
-        sample_tuples: list[tuple[Any, ...]] = []
-        frame_days: set[int] = set()
-        sample_days: set[int] = set()
-        for f in frames:
-            r = frame_row(f)
-            frame_rows.append((*r[:6], bool(r[6]), bool(r[7])))
-            frame_days.add(r[4] // DAY_US)
+    def write(self, batch: Batch) -> dict[str, int]:
+        """Store a batch in one transaction; returns the rows actually inserted per table."""
+        frame_rows, sample_rows = flatten(batch.frames)
+        frame_days = {r[4] // DAY_US for r in frame_rows}
+        sample_days: set[int] = set()  # per frame, not per sample: the columns' time range is known
+        for f in batch.frames:
             lo, hi = sample_time_range(f)
             sample_days.update(range(lo // DAY_US, hi // DAY_US + 1))
-            sample_tuples.extend(sample_rows(f))
-        kpi_rows = [record_row(KPI_WINDOWS, k) for k in kpis]
+        kpi_rows = [record_row(KPI_WINDOWS, k) for k in batch.kpi_windows]
+        records = batch.results()
         extra = []
-        for kind, recs in (records or {}).items():
+        for kind, recs in records.items():
             t = RECORD_KINDS[kind]
             rows = [record_row(t, r) for r in recs]
             i = t.column_names.index(t.time_column)
@@ -486,13 +476,13 @@ class PostgresStore:
         n_frames, n_samples, n_kpi, *n_extra = self._write_tables(
             [
                 (FRAMES, frame_rows, {period_of(d * DAY_US, "day") for d in frame_days}),
-                (SAMPLES, sample_tuples, {period_of(d * DAY_US, "day") for d in sample_days}),
+                (SAMPLES, sample_rows, {period_of(d * DAY_US, "day") for d in sample_days}),
                 (KPI_WINDOWS, kpi_rows, {period_of(k[2], "month") for k in kpi_rows}),
                 *extra,
             ]
         )
         out = {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
-        out.update({kind: n for kind, n in zip(records or {}, n_extra, strict=True)})
+        out.update({kind: n for kind, n in zip(records, n_extra, strict=True)})
         return out
 
     def write_records(self, kind: str, records: Iterable[dict[str, Any]]) -> int:

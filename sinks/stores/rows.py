@@ -1,20 +1,24 @@
-"""Sample rows as every store keeps them: a value split into number and text, quality as a small int.
+"""Frames and samples as every store keeps them (written once): a frame row, and a sample row per sample
+with its value split into number and text and its quality as a small int.
 
-A frame arrives as a ReadingFrame dict or as FrameColumns (plantstream/core/frame_codec.py, every value a
-double): the rows are the same; the columns give them without a Python step per sample.
+A frame arrives as a ReadingFrame dict or as FrameColumns (plantstream/core/frame_codec.py: numbers only,
+each also as a float): the rows are the same; the columns give them without a Python step per sample.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
 from plantstream.core.frame_codec import FrameColumns
+from plantstream.core.records import QUALITIES
 
 Frame = Mapping[str, Any] | FrameColumns
 
 QUALITY = {"GOOD": 0, "UNCERTAIN": 1, "BAD": 2}
+# FrameColumns carry quality as an index into QUALITIES; the stores' codes are QUALITY's
+assert all(QUALITY[q] == i for i, q in enumerate(QUALITIES)), "records.QUALITIES and rows.QUALITY disagree"
 
 
 def split_value(v: Any) -> tuple[float | None, str | None]:
@@ -28,45 +32,17 @@ def split_value(v: Any) -> tuple[float | None, str | None]:
     return None, str(v)
 
 
-def frame_row(f: Frame) -> tuple[Any, ...]:
-    """(producer_id, device, seq, asset, scan_time, n_samples, historical, buffered)"""
-    if isinstance(f, FrameColumns):
-        return (f.producer_id, f.device, f.seq, f.asset, f.scan_time, len(f), f.historical, f.buffered)
-    return (
-        f["producer_id"],
-        f["device"],
-        f["seq"],
-        f["asset"],
-        f["scan_time"],
-        len(f["samples"]),
-        bool(f.get("historical", False)),
-        bool(f.get("buffered", False)),
-    )
+def columns(record: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """The record's values of these fields, in this order: a row for a table with these columns."""
+    return tuple(record[n] for n in names)
+
+
+FrameRow = tuple[str, str, int, str, int, int, bool, bool]  # producer_id, device, seq, asset, scan_time, n, hist, buf
+SampleRow = tuple[str, str, int, float | None, str | None, int]  # asset, tag, source_time, number, text, quality
 
 
 def scan_time(f: Frame) -> int:
     return f.scan_time if isinstance(f, FrameColumns) else int(f["scan_time"])
-
-
-def sample_rows(f: Frame) -> Iterable[tuple[Any, ...]]:
-    """(asset, tag, source_time, value_num, value_text, quality) per sample."""
-    if isinstance(f, FrameColumns):
-        n = len(f)
-        return zip(
-            repeat(f.asset, n),
-            f.tags,
-            f.times.tolist(),
-            f.values.tolist(),
-            repeat(None, n),
-            f.quality.tolist(),
-            strict=True,
-        )
-    asset = f["asset"]
-    rows = []
-    for s in f["samples"]:
-        num, text = split_value(s["value"])
-        rows.append((asset, s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
-    return rows
 
 
 def sample_time_range(f: Frame) -> tuple[int, int]:
@@ -74,6 +50,46 @@ def sample_time_range(f: Frame) -> tuple[int, int]:
     if isinstance(f, FrameColumns):
         if not len(f):
             return f.scan_time, f.scan_time
-        return int(f.times.min()), int(f.times.max())
+        return f.time_min, f.time_max
     times = [s["source_time"] for s in f["samples"]] or [f["scan_time"]]
     return min(times), max(times)
+
+
+def flatten(frames: Iterable[Frame]) -> tuple[list[FrameRow], list[SampleRow]]:
+    """The frames table's rows and the samples table's rows of a batch of ReadingFrames, in one pass."""
+    frame_rows: list[FrameRow] = []
+    sample_rows: list[SampleRow] = []
+    for f in frames:
+        if isinstance(f, FrameColumns):
+            n = len(f)
+            frame_rows.append((f.producer_id, f.device, f.seq, f.asset, f.scan_time, n, f.historical, f.buffered))
+            sample_rows.extend(
+                zip(
+                    repeat(f.asset, n),
+                    f.tags,
+                    f.times.tolist(),
+                    f.values.tolist(),  # longs and booleans as floats, as split_value makes them
+                    repeat(None, n),
+                    f.quality.tolist(),
+                    strict=True,
+                )
+            )
+            continue
+        asset = f["asset"]
+        samples = f["samples"]
+        frame_rows.append(
+            (
+                f["producer_id"],
+                f["device"],
+                f["seq"],
+                asset,
+                f["scan_time"],
+                len(samples),
+                bool(f.get("historical", False)),
+                bool(f.get("buffered", False)),
+            )
+        )
+        for s in samples:
+            num, text = split_value(s["value"])
+            sample_rows.append((asset, s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
+    return frame_rows, sample_rows

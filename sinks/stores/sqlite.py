@@ -11,13 +11,14 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from plantstream.core.config import RetentionSettings
+from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import Frame, frame_row, sample_rows
+from sinks.stores.rows import columns, flatten
 
 MIGRATIONS: list[str] = [
     # 1: the thin path's tables
@@ -212,29 +213,19 @@ class SqliteStore:
             self.db.execute("COMMIT")
         return len(MIGRATIONS)
 
-    def write(
-        self,
-        frames: Iterable[Frame],
-        kpis: Iterable[dict[str, Any]],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, int]:
+    def write(self, batch: Batch) -> dict[str, int]:
         """Store a batch in one transaction; returns the rows actually inserted per table."""
-        frame_rows = []
-        rows: list[tuple[Any, ...]] = []
-        for f in frames:
-            r = frame_row(f)
-            frame_rows.append((*r[:6], int(r[6]), int(r[7])))
-            rows.extend(sample_rows(f))
-        kpi_rows = [tuple(k[c] for c in KPI_COLUMNS) for k in kpis]
+        frame_rows, sample_rows = flatten(batch.frames)
+        kpi_rows = [columns(k, KPI_COLUMNS) for k in batch.kpi_windows]
         with self._unavailable_on_transient():
-            return self._write_rows(frame_rows, rows, kpi_rows, records)
+            return self._write_rows(frame_rows, sample_rows, kpi_rows, batch.results())
 
     def _write_rows(
         self,
-        frame_rows: list[tuple[Any, ...]],
-        sample_rows: list[tuple[Any, ...]],
+        frame_rows: Sequence[tuple[Any, ...]],
+        sample_rows: Sequence[tuple[Any, ...]],
         kpi_rows: list[tuple[Any, ...]],
-        records: dict[str, list[dict[str, Any]]] | None,
+        records: dict[str, list[Any]],
     ) -> dict[str, int]:
         cur = self.db.cursor()
         cur.execute("BEGIN")
@@ -249,7 +240,7 @@ class SqliteStore:
             cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})", kpi_rows)
             n_kpi = self.db.total_changes - before
             extra: dict[str, int] = {}
-            for kind, recs in (records or {}).items():
+            for kind, recs in records.items():
                 table, columns = RECORD_COLUMNS[kind]
                 before = self.db.total_changes
                 cur.executemany(
