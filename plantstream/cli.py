@@ -319,8 +319,12 @@ def produce_replay(
 def process() -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
     from processors.worker.app import run_worker
+    from processors.worker.faust_compat import UnsupportedVersions
 
-    run_worker(ctx_state.settings())
+    try:
+        run_worker(ctx_state.settings())
+    except UnsupportedVersions as e:
+        raise _fail(str(e), 2) from e
 
 
 @app.command("train")

@@ -251,6 +251,23 @@ class WindowSettings(Strict):
         return self
 
 
+class WorkerSettings(Strict):
+    """The stream worker (`plantstream process`) beyond its windows: docs/worker.md."""
+
+    stall_exit_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="exit (non-zero, naming the partitions) when partitions it holds make no progress while "
+        "the broker holds records for them for this long; `plantstream up` restarts it. 0 = never",
+    )
+    shutdown_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="SIGTERM ends the worker within this time whatever the broker does; what could not be "
+        "committed is processed again after the restart",
+    )
+
+
 class PostgresSettings(Strict):
     """Where the PostgreSQL store is; `dsn` (libpq conninfo or URL) wins over the separate fields."""
 
@@ -1028,6 +1045,7 @@ class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     windows: WindowSettings = WindowSettings()
+    worker: WorkerSettings = WorkerSettings()
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     opcua_server: OpcUaServerSettings = OpcUaServerSettings()

@@ -1,0 +1,89 @@
+"""plantstream/core/outage_log.py: one line per condition per interval, with a count."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from plantstream.core.outage_log import OutageLog, RateLimitFilter, limit_logging
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_condition_is_logged_at_once_then_once_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    outage = OutageLog(logging.getLogger("t.outage"), interval_s=60, clock=clock)
+    with caplog.at_level(logging.INFO, logger="t.outage"):
+        for i in range(1000):  # ten a second for 100 s
+            clock.t = i / 10
+            outage.report("down", "Kafka at %s is unreachable", "127.0.0.1:9092")
+        outage.report("other", "a second condition")
+        assert outage.resolved("down", "Kafka answers again")
+        assert not outage.resolved("down", "Kafka answers again")  # reported once only
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "Kafka at 127.0.0.1:9092 is unreachable",
+        "Kafka at 127.0.0.1:9092 is unreachable (600 times in the last 60 s)",
+        "a second condition",
+        "Kafka answers again (after 1000 occurrences)",
+    ]
+
+
+def test_the_filter_limits_only_the_named_loggers_and_only_warnings() -> None:
+    clock = Clock()
+    limiter = RateLimitFilter(interval_s=60, clock=clock, prefixes=("aiokafka",))
+    got: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append(f"{record.name}: {record.getMessage()}")
+
+    handler = Keep()
+    handler.addFilter(limiter)
+    for name in ("aiokafka.conn", "plantstream.processor"):
+        logger = logging.getLogger(name)
+        logger.propagate = False
+        logger.addHandler(handler)
+    conn = logging.getLogger("aiokafka.conn")
+    conn.addFilter(limiter)  # on the logger and on the handler: judged once
+    conn.setLevel(logging.INFO)
+    try:
+        for i in range(700):
+            clock.t = i / 10
+            conn.error("Unable connect to node with id %s: %s", 1, "Connection refused")
+            conn.info("reconnecting")  # below WARNING: not limited
+            logging.getLogger("plantstream.processor").warning("ours %d", i % 2)
+    finally:
+        for name in ("aiokafka.conn", "plantstream.processor"):
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).propagate = True
+        conn.removeFilter(limiter)
+        conn.setLevel(logging.NOTSET)
+    errors = [g for g in got if "Unable" in g]
+    assert errors == [
+        "aiokafka.conn: Unable connect to node with id 1: Connection refused",
+        "aiokafka.conn: Unable connect to node with id 1: Connection refused [600 like this in the last 60 s]",
+    ]
+    assert sum("reconnecting" in g for g in got) == 700
+    assert sum("ours" in g for g in got) == 700
+
+
+def test_limit_logging_is_idempotent() -> None:
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    try:
+        a = limit_logging(("aiokafka",))
+        b = limit_logging(("aiokafka",))
+        assert a is b and handler.filters.count(a) == 1
+        assert logging.getLogger("aiokafka.conn").filters.count(a) == 1
+    finally:
+        root.removeHandler(handler)
+        logging.getLogger("aiokafka.conn").removeFilter(a)
