@@ -12,6 +12,7 @@ import schemas
 from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
+from plantstream.core.shutdown import Deadline
 
 if TYPE_CHECKING:
     from producers.publisher import FrameSink
@@ -22,12 +23,22 @@ log = logging.getLogger("plantstream.producer")
 DeviceProducer = Callable[..., Awaitable[None]]
 
 
-def run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None) -> None:
+def run_until_signal(
+    body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None, deadline: Deadline | None = None
+) -> None:
+    """Run `body` until SIGINT/SIGTERM (or `duration`); the signal also arms the stop `deadline`."""
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            stop.set()
+            if deadline is not None:
+                deadline.arm()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         if duration is not None:
             loop.call_later(duration, stop.set)
         await body(stop)
@@ -80,10 +91,17 @@ def _run_device_producer(
     extra: dict[str, Any] = {"on_event": alerts.emit} if alerts is not None else {}
     if dead is not None:
         extra["dead_letters"] = dead
+    # a signal stops the readers, then the publisher delivers what it can within the stop deadline (what
+    # Kafka has not acknowledged stays in the store-and-forward buffer for the next start)
+    stop_within = settings.pipeline.shutdown_timeout_s
     try:
-        run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration)
+        run_until_signal(
+            lambda stop: run(settings, sink.emit, stop, stats, **extra),
+            duration,
+            Deadline(component, stop_within, stats.flush),
+        )
     finally:
-        undelivered = sink.close(timeout=60)
+        undelivered = sink.close(timeout=max(1.0, stop_within - 5))
         if alerts is not None:
             alerts.close(timeout=10)
         if dead is not None:
@@ -142,9 +160,12 @@ def run_replay(settings: Settings, source: str | None, speed: float | None) -> i
     sink = frame_sink(settings, "producer-replay", stats)
     stopping = False
 
+    deadline = Deadline("producer-replay", settings.pipeline.shutdown_timeout_s, stats.flush)
+
     def on_signal(*_: Any) -> None:
         nonlocal stopping
         stopping = True
+        deadline.arm()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)

@@ -21,6 +21,7 @@ from plantstream.core.config import Settings
 from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
+from plantstream.core.shutdown import Deadline
 from sinks.stores.registry import describe, open_with_retry, run_retention, write_with_backpressure
 
 log = logging.getLogger("plantstream.sink.storage")
@@ -139,6 +140,13 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
 
 def main(settings: Settings) -> None:
     stop = threading.Event()
+    # the signal asks for an orderly stop; with Kafka gone, closing the consumer may wait for good
+    deadline = Deadline("the storage sink", settings.pipeline.shutdown_timeout_s)
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        deadline.arm()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     run_storage_sink(settings, stop)

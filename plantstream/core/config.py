@@ -260,12 +260,6 @@ class WorkerSettings(Strict):
         description="exit (non-zero, naming the partitions) when partitions it holds make no progress while "
         "the broker holds records for them for this long; `plantstream up` restarts it. 0 = never",
     )
-    shutdown_timeout_s: float = Field(
-        default=20.0,
-        gt=0,
-        description="SIGTERM ends the worker within this time whatever the broker does; what could not be "
-        "committed is processed again after the restart",
-    )
 
 
 class PostgresSettings(Strict):
@@ -1056,6 +1050,11 @@ class Pipeline(Strict):
     store_forward: StoreForwardSettings = StoreForwardSettings()
     dashboard: DashboardSettings = DashboardSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
+    shutdown_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="SIGTERM ends every long-running component within this time whatever Kafka does",
+    )
     group_id: str = "plantstream"
     alerts: list[AlertRule] = Field(default_factory=list)
 

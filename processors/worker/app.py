@@ -24,6 +24,7 @@ from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.outage_log import limit_logging
 from plantstream.core.runstats import RunStats
+from plantstream.core.shutdown import Deadline
 from processors.anomaly import AnomalyStage
 from processors.worker import faust_compat
 from processors.worker.checkpoint import Checkpoint
@@ -41,7 +42,6 @@ WATCH_EVERY_S = 5.0
 RECOVERY = "table recovery"
 EXIT_STALLED = 3  # the watchdog's exit code
 NOISY_LOGGERS = ("aiokafka", "faust", "mode")
-EXIT_FORCED_STOP = 4  # SIGTERM/SIGINT, and the worker did not stop within shutdown_timeout_s
 
 # output kind -> (topic constant, schema name)
 OUTPUT_TOPICS = {
@@ -257,20 +257,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     metrics.serve(settings, stats)
     app = create_app(settings, stats)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    timeout_s = settings.pipeline.worker.shutdown_timeout_s
-
-    def out_of_time() -> None:
-        log.error(
-            "the worker did not stop within %.0f s of the signal (is the broker unreachable?); exiting now. "
-            "What it could not commit is processed again after the next start",
-            timeout_s,
-        )
-        stats.add("forced_stops")
-        stats.flush()
-        logging.shutdown()
-        os._exit(EXIT_FORCED_STOP)
-
-    faust_compat.bound_shutdown(worker, timeout_s, out_of_time)
+    # SIGTERM ends the worker within shutdown_timeout_s whatever the broker does (exit code 4 if cut short)
+    deadline = Deadline("the worker", settings.pipeline.shutdown_timeout_s, stats.flush)
+    faust_compat.on_stop_signal(worker, deadline.arm)
     # a broker outage makes aiokafka (and Faust) log each retry, ten lines per 100 ms: one per minute now
     # (again once the agent runs: mode's worker sets up its log handlers when it starts)
     limit_logging(NOISY_LOGGERS)

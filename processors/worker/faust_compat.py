@@ -13,7 +13,7 @@ What is here, and why (docs/worker.md has the traces that found them):
   recovery stalled for good without it).
 - `before_offset_commit`: runs the Checkpoint right before Faust commits the input offsets.
 - `changelog_key`: a table key encoded as Faust's recovery reads it.
-- `bound_shutdown`: SIGTERM ends the worker within a bounded time whatever the broker does.
+- `on_stop_signal`: the worker's stop deadline is armed by the signal itself.
 - `recovery_remaining`: how far the table recovery is from done (for the watchdog).
 
 Fast path. Faust's fetch loop (`Consumer._drain_messages`) passes every message to the conductor
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from importlib import metadata
 from typing import Any
@@ -95,18 +94,13 @@ def check_versions(installed: dict[str, str | None] | None = None) -> None:
         )
 
 
-def bound_shutdown(worker: Any, timeout_s: float, on_timeout: Callable[[], None]) -> None:
-    """Call `on_timeout` (from a thread of its own) if the worker has not stopped `timeout_s` after
-    SIGTERM/SIGINT: mode's worker stops its services one by one, and with the broker gone a consumer
-    commit or close can wait for it for good. `on_timeout` must end the process (os._exit)."""
+def on_stop_signal(worker: Any, callback: Callable[[], None]) -> None:
+    """Call `callback` when mode's worker gets SIGTERM/SIGINT, before it starts stopping its services
+    (one by one: with the broker gone a consumer commit or close can wait for good)."""
     schedule_shutdown = worker._schedule_shutdown
 
     def scheduling_shutdown(signum: Any) -> None:
-        if not getattr(worker, "_plantstream_deadline", None):
-            timer = threading.Timer(timeout_s, on_timeout)
-            timer.daemon = True
-            timer.start()
-            worker._plantstream_deadline = timer
+        callback()
         schedule_shutdown(signum)
 
     worker._schedule_shutdown = scheduling_shutdown

@@ -25,6 +25,7 @@ from plantstream.core.config import AlertingSettings, AlertRoute, Settings
 from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
+from plantstream.core.shutdown import Deadline
 from sinks.alerts.channels import Sender, make_sender
 from sinks.alerts.delivery_log import Delivery, DeliveryLog
 from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch
@@ -208,6 +209,13 @@ def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | 
 
 def main(settings: Settings) -> None:
     stop = threading.Event()
+    # the signal asks for an orderly stop; with Kafka gone, closing the consumer may wait for good
+    deadline = Deadline("the alert sink", settings.pipeline.shutdown_timeout_s)
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        deadline.arm()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     run_alert_sink(settings, stop)

@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from plantstream.core import runstats
 from plantstream.core.config import Settings
+from plantstream.core.shutdown import Deadline
 from sinks.dashboard import auth
 from sinks.dashboard.acks import AckStore
 from sinks.dashboard.history import SqlHistory, open_history
@@ -351,11 +352,19 @@ def main(settings: Settings, host: str | None = None, port: int | None = None, l
         )
         settings = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"dashboard": cfg})})
 
+    # the signal asks for an orderly stop; with Kafka gone, closing the live feed's consumer may wait for good
+    deadline = Deadline("the dashboard", settings.pipeline.shutdown_timeout_s)
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            stop.set()
+            deadline.arm()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await serve(settings, stop, live=live)
 
     asyncio.run(run())

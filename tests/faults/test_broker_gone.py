@@ -28,8 +28,8 @@ from tests.helpers import prepare_topics, spawn_cli, wait_for
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 30.0
-WORKER_SHUTDOWN_S = 8.0
-STOP_WITHIN_S = 25.0  # every component, after SIGTERM with the broker gone (`up` waits 30 s, then kills)
+SHUTDOWN_S = 8.0  # pipeline.shutdown_timeout_s
+STOP_WITHIN_S = SHUTDOWN_S + 3  # every component, after SIGTERM with the broker gone
 LINES_PER_OUTAGE = 40  # per component, over the whole outage
 SAME_LINE = 4  # the same message (numbers aside) at most this often
 
@@ -62,7 +62,7 @@ def test_broker_gone_components_log_little_and_stop_on_sigterm(stack: Stack, tmp
         tmp_path,
         stack,
         windows={"kpi_window_s": 5, "grace_s": 1},
-        worker={"shutdown_timeout_s": WORKER_SHUTDOWN_S},
+        shutdown_timeout_s=SHUTDOWN_S,
         metrics={"base_port": free_port()},
         dashboard={"port": free_port()},
     )
@@ -128,6 +128,5 @@ def test_broker_gone_components_log_little_and_stop_on_sigterm(stack: Stack, tmp
     assert not report, "\n".join(report)
     slow = {name: took.get(name) for name in COMPONENTS if took.get(name) is None or took[name] > STOP_WITHIN_S}
     assert not slow, f"did not stop within {STOP_WITHIN_S} s of SIGTERM: {slow}"
-    assert took["processor"] <= WORKER_SHUTDOWN_S + 3
-    bad = {name: c for name, c in codes.items() if c not in (0, 4)}  # 4: the worker cut its stop short
+    bad = {name: c for name, c in codes.items() if c not in (0, 4)}  # 4: the stop deadline cut it short
     assert not bad, bad
