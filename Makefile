@@ -14,6 +14,7 @@ DURATION ?=
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is required (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is required (Debian: apt-get install maven)"; exit 1; }
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "mosquitto is required: the demo's MQTT line and the MQTT tests (Debian: apt-get install mosquitto)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,11 +20,13 @@ topics_app = typer.Typer(no_args_is_help=True, help="Topics and their Avro schem
 produce_app = typer.Typer(no_args_is_help=True, help="Device producers.")
 sink_app = typer.Typer(no_args_is_help=True, help="Sinks.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON out).")
+users_app = typer.Typer(no_args_is_help=True, help="The dashboard's users (pipeline.dashboard.users_file).")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(produce_app, name="produce")
 app.add_typer(sink_app, name="sink")
 app.add_typer(bench_app, name="bench")
+app.add_typer(users_app, name="users")
 
 ConfigOpt = Annotated[
     str | None, typer.Option("--config", "-c", help="plant YAML (default: $PLANTSTREAM_CONFIG or the demo plant)")
@@ -93,15 +96,46 @@ def check_config(file: Annotated[str, typer.Argument(help="plant YAML to validat
 # --- local stack -------------------------------------------------------------------------------
 
 
+def with_overrides(
+    s: Settings, *, brokers: int | None = None, workers: int | None = None, sinks: int | None = None
+) -> Settings:
+    """The settings with command-line counts in place of the configured ones (checked like the config)."""
+    from plantstream.core.config import shared_store_problem
+
+    p = s.pipeline
+    kafka = p.kafka.model_copy(update={"brokers": brokers}) if brokers is not None else p.kafka
+    storage = p.storage.model_copy(update={"sinks": sinks}) if sinks is not None else p.storage
+    for name, value in (("--brokers", brokers), ("--workers", workers), ("--sinks", sinks)):
+        if value is not None and not 1 <= value <= (5 if name == "--brokers" else 32):
+            raise _fail(f"{name} {value}: use 1 to {5 if name == '--brokers' else 32}", 2)
+    if problem := shared_store_problem(storage):
+        raise _fail(problem, 2)
+    pipeline = p.model_copy(
+        update={"kafka": kafka, "storage": storage, **({"workers": workers} if workers is not None else {})}
+    )
+    return s.model_copy(update={"pipeline": pipeline})
+
+
+BrokersOpt = Annotated[
+    int | None,
+    typer.Option("--brokers", help="local Kafka nodes, each a broker and a controller voter (default: the config)"),
+]
+
+
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Fetch (first time), start and wait for the broker and the schema registry."""
+def kafka_start(brokers: BrokersOpt = None) -> None:
+    """Fetch (first time), start and wait for the broker(s) and the schema registry."""
     from plantstream.stack import kafka, registry
 
-    s = ctx_state.settings()
+    s = with_overrides(ctx_state.settings(), brokers=brokers)
     try:
         k = kafka.start(s)
-        typer.echo(f"kafka: running on {k.bootstrap} (pid {k.pid}, data {k.data_dir})")
+        if len(k.nodes) != s.pipeline.kafka.brokers:
+            typer.echo(f"kafka: a {len(k.nodes)}-node local Kafka already runs here; `plantstream kafka stop` first")
+        typer.echo(
+            f"kafka: running on {k.bootstrap} ({len(k.nodes)} node(s), pids "
+            f"{', '.join(str(n.pid) for n in k.nodes)}, data {k.data_dir})"
+        )
         r = registry.start(s)
         typer.echo(f"registry: running on {r.url} (pid {r.pid})")
     except Exception as e:
@@ -120,25 +154,32 @@ def kafka_stop() -> None:
 
 @kafka_app.command("status")
 def kafka_status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
-    """Is the local stack up, and where."""
-    from plantstream.stack import kafka, registry
+    """Is the local stack up, and where: every Kafka node, the active controller, under-replicated partitions."""
+    from plantstream.stack import kafka, kafka_health, registry
 
     s = ctx_state.settings()
     k = kafka.status(s)
     r = registry.status(s)
     bootstrap = s.pipeline.kafka.bootstrap or k.bootstrap
     url = s.pipeline.registry.url or r.url
+    health = kafka_health.health(s) if k.bootstrap and not s.pipeline.kafka.bootstrap else None
     doc = {
         "running": bool(bootstrap and url),
         "bootstrap": bootstrap,
         "registry_url": url,
-        "kafka": {**asdict(k), "configured": bool(s.pipeline.kafka.bootstrap)},
+        "kafka": {
+            **asdict(k),
+            "configured": bool(s.pipeline.kafka.bootstrap),
+            **({"health": health.as_dict()} if health else {}),
+        },
         "registry": {**asdict(r), "configured": bool(s.pipeline.registry.url)},
     }
     if as_json:
         typer.echo(json.dumps(doc))
     else:
         typer.echo(f"kafka:    {'up on ' + bootstrap if bootstrap else 'down (`plantstream kafka start`)'}")
+        if health is not None:
+            typer.echo("\n".join("          " + line for line in kafka_health.render(health).splitlines()))
         typer.echo(f"registry: {'up on ' + url if url else 'down (`plantstream kafka start`)'}")
     if not doc["running"]:
         raise typer.Exit(1)
@@ -315,14 +356,22 @@ def produce_replay(
     raise typer.Exit(run_replay(ctx_state.settings(), source, pace))
 
 
+InstanceOpt = Annotated[
+    int,
+    typer.Option(
+        "--instance", min=1, help="which of several processes in the consumer group this is (its counters file)"
+    ),
+]
+
+
 @app.command("process")
-def process() -> None:
+def process(instance: InstanceOpt = 1) -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
     from processors.worker.app import run_worker
     from processors.worker.faust_compat import UnsupportedVersions
 
     try:
-        run_worker(ctx_state.settings())
+        run_worker(ctx_state.settings(), instance=instance)
     except UnsupportedVersions as e:
         raise _fail(str(e), 2) from e
 
@@ -379,11 +428,11 @@ def train_model(
 
 
 @sink_app.command("storage")
-def sink_storage() -> None:
-    """Write readings and KPI windows from Kafka into the store (SQLite)."""
+def sink_storage(instance: InstanceOpt = 1) -> None:
+    """Write readings and KPI windows from Kafka into the store (SQLite or PostgreSQL)."""
     from sinks.storage import main as run
 
-    run(ctx_state.settings())
+    run(ctx_state.settings(), instance)
 
 
 @sink_app.command("alerts")
@@ -401,19 +450,103 @@ def dashboard_cmd(
     live: Annotated[bool, typer.Option("--live/--no-live", help="--no-live: the store's history only")] = True,
 ) -> None:
     """The plant's live web page: asset tree, OEE, trends, alerts with acknowledge, pipeline health."""
+    from sinks.dashboard.server import ExposureError
     from sinks.dashboard.server import main as run
+    from sinks.dashboard.users import UsersFileError
 
-    run(ctx_state.settings(), host=host, port=port, live=live)
+    try:
+        run(ctx_state.settings(), host=host, port=port, live=live)
+    except (ExposureError, UsersFileError) as e:
+        raise _fail(str(e), 2) from None
+
+
+def _users_file(file: str | None) -> Path:
+    from sinks.dashboard.auth import users_path
+
+    s = ctx_state.settings()
+    if file:
+        return Path(file)
+    p = users_path(s.pipeline.dashboard, s.pipeline.state_dir)
+    if p is None:
+        raise _fail("no users file: pass --file or set pipeline.dashboard.users_file (e.g. users.yaml)", 2)
+    return p
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="sign-in name")],
+    role: Annotated[str, typer.Option(help="viewer (read-only), operator (acknowledge, shelve) or admin")] = "viewer",
+    file: Annotated[str | None, typer.Option(help="users file (default: pipeline.dashboard.users_file)")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Add a dashboard user, or set their role and password (argon2id hash; never the password itself)."""
+    import getpass
+
+    from sinks.dashboard.users import upsert
+
+    path = _users_file(file)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise _fail("the two passwords differ", 2)
+    try:
+        upsert(path, name, role, password)
+    except ValueError as e:
+        raise _fail(str(e), 2) from None
+    typer.echo(f"{name} ({role}) in {path}")
+
+
+@users_app.command("remove")
+def users_remove(
+    name: Annotated[str, typer.Argument(help="sign-in name")],
+    file: Annotated[str | None, typer.Option(help="users file (default: pipeline.dashboard.users_file)")] = None,
+) -> None:
+    """Remove a dashboard user (their sessions end at their next request)."""
+    from sinks.dashboard.users import remove
+
+    path = _users_file(file)
+    if not remove(path, name):
+        raise _fail(f"no user {name!r} in {path}", 1)
+    typer.echo(f"{name} removed from {path}")
+
+
+@users_app.command("list")
+def users_list(
+    file: Annotated[str | None, typer.Option(help="users file (default: pipeline.dashboard.users_file)")] = None,
+) -> None:
+    """The users and their roles."""
+    from sinks.dashboard.users import UsersFile, UsersFileError
+
+    try:
+        users = UsersFile(_users_file(file)).load()
+    except UsersFileError as e:
+        raise _fail(str(e), 2) from None
+    for name, (role, _hash) in sorted(users.items()):
+        typer.echo(f"{name}\t{role}")
 
 
 @app.command("up")
 def up_cmd(
     duration: Annotated[float | None, typer.Option(help="seconds to run; default until Ctrl-C")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Faust worker processes in one consumer group (default: pipeline.workers)")
+    ] = None,
+    sinks: Annotated[
+        int | None,
+        typer.Option(
+            help="storage sink processes in one consumer group; more than one needs PostgreSQL "
+            "(default: pipeline.storage.sinks)"
+        ),
+    ] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Run the whole pipeline locally: stack, simulator, producer, processor, sinks, dashboard."""
     from plantstream.up import up
 
-    raise typer.Exit(up(ctx_state.settings(), ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
+    s = with_overrides(ctx_state.settings(), brokers=brokers, workers=workers, sinks=sinks)
+    raise typer.Exit(up(s, ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
 
 
 @bench_app.command("pipeline")
@@ -424,12 +557,14 @@ def bench_pipeline(
     duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
     warmup: Annotated[float, typer.Option(help="seconds before measuring")] = 15.0,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+    brokers: BrokersOpt = None,
 ) -> None:
     """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
     from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
 
+    settings = with_overrides(ctx_state.settings(), brokers=brokers)
     result = run_pipeline_bench(
-        ctx_state.settings(), assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+        settings, assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
     )
     typer.echo(render(result), err=True)
     write_result(result, json_out)
@@ -547,6 +682,50 @@ def bench_opcua(
     typer.echo(json.dumps(result))
 
 
+def _broker_bench(kind: str, shape: str, devices: int, tags: int, metrics: int, repeats: int,
+                  json_out: str | None) -> None:
+    from plantstream.bench.broker import render, run_broker_bench
+    from plantstream.bench.pipeline import write_result
+
+    if devices < 1 or tags < 1 or metrics < tags or repeats < 1:
+        raise _fail("need --devices >= 1, --tags >= 1, --metrics >= --tags, --repeats >= 1", 2)
+    result = run_broker_bench(
+        ctx_state.settings(), kind, shape=shape, devices=devices, tags=tags, metrics=metrics, repeats=repeats
+    )
+    typer.echo(render(result), err=True)
+    write_result(result, json_out)
+    typer.echo(json.dumps(result))
+
+
+@bench_app.command("mqtt")
+def bench_mqtt(
+    shape: Annotated[str, typer.Option(help="topic_per_tag (one JSON value per message) or umh_historian")] = (
+        "umh_historian"
+    ),
+    devices: Annotated[int, typer.Option(help="assets (one mqtt device each)")] = 20,
+    tags: Annotated[int, typer.Option(help="tags per asset (per message for umh_historian)")] = 25,
+    metrics: Annotated[int, typer.Option(help="metrics in the backlog")] = 500_000,
+    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Metrics/s from a mosquitto backlog through one MQTT producer process to Kafka acknowledgement."""
+    if shape not in ("topic_per_tag", "umh_historian"):
+        raise _fail("--shape is topic_per_tag or umh_historian", 2)
+    _broker_bench("mqtt", shape, devices, tags, metrics, repeats, json_out)
+
+
+@bench_app.command("sparkplug")
+def bench_sparkplug(
+    devices: Annotated[int, typer.Option(help="Sparkplug devices behind one edge node")] = 20,
+    tags: Annotated[int, typer.Option(help="metrics per DDATA message")] = 25,
+    metrics: Annotated[int, typer.Option(help="metrics in the backlog")] = 500_000,
+    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
+    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
+) -> None:
+    """Metrics/s from a mosquitto backlog of DDATA through one Sparkplug B host process to Kafka acknowledgement."""
+    _broker_bench("sparkplug", "sparkplug", devices, tags, metrics, repeats, json_out)
+
+
 @bench_app.command("anomaly")
 def bench_anomaly(
     dataset: Annotated[
@@ -614,15 +793,21 @@ def bench_dashboard(
     tags: Annotated[int, typer.Option(help="process-value tags of the asset")] = 10,
     scan: Annotated[float, typer.Option(help="seconds between two samples of a tag")] = 1.0,
     loads: Annotated[int, typer.Option(help="page loads; medians are reported")] = 7,
+    assets: Annotated[int, typer.Option(help="assets of the plant case (search, lazy tree); 0 skips it")] = 1000,
     json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
 ) -> None:
-    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset."""
+    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset, and the
+    page of a plant of ASSETS assets (tree, search, selecting an asset)."""
     from plantstream.bench.dashboard import run_dashboard_bench
     from plantstream.bench.pipeline import write_result
 
-    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1:
-        raise _fail("need --hours > 0, --tags >= 1, --scan > 0 and --loads >= 1", 2)
+    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1 or assets < 0:
+        raise _fail("need --hours > 0, --tags >= 1, --scan > 0, --loads >= 1 and --assets >= 0", 2)
     result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads)
+    if assets:
+        from plantstream.bench.dashboard_plant import run_plant_case
+
+        result[f"plant_{assets}_assets"] = run_plant_case(assets=assets, loads=min(loads, 5))
     write_result(result, json_out)
     typer.echo(json.dumps(result))
 

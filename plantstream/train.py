@@ -124,13 +124,9 @@ def publish(settings: Settings, asset: str, state: dict[str, Any]) -> str:
         raise TrainError(f"topic {readings} does not exist. Fix: `plantstream topics apply` (or start the pipeline)")
     partitions = len(meta.topics[readings].partitions)
     if topic not in meta.topics:
-        # as the worker would create it: compacted, one partition per readings partition
-        spec = NewTopic(
-            topic,
-            partitions,
-            settings.pipeline.kafka.replication_factor,
-            config={"cleanup.policy": "compact"},
-        )
+        # as the worker would create it: compacted, one partition per readings partition, replicated like it
+        rep = topics.replication(settings, len(meta.brokers))
+        spec = NewTopic(topic, partitions, rep.factor, config={"cleanup.policy": "compact", **rep.configs()})
         try:
             admin.create_topics([spec])[topic].result(30)
         except KafkaException as e:

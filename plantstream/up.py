@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException
 from plantstream.core import consumer_lag, kafka_clients, local_stack, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.stack import kafka as local_kafka
+from plantstream.stack import mosquitto as local_mosquitto
 from plantstream.stack import registry as local_registry
 from plantstream.stack.process import tail
 
@@ -33,6 +34,10 @@ class Child:
     log: Path = field(default_factory=Path)
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
+    restarted_at: list[float] = field(default_factory=list)  # monotonic times of its restarts
+
+    def recent_restarts(self, now: float) -> int:
+        return sum(1 for t in self.restarted_at if now - t < RESTART_WINDOW_S)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -50,21 +55,35 @@ class Child:
             self.proc.wait()
 
 
-# A stage that dies is started again this many times per run (it resumes from its committed offsets,
-# a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+# A stage that dies is started again up to this many times within RESTART_WINDOW_S (it resumes from its
+# committed offsets, a producer from its store-and-forward buffer); a stage that keeps dying stops the run.
+# A window, not a total: a long run outlives many broker failures, each of which may take a stage down.
 MAX_RESTARTS = 5
+RESTART_WINDOW_S = 600.0
 
 
 def _counts(state_dir: str, carried: dict[str, int] | None = None) -> dict[str, int]:
-    """Every component's counters, plus those of its earlier, restarted incarnations (`carried`)."""
+    """Every component's counters, summed over its processes (`processor`, `processor-2`, ...) and over their
+    earlier, restarted incarnations (`carried`)."""
     merged: dict[str, int] = dict(carried or {})
     for comp, snap in runstats.read_all(state_dir).items():
         for k, v in snap.get("counts", {}).items():
-            merged[f"{comp}.{k}"] = merged.get(f"{comp}.{k}", 0) + int(v)
+            key = f"{runstats.base_component(comp)}.{k}"
+            merged[key] = merged.get(key, 0) + int(v)
     return merged
 
 
-PRODUCERS = ("producer-modbus", "producer-opcua")
+def stop_together(children: list[Child], timeout: float) -> None:
+    """SIGTERM to every child at once, then wait for each: workers of one group stopped one by one would hand
+    their partitions to the next one just before it stops too."""
+    for c in children:
+        if c.alive() and c.proc is not None:
+            c.proc.send_signal(signal.SIGTERM)
+    for c in children:
+        c.stop(timeout)
+
+
+PRODUCERS = ("producer-modbus", "producer-opcua", "producer-mqtt", "producer-sparkplug")
 
 
 def _produced(c: dict[str, int], what: str) -> int:
@@ -97,6 +116,7 @@ class Orchestrator:
         self.state_dir = str(Path(settings.pipeline.state_dir).expanduser().resolve())
         self.started_kafka = False
         self.started_registry = False
+        self.mosquitto: local_mosquitto.Mosquitto | None = None
         self.children: list[Child] = []
         self.stopping = False
         self.carried: dict[str, int] = {}  # counters of restarted components' earlier incarnations
@@ -128,6 +148,13 @@ class Orchestrator:
             url = rst.url or ""
             say(f"registry: ready on {url}")
         return bootstrap, url
+
+    def start_mosquitto(self) -> None:
+        """The local MQTT broker, when mqtt/sparkplug_b devices use a broker with host null."""
+        if local_mosquitto.needed(self.settings):
+            self.mosquitto = local_mosquitto.for_settings(self.settings)
+            self.mosquitto.start()
+            say(f"mqtt: local mosquitto on 127.0.0.1:{self.mosquitto.port} (log {self.mosquitto.log_path})")
 
     def tls_env(self) -> dict[str, str]:
         """Children get the bootstrap address explicitly, so they must also be told the local CA to trust."""
@@ -166,17 +193,21 @@ class Orchestrator:
         """Start a dead child again; its counters so far are carried over into the run's figures."""
         snap = runstats.read_all(self.state_dir).get(child.name, {})
         for k, v in snap.get("counts", {}).items():
-            key = f"{child.name}.{k}"
+            key = f"{runstats.base_component(child.name)}.{k}"
             self.carried[key] = self.carried.get(key, 0) + int(v)
         (Path(self.state_dir) / "run" / f"{child.name}.json").unlink(missing_ok=True)
         child.restarts += 1
-        time.sleep(min(child.restarts, 5))  # a broker or device that is down gets a moment to come back
+        now = time.monotonic()
+        child.restarted_at.append(now)
+        # a broker or device that is down gets a moment to come back
+        time.sleep(min(child.recent_restarts(now), 5))
         self._start(child)
 
     def run(self, duration: float | None) -> dict[str, Any]:
         t0 = time.monotonic()
         runstats.clear(self.state_dir)
         bootstrap, url = self.start_stack()
+        self.start_mosquitto()
         env = {
             **self.tls_env(),
             "KAFKA_BOOTSTRAP": bootstrap,
@@ -191,8 +222,17 @@ class Orchestrator:
         ]:
             say(change)
         topics.register_schemas(self.settings, kafka_clients.registry(self.settings))
-        sink = self.spawn("sink-storage", "sink", "storage", env=env)
-        processor = self.spawn("processor", "process", env=env)
+        p = self.settings.pipeline
+        if p.workers > 1 or p.storage.sinks > 1:
+            say(f"{p.workers} worker(s) and {p.storage.sinks} storage sink(s), each in its consumer group")
+        sinks = [
+            self.spawn(runstats.instance_name("sink-storage", i), "sink", "storage", "--instance", str(i), env=env)
+            for i in range(1, p.storage.sinks + 1)
+        ]
+        processors = [
+            self.spawn(runstats.instance_name("processor", i), "process", "--instance", str(i), env=env)
+            for i in range(1, p.workers + 1)
+        ]
         alert_sink = (
             self.spawn("sink-alerts", "sink", "alerts", env=env) if self.settings.pipeline.alerting.channels else None
         )
@@ -205,7 +245,7 @@ class Orchestrator:
         time.sleep(1.0)  # let the simulator bind before the first poll, so the log is not full of BAD reads
         producers = [
             self.spawn(f"producer-{kind}", "produce", kind, env=env)
-            for kind in ("modbus", "opcua")
+            for kind in ("modbus", "opcua", "mqtt", "sparkplug")
             if any(d.protocol.startswith(kind) for d in self.settings.devices)
         ]
         exit_code = 0
@@ -228,16 +268,19 @@ class Orchestrator:
                 dead = [c for c in self.children if not c.alive()]
                 for c in dead:
                     code = c.proc.returncode if c.proc else "?"
-                    if c.restarts < MAX_RESTARTS:
+                    recent = c.recent_restarts(time.monotonic())
+                    if recent < MAX_RESTARTS:
                         say(
-                            f"{c.name} exited unexpectedly (code {code}); restarting it ({c.restarts + 1} of "
-                            f"{MAX_RESTARTS}), it resumes where it left off. Last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}); restarting it ({recent + 1} of "
+                            f"{MAX_RESTARTS}), it resumes where it left off (at most {MAX_RESTARTS} restarts per "
+                            f"{RESTART_WINDOW_S / 60:.0f} min). Last log lines:\n{tail(c.log)}"
                         )
                         self.restart(c)
                     else:
                         say(
-                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts; stopping "
-                            f"the pipeline. Fix the cause in its log {c.log}. Last log lines:\n{tail(c.log)}"
+                            f"{c.name} exited unexpectedly (code {code}) after {MAX_RESTARTS} restarts within "
+                            f"{RESTART_WINDOW_S / 60:.0f} min; stopping the pipeline. Fix the cause in its log "
+                            f"{c.log}. Last log lines:\n{tail(c.log)}"
                         )
                         exit_code = 1
                 if exit_code:
@@ -261,12 +304,15 @@ class Orchestrator:
             for producer in producers:
                 producer.stop(30)
             simulator.stop(10)
-            self.drain(timeout=30)
-            processor.stop(30)
-            sink.stop(30)
+            self.drain(timeout=60)
+            stop_together(processors, 30)
+            stop_together(sinks, 30)
             if alert_sink is not None:
                 alert_sink.stop(30)
             dashboard.stop(10)
+            if self.mosquitto is not None:
+                self.mosquitto.stop()
+                say("mqtt: local mosquitto stopped")
             if self.started_registry:
                 local_registry.stop(self.settings)
                 say("registry: stopped")
@@ -279,7 +325,8 @@ class Orchestrator:
 
     def drain(self, timeout: float) -> None:
         """Wait until the processor and the sink have consumed and committed every acknowledged frame."""
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         while time.monotonic() < deadline:
             c = _counts(self.state_dir, self.carried)
             acked = _produced(c, "frames_acked")
@@ -287,16 +334,20 @@ class Orchestrator:
             # the counts are the cheap first test; after a restart they include frames seen twice, so the
             # word is the groups' committed offsets
             if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked and self._committed_all():
+                say(f"drain: everything processed and stored in {time.monotonic() - t0:.1f}s")
                 return
             time.sleep(0.3)
         say("drain: timed out; the processor or sink is behind (they resume from committed offsets next run)")
 
     def _committed_all(self) -> bool:
+        """The processor committed every reading (so its outputs are confirmed), then the storage sink committed
+        every reading and every output: all of it is stored."""
         group = self.settings.pipeline.group_id
+        sink_topics = (topics.READINGS, topics.KPI, topics.OEE, topics.ANOMALIES, topics.ALERTS)
         try:
             return all(
-                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topics.READINGS) == 0
-                for stage in ("processor", "sink-storage")
+                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topic) == 0
+                for stage, topic in [("processor", topics.READINGS), *(("sink-storage", t) for t in sink_topics)]
             )
         except KafkaException:  # broker busy or away for a moment: ask again
             return False

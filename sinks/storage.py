@@ -19,7 +19,7 @@ import schemas
 from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.consumer_lag import LagMeter
-from plantstream.core.runstats import RunStats
+from plantstream.core.runstats import RunStats, instance_name
 from plantstream.core.serde import DecodeError
 from plantstream.core.shutdown import Deadline
 from sinks.stores.registry import describe, open_with_retry, run_retention, write_with_backpressure
@@ -42,8 +42,11 @@ def commit(consumer: Consumer) -> None:
         log.warning("offset commit failed (%s); those records will be redelivered and stored once", e)
 
 
-def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats | None = None) -> None:
-    stats = stats or RunStats("sink-storage", settings.pipeline.state_dir)
+def run_storage_sink(
+    settings: Settings, stop: threading.Event, stats: RunStats | None = None, instance: int = 1
+) -> None:
+    """Consume until `stop`; `instance`: which of several sinks in the group this is (its counters file)."""
+    stats = stats or RunStats(instance_name("sink-storage", instance), settings.pipeline.state_dir)
     metrics.serve(settings, stats)
     if not kafka_clients.wait_for_broker(settings, "sink-storage", stop=stop):
         return
@@ -138,7 +141,7 @@ def run_storage_sink(settings: Settings, stop: threading.Event, stats: RunStats 
         stats.flush()
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, instance: int = 1) -> None:
     stop = threading.Event()
     # the signal asks for an orderly stop; with Kafka gone, closing the consumer may wait for good
     deadline = Deadline("the storage sink", settings.pipeline.shutdown_timeout_s)
@@ -149,4 +152,4 @@ def main(settings: Settings) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    run_storage_sink(settings, stop)
+    run_storage_sink(settings, stop, instance=instance)

@@ -114,15 +114,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         kafka.stop(settings)
 
 
-def plant_raw(tmp_path: Path, stack: Stack | None = None, *, opcua: bool = False, **pipeline: Any) -> dict[str, Any]:
+def plant_raw(
+    tmp_path: Path, stack: Stack | None = None, *, opcua: bool = False, mqtt: bool = False, **pipeline: Any
+) -> dict[str, Any]:
     """The demo plant as a dict, with an isolated topic prefix, state folder and (optionally) the stack.
 
     Its OPC UA devices are left out unless `opcua` (most tests drive only the Modbus devices and give
-    them all one port); with `opcua`, each OPC UA endpoint moves to its own free loopback port.
+    them all one port); with `opcua`, each OPC UA endpoint moves to its own free loopback port. Its
+    MQTT and Sparkplug B devices are left out unless `mqtt`; then the local mosquitto gets a free port.
     """
     raw: dict[str, Any] = yaml.safe_load(DEMO_CONFIG.read_text())
     if not opcua:
         raw["devices"] = [d for d in raw["devices"] if d["protocol"] != "opcua"]
+    if mqtt:
+        raw["pipeline"]["mqtt"]["local_port"] = free_port()
+    else:
+        raw["devices"] = [d for d in raw["devices"] if d["protocol"] not in ("mqtt", "sparkplug_b")]
     ports: dict[str, int] = {}
     for d in raw["devices"]:
         if d["protocol"] == "opcua":

@@ -1,4 +1,5 @@
-"""`plantstream bench dashboard`: first paint and time to charts drawn with a day of history for one asset.
+"""`plantstream bench dashboard`: first paint and time to charts drawn with a day of history for one asset
+(and, in dashboard_plant.py, the page with 1,000 assets).
 
 A temporary SQLite store gets HOURS of samples (TAGS process values every SCAN seconds) plus anomaly scores
 and OEE windows for one asset; `plantstream dashboard --no-live` serves it (history only, in its own
@@ -190,7 +191,7 @@ def add_kpi_windows(settings: Settings, kpis: list[dict[str, Any]]) -> None:
 def start_server(settings: Settings, state_dir: Path) -> subprocess.Popen[bytes]:
     """`plantstream dashboard --no-live` in its own process, as users run it (history only: no broker)."""
     config = state_dir / "bench-plant.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True), sort_keys=False))
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_unset=True), sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANTSTREAM_")}
     with open(state_dir / "dashboard.log", "ab") as log:
         return subprocess.Popen(

@@ -191,8 +191,9 @@ def run_pipeline_bench(
         "bench-producer": os.getpid(),
     }
     k, r = local_kafka.status(settings), local_registry.status(settings)
-    if k.pid:
-        pids["kafka"] = k.pid
+    for node in k.nodes:  # the local broker, or each node of a local cluster
+        if node.pid:
+            pids["kafka" if len(k.nodes) == 1 else f"kafka-{node.node_id}"] = node.pid
     if r.pid:
         pids["registry"] = r.pid
     say(
@@ -244,12 +245,19 @@ def run_pipeline_bench(
     latency = snaps.get("sink-storage", {}).get("quantiles", {}).get("e2e_latency_ms", {})
     processor.stop(30)
     sink.stop(30)
+    rep = topics.cluster_replication(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
     run.close()
     offered = assets * tags * rate_hz
     return {
         "bench": "pipeline",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
+        "kafka": {
+            "brokers": len(k.nodes) if not settings.pipeline.kafka.bootstrap else None,
+            "replication_factor": rep.factor,
+            "min_insync_replicas": rep.min_insync,
+            "producer_acks": "all",
+        },
         "load": {
             "assets": assets,
             "tags_per_asset": tags,
@@ -281,8 +289,11 @@ def run_pipeline_bench(
 def render(result: dict[str, Any]) -> str:
     r = result["sustained_samples_per_s"]
     lat = result["e2e_latency_ms_scan_to_stored"]
+    k = result.get("kafka", {})
     lines = [
-        f"offered {result['load']['offered_samples_per_s']:,.0f} samples/s on {result['machine']['cpus']} cpus",
+        f"offered {result['load']['offered_samples_per_s']:,.0f} samples/s on {result['machine']['cpus']} cpus; "
+        f"Kafka: {k.get('brokers') or 'configured'} broker(s), {k.get('replication_factor')} replica(s), "
+        f"min.insync.replicas {k.get('min_insync_replicas')}, acks=all",
         f"sustained samples/s  produced {r['produced']:,.0f}  processed {r['processed']:,.0f}  "
         f"stored {r['stored']:,.0f}",
         f"latency scan->stored ms  p50 {lat.get('p50', 0):,.0f}  p95 {lat.get('p95', 0):,.0f}  "

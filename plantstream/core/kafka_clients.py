@@ -26,8 +26,8 @@ def bootstrap(settings: Settings) -> str:
     k = settings.pipeline.kafka
     if k.bootstrap:
         return k.bootstrap
-    if info := local_stack.running(settings, local_stack.KAFKA):
-        return info.endpoint
+    if found := local_stack.kafka_bootstrap(settings):  # one node of a local cluster may be down for a while
+        return found
     raise BrokerNotConfigured(
         "no Kafka broker: pipeline.kafka.bootstrap (env KAFKA_BOOTSTRAP) is empty and the local broker is "
         "not running. Fix: `plantstream kafka start`, or set KAFKA_BOOTSTRAP=host:port"

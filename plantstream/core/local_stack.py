@@ -81,3 +81,22 @@ def running(settings: Settings, name: str) -> ProcessInfo | None:
 def local_ca(settings: Settings) -> Path:
     """The CA certificate clients of the local secured broker trust."""
     return service_home(settings, KAFKA) / "tls" / "ca.pem"
+
+
+def cluster_dir(count: int | str) -> str:
+    """The folder under `<state_dir>/kafka/` of a local cluster of `count` nodes (node n in `node-<n>/`)."""
+    return f"cluster-{count}"
+
+
+def kafka_bootstrap(settings: Settings) -> str | None:
+    """The running local Kafka's bootstrap list: the single broker's endpoint, or every node of a local
+    cluster (`kafka/cluster-<count>/node-<n>/pid.json`) while any of its nodes runs, a stopped one included
+    (a client keeps the list to bootstrap again later). None when no local Kafka runs."""
+    if info := running(settings, KAFKA):
+        return info.endpoint
+    home = service_home(settings, KAFKA)
+    for cluster in sorted(home.glob(cluster_dir("[0-9]*"))):
+        infos = [i for f in sorted(cluster.glob("node-*/pid.json")) if (i := read_info(f)) is not None]
+        if any(alive(i) for i in infos):
+            return ",".join(i.endpoint for i in infos)
+    return None

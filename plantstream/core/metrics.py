@@ -20,7 +20,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from plantstream.core.config import Settings
-from plantstream.core.runstats import RunStats
+from plantstream.core.runstats import RunStats, base_component
 
 log = logging.getLogger("plantstream.core.metrics")
 
@@ -65,11 +65,17 @@ class RunStatsCollector(Collector):
             yield g
 
 
+# the n-th process of a component (`up --workers/--sinks`) listens INSTANCE_PORT_STEP * (n - 1) above the first
+INSTANCE_PORT_STEP = 10
+
+
 def metrics_port(settings: Settings, component: str) -> int | None:
     m = settings.pipeline.metrics
-    if not m.enabled or component not in PORT_OFFSETS:
+    base = base_component(component)
+    if not m.enabled or base not in PORT_OFFSETS:
         return None
-    return m.base_port + PORT_OFFSETS[component]
+    instance = int(component.rpartition("-")[2]) if base != component else 1
+    return m.base_port + PORT_OFFSETS[base] + INSTANCE_PORT_STEP * (instance - 1)
 
 
 def serve(settings: Settings, stats: RunStats) -> int | None:

@@ -97,6 +97,18 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"n": n, "p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": values[-1]}
 
 
+def instance_name(component: str, instance: int) -> str:
+    """The name of one of several processes of a component (`up --workers/--sinks`): the first keeps the
+    plain name, the n-th is `<component>-<n>`."""
+    return component if instance == 1 else f"{component}-{instance}"
+
+
+def base_component(name: str) -> str:
+    """`processor-2` -> `processor`; a name without an instance number is returned as is."""
+    head, _, tail = name.rpartition("-")
+    return head if head and tail.isdigit() else name
+
+
 def read_all(state_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for f in sorted((Path(state_dir).expanduser() / "run").glob("*.json")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import (
@@ -16,6 +17,8 @@ from confluent_kafka.admin import (
 import schemas
 from plantstream.core.config import Settings
 from plantstream.core.serde import Registry
+
+log = logging.getLogger("plantstream.core.topics")
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -68,15 +71,54 @@ def subject(settings: Settings, base: str) -> str:
     return f"{settings.topic(base)}-value"
 
 
+class ReplicationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Replication:
+    factor: int
+    min_insync: int
+
+    def configs(self) -> dict[str, str]:
+        return {"min.insync.replicas": str(self.min_insync)}
+
+
+def replication(settings: Settings, brokers: int) -> Replication:
+    """Replicas and min.insync.replicas of plantstream's topics on a cluster of `brokers` brokers.
+
+    Defaults: one replica per broker up to three, and min.insync.replicas 2 from three replicas on, so with
+    acks=all an acknowledged record is on two brokers and one broker may fail without stopping writes."""
+    k = settings.pipeline.kafka
+    factor = k.replication_factor or min(3, brokers)
+    if factor > brokers:
+        raise ReplicationError(
+            f"pipeline.kafka.replication_factor {factor} is more than the {brokers} broker(s) the cluster has. "
+            f"Fix: set it to at most {brokers}, or add brokers"
+        )
+    min_insync = k.min_insync_replicas or (factor // 2 + 1 if factor >= 3 else 1)
+    if min_insync > factor:
+        raise ReplicationError(
+            f"pipeline.kafka.min_insync_replicas {min_insync} is more than the replication factor {factor}: no "
+            "write would ever be acknowledged. Fix: lower it (a common choice: replication factor 3, min 2)"
+        )
+    return Replication(factor, min_insync)
+
+
+def cluster_replication(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> Replication:
+    """`replication` for the cluster `admin` is connected to."""
+    return replication(settings, len(admin.list_topics(timeout=timeout).brokers))
+
+
 def apply(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> list[str]:
     """Create missing topics, grow partitions, and set declared configs. Returns what changed."""
     partitions = settings.pipeline.kafka.partitions
-    existing = admin.list_topics(timeout=timeout).topics
+    md = admin.list_topics(timeout=timeout)
+    existing = md.topics
+    rep = replication(settings, len(md.brokers))
     changes: list[str] = []
     create = [
-        NewTopic(
-            settings.topic(s.base), partitions, settings.pipeline.kafka.replication_factor, config=s.kafka_configs()
-        )
+        NewTopic(settings.topic(s.base), partitions, rep.factor, config={**s.kafka_configs(), **rep.configs()})
         for s in TOPICS
         if settings.topic(s.base) not in existing
     ]
@@ -84,10 +126,25 @@ def apply(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> list
         for name, fut in admin.create_topics(create, request_timeout=timeout).items():
             try:
                 fut.result()
-                changes.append(f"created {name} ({partitions} partitions)")
+                changes.append(f"created {name} ({partitions} partitions, {rep.factor} replicas)")
             except Exception as e:  # a concurrent apply created it first
                 if "TOPIC_ALREADY_EXISTS" not in str(e):
                     raise
+    short: set[str] = set()  # existing topics with fewer replicas than wanted
+    for s in TOPICS:
+        name = settings.topic(s.base)
+        t = existing.get(name)
+        have = len(t.partitions[0].replicas) if t is not None and 0 in t.partitions else rep.factor
+        if have < rep.factor:
+            short.add(name)
+            # Kafka changes a topic's replicas only by a reassignment, which moves data: an operator's call
+            log.warning(
+                "%s has %d replica(s), %d wanted: reassign its partitions (kafka-reassign-partitions.sh) to add "
+                "replicas; its min.insync.replicas is left as it is",
+                name,
+                have,
+                rep.factor,
+            )
     grow = [
         NewPartitions(settings.topic(s.base), partitions)
         for s in TOPICS
@@ -102,7 +159,8 @@ def apply(settings: Settings, admin: AdminClient, timeout: float = 30.0) -> list
             ConfigResource.Type.TOPIC,
             settings.topic(s.base),
             incremental_configs=[
-                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in s.kafka_configs().items()
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in {**s.kafka_configs(), **({} if settings.topic(s.base) in short else rep.configs())}.items()
             ],
         )
         for s in TOPICS

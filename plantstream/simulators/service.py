@@ -54,6 +54,10 @@ def run_simulator(settings: Settings, duration: float | None) -> None:
     n_modbus = sum(d.protocol in ("modbus_tcp", "modbus_rtu") for d in settings.devices)
     log.info("simulating %d Modbus device(s) on %s", n_modbus, ", ".join(f"{h}:{p}" for h, p in sim.endpoints))
     bodies = [sim.run] + ([OpcUaSimulator(settings).run] if opcua_devices(settings) else [])
+    if any(d.protocol in ("mqtt", "sparkplug_b") for d in settings.devices):
+        from plantstream.simulators.mqtt_edge import MqttPlantSimulator
+
+        bodies.append(MqttPlantSimulator(settings).run)
 
     async def run_all(stop: asyncio.Event) -> None:
         await asyncio.gather(*(body(stop) for body in bodies))

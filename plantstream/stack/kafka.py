@@ -1,13 +1,23 @@
-"""`plantstream kafka start|stop|status`: a single-node KRaft broker+controller on loopback."""
+"""`plantstream kafka start|stop|status`: a KRaft cluster of combined broker+controller nodes on loopback.
+
+One node by default (the demo and the tests); `pipeline.kafka.brokers: 3` starts three, each with its own
+data directory and bounded heap, all three voters of the controller quorum. Node n listens on
+broker_port + 100*(n-1) and controller_port + 100*(n-1). A topology keeps its own data folder, so a
+single broker and a 3-node cluster never share storage (KRaft fixes the voters when storage is formatted).
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import logging
 import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plantstream.core import local_stack
@@ -22,16 +32,84 @@ _log = logging.getLogger("plantstream.stack")
 HOST = "127.0.0.1"
 
 
+NODE_PORT_STEP = 100  # node n listens on broker_port + 100*(n-1), controller_port + 100*(n-1)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node of the local launcher: a broker and a controller voter in one JVM."""
+
+    node_id: int
+    broker_port: int
+    controller_port: int
+    home: Path  # server.properties, pid.json, logs, and data/ below it
+
+    @property
+    def endpoint(self) -> str:
+        return f"{HOST}:{self.broker_port}"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+
+@dataclass
+class NodeStatus:
+    node_id: int
+    running: bool
+    pid: int | None
+    bootstrap: str
+    controller: str
+    data_dir: str
+
+
 @dataclass
 class KafkaStatus:
-    running: bool
-    bootstrap: str | None
-    pid: int | None
+    running: bool  # every node of the topology runs
+    bootstrap: str | None  # the running nodes' broker endpoints, comma-separated
+    pid: int | None  # the first running node's (the only one of a single broker)
     data_dir: str
+    nodes: list[NodeStatus] = field(default_factory=list)
 
 
 def home(settings: Settings) -> Path:
     return local_stack.service_home(settings, local_stack.KAFKA)
+
+
+def heap_mb(settings: Settings, count: int) -> int:
+    k = settings.pipeline.kafka
+    return k.heap_mb or (768 if count == 1 else 384)
+
+
+def nodes(settings: Settings, count: int | None = None) -> list[Node]:
+    """The nodes of a topology (default: the configured one). A single broker keeps the original layout."""
+    k = settings.pipeline.kafka
+    n = count or k.brokers
+    where = _topology_home(settings, n)
+    broker, controller = k.broker_port, k.controller_port
+    if n != k.brokers:  # not the configured topology: the ports it was started with
+        with contextlib.suppress(OSError, ValueError):
+            broker, controller = json.loads((where / "ports.json").read_text())
+    if n == 1:
+        return [Node(1, broker, controller, where)]
+    step = NODE_PORT_STEP
+    return [
+        Node(i, broker + step * (i - 1), controller + step * (i - 1), where / f"node-{i}") for i in range(1, n + 1)
+    ]
+
+
+def _topology_home(settings: Settings, count: int) -> Path:
+    return home(settings) if count == 1 else home(settings) / local_stack.cluster_dir(count)
+
+
+def _topologies(settings: Settings) -> list[int]:
+    """Node counts with storage under the state folder, the configured one first."""
+    dirs = sorted(home(settings).glob(local_stack.cluster_dir("[0-9]*")))
+    found = [int(p.name.removeprefix(local_stack.cluster_dir(""))) for p in dirs]
+    if (home(settings) / "pid.json").exists():
+        found.append(1)
+    k = settings.pipeline.kafka.brokers
+    return [k, *(n for n in found if n != k)]
 
 
 def secured(settings: Settings) -> bool:
@@ -43,18 +121,23 @@ EXTERNAL = "EXTERNAL"  # the name of the optional second listener (pipeline.kafk
 _TLS_HOSTS = ("127.0.0.1", "localhost")  # the names the local broker's certificate is issued for
 
 
-def _listeners(settings: Settings, protocol: str) -> list[str]:
+def _listeners(settings: Settings, protocol: str, node: Node) -> list[str]:
     """listeners / advertised.listeners / protocol map lines; inter-broker traffic stays on `protocol`.
 
     With an external listener, clients bootstrapping at its advertised address get that address back in
     metadata (Kafka answers with the endpoints of the listener a request came in on) and stay on it."""
     k = settings.pipeline.kafka
     ext = k.external_listener
-    listeners = [f"{protocol}://{HOST}:{k.broker_port}"]
-    advertised = [f"{protocol}://{HOST}:{k.broker_port}"]
+    listeners = [f"{protocol}://{HOST}:{node.broker_port}"]
+    advertised = [f"{protocol}://{HOST}:{node.broker_port}"]
     protocols = [f"{protocol}:{protocol}"]
     if ext is not None:
-        if ext.port in (k.broker_port, k.controller_port):
+        if k.brokers > 1:
+            raise StackError(
+                "pipeline.kafka.external_listener works with one local broker only. Fix: remove it, or set "
+                "pipeline.kafka.brokers: 1"
+            )
+        if ext.port in (node.broker_port, node.controller_port):
             raise StackError(
                 f"pipeline.kafka.external_listener.port {ext.port} is already the broker_port or controller_port. "
                 "Fix: give the external listener a port of its own"
@@ -68,8 +151,8 @@ def _listeners(settings: Settings, protocol: str) -> list[str]:
         listeners.append(f"{EXTERNAL}://{HOST}:{ext.port}")
         advertised.append(f"{EXTERNAL}://{ext.advertised_host}:{ext.advertised_port}")
         protocols.append(f"{EXTERNAL}:{protocol}")  # the same security as the main listener
-    listeners.append(f"CONTROLLER://{HOST}:{k.controller_port}")
-    # the controller listener stays on loopback inside the one process; clients never see it
+    listeners.append(f"CONTROLLER://{HOST}:{node.controller_port}")
+    # the controller listener stays on loopback; clients never see it
     protocols.append("CONTROLLER:PLAINTEXT")
     return [
         f"listeners={','.join(listeners)}",
@@ -79,17 +162,17 @@ def _listeners(settings: Settings, protocol: str) -> list[str]:
     ]
 
 
-def _security_lines(settings: Settings, h: Path) -> list[str]:
+def _security_lines(settings: Settings, node: Node) -> list[str]:
     k = settings.pipeline.kafka
     if not secured(settings):
-        return _listeners(settings, "PLAINTEXT")
+        return _listeners(settings, "PLAINTEXT", node)
     if not (k.sasl_mechanism and k.sasl_mechanism.startswith("SCRAM") and k.sasl_username and k.sasl_password):
         raise StackError(
             "a secured local broker (security_protocol: SASL_SSL) needs pipeline.kafka.sasl_mechanism SCRAM-SHA-256 "
             "or SCRAM-SHA-512, sasl_username and sasl_password (env PLANTSTREAM_PIPELINE__KAFKA__SASL_PASSWORD)"
         )
-    lines = _listeners(settings, "SASL_SSL")
-    tls = ensure_broker_tls(h / "tls", _TLS_HOSTS)
+    lines = _listeners(settings, "SASL_SSL", node)
+    tls = ensure_broker_tls(home(settings) / "tls", _TLS_HOSTS)  # one CA for every node
     mech = k.sasl_mechanism
     password = k.sasl_password.get_secret_value().replace('"', '\\"')
     jaas = (
@@ -110,32 +193,55 @@ def _security_lines(settings: Settings, h: Path) -> list[str]:
     ]
 
 
-def _properties(settings: Settings, data: Path) -> str:
+def replication_defaults(count: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of a cluster of `count` nodes: 3 and 2 from three nodes on."""
+    rf = min(3, count)
+    return rf, (2 if rf >= 3 else 1)
+
+
+# a small box: every node shares two cores with the others and with the pipeline
+_SMALL_NODE = [
+    "num.network.threads=2",
+    "num.io.threads=2",
+    "background.threads=2",
+    "num.recovery.threads.per.data.dir=1",
+    "num.replica.fetchers=1",
+    "queued.max.requests=200",
+    "log.cleaner.threads=1",
+    "log.cleaner.dedupe.buffer.size=16777216",
+]
+
+
+def _properties(settings: Settings, data: Path, node: Node | None = None, count: int = 1) -> str:
     k = settings.pipeline.kafka
+    node = node or Node(1, k.broker_port, k.controller_port, data.parent)
+    voters = nodes(settings, count) if count > 1 else [node]
+    rf, min_isr = replication_defaults(count)
     return (
         "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                *_security_lines(settings, data.parent),
+                f"node.id={node.node_id}",
+                *_security_lines(settings, node),
                 "controller.listener.names=CONTROLLER",
-                f"controller.quorum.voters=1@{HOST}:{k.controller_port}",
+                "controller.quorum.voters=" + ",".join(f"{v.node_id}@{HOST}:{v.controller_port}" for v in voters),
                 f"log.dirs={data}",
-                # one node: every internal topic has one replica
-                "offsets.topic.replication.factor=1",
+                # internal topics replicated like plantstream's own: one replica per node up to three
+                f"offsets.topic.replication.factor={rf}",
                 "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
+                f"transaction.state.log.replication.factor={rf}",
+                f"transaction.state.log.min.isr={min_isr}",
                 "transaction.state.log.num.partitions=4",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "default.replication.factor=1",
-                "min.insync.replicas=1",
+                f"share.coordinator.state.topic.replication.factor={rf}",
+                f"share.coordinator.state.topic.min.isr={min_isr}",
+                f"default.replication.factor={rf}",
+                f"min.insync.replicas={min_isr}",
                 f"num.partitions={k.partitions}",
                 "group.initial.rebalance.delay.ms=0",
                 "auto.create.topics.enable=true",
                 "log.retention.check.interval.ms=60000",
                 "log.segment.bytes=67108864",
+                *(_SMALL_NODE if count > 1 else []),
             ]
         )
         + "\n"
@@ -165,97 +271,155 @@ logger.server.level = INFO
 """
 
 
-def status(settings: Settings) -> KafkaStatus:
-    h = home(settings)
-    info = read_info(h / "pid.json")
-    running = info is not None and alive(info)
+def _node_info(node: Node) -> ProcessInfo | None:
+    info = read_info(node.home / "pid.json")
+    return info if info is not None and alive(info) else None
+
+
+def _status_of(settings: Settings, count: int) -> KafkaStatus:
+    ns = nodes(settings, count)
+    infos = [_node_info(n) for n in ns]
+    listed = [
+        NodeStatus(
+            n.node_id,
+            info is not None,
+            info.pid if info else None,
+            n.endpoint,
+            f"{HOST}:{n.controller_port}",
+            str(n.data),
+        )
+        for n, info in zip(ns, infos, strict=True)
+    ]
+    up = [x for x in listed if x.running]
     return KafkaStatus(
-        running=running,
-        bootstrap=info.endpoint if running and info else None,
-        pid=info.pid if running and info else None,
-        data_dir=str(h / "data"),
+        running=len(up) == len(listed),
+        # every node, also one that is down: a client keeps the list for bootstrapping again later
+        bootstrap=",".join(n.endpoint for n in ns) if up else None,
+        pid=up[0].pid if up else None,
+        data_dir=str(ns[0].data) if count == 1 else str(_topology_home(settings, count)),
+        nodes=listed,
     )
 
 
-def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
-    """Start the broker unless it already runs; return once it answers metadata requests."""
-    current = status(settings)
-    if current.running:
-        return current
-    k = settings.pipeline.kafka
-    ext = k.external_listener
-    for port in (k.broker_port, k.controller_port, *([ext.port] if ext else [])):
-        if not port_free(HOST, port):
-            raise StackError(
-                f"port {port} on {HOST} is taken by another program, so the local broker cannot start. "
-                f"Fix: stop that program, or choose free ports with PLANTSTREAM_PIPELINE__KAFKA__BROKER_PORT "
-                f"and PLANTSTREAM_PIPELINE__KAFKA__CONTROLLER_PORT (pipeline.kafka.external_listener.port for the "
-                f"external listener), or point KAFKA_BOOTSTRAP at a broker"
-            )
-    libs = maven.kafka_libs(k.version)
-    h = home(settings)
-    data = h / "data"
-    props = h / "server.properties"
-    props.write_text(_properties(settings, data))
-    log4j = h / "log4j2.properties"
-    log = h / "server.log"
-    log4j.write_text(_LOG4J2.format(log=log))
-    classpath = f"{libs}/*"
-    java_exe = java()
-    if not (data / "meta.properties").exists():
-        cluster = (h / "cluster.id").read_text().strip() if (h / "cluster.id").exists() else ""
-        if not cluster:
-            # a KRaft cluster id is 16 random bytes in url-safe base64 without padding
-            import base64
+def status(settings: Settings) -> KafkaStatus:
+    """The configured topology's nodes; if none of them runs, another topology running under the state folder
+    (e.g. `kafka start --brokers 3` with a config that says one broker)."""
+    found = _status_of(settings, settings.pipeline.kafka.brokers)
+    if found.bootstrap:
+        return found
+    for count in _topologies(settings)[1:]:
+        other = _status_of(settings, count)
+        if other.bootstrap:
+            return other
+    return found
 
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            (h / "cluster.id").write_text(cluster)
-        fmt_cmd = [
-            java_exe,
-            "-cp",
-            classpath,
-            f"-Dlog4j2.configurationFile={log4j}",
-            "kafka.tools.StorageTool",
-            "format",
-            # one argument: a random id may start with "-", which the tool would take for an option
-            f"--cluster-id={cluster}",
-            "-c",
-            str(props),
-            "--ignore-formatted",
-            *_scram_users(settings),
-        ]
-        for attempt in (1, 2):
-            fmt = subprocess.run(fmt_cmd, capture_output=True, text=True, timeout=120)
-            if fmt.returncode == 0:
-                break
-            # seen once under heavy load; the tool is idempotent (--ignore-formatted), so try again
-            _log.warning("formatting KRaft storage failed (attempt %d): %s%s", attempt, fmt.stdout, fmt.stderr)
-            time.sleep(2)
-        else:
-            raise StackError(f"formatting KRaft storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
-    marker = str(props)
-    cmd = [
+
+# JVM flags of a cluster node: three JVMs share two cores with the pipeline, so a serial collector (no
+# GC threads) on a small heap, and few compiler threads
+_SMALL_JVM = ["-XX:+UseSerialGC", "-XX:CICompilerCount=2", "-XX:ReservedCodeCacheSize=64m", "-Xss512k"]
+
+
+def _jvm_flags(settings: Settings, count: int) -> list[str]:
+    heap = heap_mb(settings, count)
+    if count == 1:
+        return [f"-Xmx{heap}m", f"-Xms{min(256, heap)}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"]
+    return [f"-Xmx{heap}m", f"-Xms{min(128, heap)}m", *_SMALL_JVM]
+
+
+def _cluster_id(where: Path) -> str:
+    f = where / "cluster.id"
+    cluster = f.read_text().strip() if f.exists() else ""
+    if not cluster:
+        # a KRaft cluster id is 16 random bytes in url-safe base64 without padding
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(cluster)
+    return cluster
+
+
+def _format(settings: Settings, java_exe: str, classpath: str, node: Node, cluster: str) -> None:
+    if (node.data / "meta.properties").exists():
+        return
+    fmt_cmd = [
         java_exe,
-        f"-Xmx{k.heap_mb}m",
-        f"-Xms{min(256, k.heap_mb)}m",
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j}",
+        "-Xshare:auto",
+        "-XX:TieredStopAtLevel=1",  # a one-shot tool: start fast, never optimise
         "-cp",
         classpath,
-        "kafka.Kafka",
-        marker,
+        f"-Dlog4j2.configurationFile={node.home / 'log4j2.properties'}",
+        "kafka.tools.StorageTool",
+        "format",
+        # one argument: a random id may start with "-", which the tool would take for an option
+        f"--cluster-id={cluster}",
+        "-c",
+        str(node.home / "server.properties"),
+        "--ignore-formatted",
+        *_scram_users(settings),
     ]
-    proc = spawn(cmd, h / "stdout.log", cwd=h)
-    endpoint = f"{HOST}:{k.broker_port}"
-    info = ProcessInfo(pid=proc.pid, marker=marker, started_at=time.time(), endpoint=endpoint)
-    write_info(h / "pid.json", info)
+    for attempt in (1, 2):
+        fmt = subprocess.run(fmt_cmd, capture_output=True, text=True, timeout=120)
+        if fmt.returncode == 0:
+            return
+        # seen once under heavy load; the tool is idempotent (--ignore-formatted), so try again
+        _log.warning("formatting KRaft storage failed (attempt %d): %s%s", attempt, fmt.stdout, fmt.stderr)
+        time.sleep(2)
+    raise StackError(f"formatting KRaft storage in {node.data} failed:\n{fmt.stdout}{fmt.stderr}")
+
+
+def start(settings: Settings, timeout: float = 90.0) -> KafkaStatus:
+    """Start every node that is not running (all of them, or one that was stopped or killed); return once
+    the cluster's metadata lists every node as a broker. Another topology already running is returned as is."""
+    current = status(settings)
+    k = settings.pipeline.kafka
+    count = k.brokers
+    if current.running or (current.bootstrap and len(current.nodes) != count):
+        return current
+    ns = nodes(settings, count)
+    todo = [n for n in ns if _node_info(n) is None]
+    ext = k.external_listener
+    for n in todo:
+        for port in (n.broker_port, n.controller_port, *([ext.port] if ext else [])):
+            if not port_free(HOST, port):
+                raise StackError(
+                    f"port {port} on {HOST} is taken by another program, so local Kafka node {n.node_id} cannot "
+                    "start. Fix: stop that program, or choose free ports with PLANTSTREAM_PIPELINE__KAFKA__BROKER_PORT "
+                    "and PLANTSTREAM_PIPELINE__KAFKA__CONTROLLER_PORT (node n uses them + 100*(n-1); "
+                    "pipeline.kafka.external_listener.port for the external listener), or point KAFKA_BOOTSTRAP at "
+                    "a broker"
+                )
+    libs = maven.kafka_libs(k.version)
+    classpath = f"{libs}/*"
+    java_exe = java()
+    cluster = _cluster_id(_topology_home(settings, count))
+    (_topology_home(settings, count) / "ports.json").write_text(json.dumps([k.broker_port, k.controller_port]))
+    for n in todo:
+        n.home.mkdir(parents=True, exist_ok=True)
+        (n.home / "server.properties").write_text(_properties(settings, n.data, n, count))
+        (n.home / "log4j2.properties").write_text(_LOG4J2.format(log=n.home / "server.log"))
+    with ThreadPoolExecutor(max_workers=len(todo) or 1) as pool:  # one JVM each; in parallel
+        list(pool.map(lambda n: _format(settings, java_exe, classpath, n, cluster), todo))
+    procs: list[tuple[Node, subprocess.Popen[bytes]]] = []
     try:
-        _wait_ready(settings, endpoint, proc, h, timeout)
+        for n in todo:
+            marker = str(n.home / "server.properties")
+            cmd = [
+                java_exe,
+                *_jvm_flags(settings, count),
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={n.home / 'log4j2.properties'}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                marker,
+            ]
+            proc = spawn(cmd, n.home / "stdout.log", cwd=n.home)
+            write_info(n.home / "pid.json", ProcessInfo(proc.pid, marker, time.time(), n.endpoint))
+            procs.append((n, proc))
+        _wait_ready(settings, ns, procs, timeout)
     except BaseException:
-        proc.kill()  # a failed start must not leave a half-started broker behind
-        proc.wait()
+        for _, proc in procs:  # a failed start must not leave half-started nodes behind
+            proc.kill()
+            proc.wait()
         raise
     return status(settings)
 
@@ -269,41 +433,64 @@ def _scram_users(settings: Settings) -> list[str]:
     return ["--add-scram", f"{k.sasl_mechanism}=[name={k.sasl_username},password={k.sasl_password.get_secret_value()}]"]
 
 
-def _wait_ready(settings: Settings, endpoint: str, proc: subprocess.Popen[bytes], h: Path, timeout: float) -> None:
+def _wait_ready(
+    settings: Settings, ns: list[Node], procs: list[tuple[Node, subprocess.Popen[bytes]]], timeout: float
+) -> None:
     from confluent_kafka.admin import AdminClient
 
     from plantstream.core.kafka_clients import security_config
 
+    bootstrap = ",".join(n.endpoint for n in ns)
     deadline = time.monotonic() + timeout
-    admin = AdminClient({"bootstrap.servers": endpoint, "log_level": 0, **security_config(settings)})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **security_config(settings)})
+    want = {n.node_id for n in ns}
+    seen: set[int] = set()
     while time.monotonic() < deadline:
-        # our own child: poll() is exact, while /proc may still show the forking Python before exec
-        if proc.poll() is not None:
-            raise StackError(
-                f"the Kafka broker exited during start-up. Last log lines:\n{tail(h / 'stdout.log')}"
-                f"\n{tail(h / 'server.log')}"
-            )
+        for n, proc in procs:
+            # our own child: poll() is exact, while /proc may still show the forking Python before exec
+            if proc.poll() is not None:
+                raise StackError(
+                    f"Kafka node {n.node_id} exited during start-up. Last log lines:\n{tail(n.home / 'stdout.log')}"
+                    f"\n{tail(n.home / 'server.log')}"
+                )
         try:
-            md = admin.list_topics(timeout=2)
-            if md.brokers:
+            seen = set(admin.list_topics(timeout=2).brokers)
+            if want <= seen:
                 return
         except Exception:  # not answering yet
             pass
         time.sleep(0.3)
-    raise StackError(f"the Kafka broker did not answer on {endpoint} within {timeout:.0f}s; see {h / 'server.log'}")
+    where = ", ".join(str(n.home / "server.log") for n in ns if n.node_id not in seen)
+    raise StackError(
+        f"Kafka did not list every node as a broker on {bootstrap} within {timeout:.0f}s (registered: "
+        f"{sorted(seen) or 'none'}); see {where}"
+    )
 
 
 def stop(settings: Settings) -> bool:
-    """Stop the broker if it runs (controlled shutdown on SIGTERM). Returns whether it was running."""
-    h = home(settings)
-    info = read_info(h / "pid.json")
-    if info is None or not alive(info):
+    """Stop every local node under the state folder, of any topology, together (controlled shutdown on
+    SIGTERM; stopped one by one, the last nodes of a cluster would wait for a quorum that is gone).
+    Returns whether any was running."""
+    infos = [
+        info for count in _topologies(settings) for n in nodes(settings, count) if (info := _node_info(n)) is not None
+    ]
+    if not infos:
         return False
-    terminate(info, timeout=60)
+    with ThreadPoolExecutor(max_workers=len(infos)) as pool:
+        list(pool.map(lambda info: terminate(info, timeout=60), infos))
+    return True
+
+
+def stop_node(settings: Settings, node_id: int, timeout: float = 60.0) -> bool:
+    """Stop one node of the configured topology (controlled shutdown). Returns whether it was running."""
+    info = _node_info(nodes(settings)[node_id - 1])
+    if info is None:
+        return False
+    terminate(info, timeout=timeout)
     return True
 
 
 def wipe(settings: Settings) -> None:
-    """Stop and delete the broker's data (tests and `plantstream kafka reset`)."""
+    """Stop and delete the brokers' data (tests and `plantstream kafka reset`)."""
     stop(settings)
     shutil.rmtree(home(settings), ignore_errors=True)

@@ -605,13 +605,8 @@ class MultivariateModel:
         elif len(self.gaps) < _PLAN_GAPS:
             self.gaps.append(t - self.last_t)
         self.last_t = t
-        if len(self.gaps) < _PLAN_GAPS:
-            return
-        frames = self.cfg.warmup_frames
-        dt = sorted(self.gaps)[len(self.gaps) // 2]
-        if self.cfg.warmup_minutes is not None and dt > 0:
-            frames = min(frames, max(_MIN_WARMUP, round(self.cfg.warmup_minutes * 60e6 / dt)))
-        self.warmup = frames
+        if len(self.gaps) >= _PLAN_GAPS:
+            self.warmup = planned_warmup(self.cfg, self.gaps)
 
     def fit_history(self, frames: Iterable[Frame], count: int) -> int:
         """Train on `count` frames of history declared normal: warm up on the first 60 % (at most `warmup_frames`),
@@ -818,6 +813,16 @@ class MultivariateModel:
         return m
 
 
+def planned_warmup(cfg: AnomalySettings, gaps: Sequence[int]) -> int:
+    """Warm-up frames: `warmup_minutes` of data at the median frame interval `gaps` (us) or `warmup_frames`,
+    whichever is fewer, never under _MIN_WARMUP."""
+    frames = cfg.warmup_frames
+    dt = sorted(gaps)[len(gaps) // 2]
+    if cfg.warmup_minutes is not None and dt > 0:
+        frames = min(frames, max(_MIN_WARMUP, round(cfg.warmup_minutes * 60e6 / dt)))
+    return frames
+
+
 def _debounce(cfg: AnomalySettings) -> Debounce:
     k = cfg.debounce_frames
     return Debounce(k=k, clear=max(3 * k, 30), hysteresis=_HYSTERESIS)
@@ -845,6 +850,9 @@ class RobustBaseline:
         self._values: deque[float] = deque(maxlen=self.window)
         self._devs: deque[float] = deque(maxlen=self.window)
         self.rebaselines = 0
+        self.warmup = 0  # planned from the first frame intervals, as the multivariate model's
+        self.gaps: list[int] = []
+        self.last_t = 0
 
     def _learn(self, x: float, dev: float) -> None:
         self._median.update(x)
@@ -863,6 +871,14 @@ class RobustBaseline:
             vec = vec[:1]
         x = float(vec[0])
         t = scan_time_us(frame)
+        if not self.warmup:
+            if self.last_t and len(self.gaps) < _PLAN_GAPS:
+                self.gaps.append(t - self.last_t)
+            self.last_t = t
+            if len(self.gaps) >= _PLAN_GAPS:
+                self.warmup = planned_warmup(self.cfg, self.gaps)
+                self._resize(min(self.cfg.window_frames, max(self.warmup, 50)))
+        w = self.warmup or self.cfg.warmup_frames
         tag = (self.features.tags or ["value"])[0]
         med = self._median.get()
         mad = self._mad.get()
@@ -872,9 +888,9 @@ class RobustBaseline:
         dev = abs(x - float(med))
         # a flat signal has MAD 0: floor relative to its level keeps the score finite and scale-free
         raw = dev / max(1.4826 * float(mad), 1e-9 * abs(float(med)), 1e-300)
-        if self.n < self.cfg.warmup_frames:
+        if self.n < w:
             score = self.alarm.step(raw, math.inf)[0]
-            if self.n >= self.cfg.warmup_frames // 2:
+            if self.n >= w // 2:
                 self.threshold.learn(score)
             self._learn(x, dev)
             return score_record(self.asset, t, self.name, score, 0.0, False, True, {})
@@ -890,13 +906,27 @@ class RobustBaseline:
     def readiness(self) -> State:
         return {
             "model": self.name,
-            "ready": self.n >= self.cfg.warmup_frames,
+            "ready": self.n >= (self.warmup or self.cfg.warmup_frames),
             "frames": self.n,
-            "warmup_frames": self.cfg.warmup_frames,
+            "warmup_frames": self.warmup or self.cfg.warmup_frames,
             "trained": False,
             "left_out": self.features.dropped,
             "rebaselines": self.rebaselines,
         }
+
+    def _resize(self, window: int) -> None:
+        """The rolling median's window follows the planned warm-up (a slow-sampled signal's normal is shorter in
+        frames); the few values seen so far are replayed into it."""
+        if window == self.window:
+            return
+        values, devs, n = list(self._values), list(self._devs), self.n
+        self.window = window
+        self._median = stats.RollingQuantile(q=0.5, window_size=window)
+        self._mad = stats.RollingQuantile(q=0.5, window_size=window)
+        self._values, self._devs = deque(maxlen=window), deque(maxlen=window)
+        for x, d in zip(values, devs, strict=True):
+            self._learn(x, d)
+        self.n = n
 
     def _rebaseline(self) -> None:
         self.n = 0
@@ -921,6 +951,9 @@ class RobustBaseline:
             "rebaselines": self.rebaselines,
             "values": list(self._values),
             "devs": list(self._devs),
+            "warmup": self.warmup,
+            "gaps": self.gaps,
+            "last_t": self.last_t,
         }
 
     @classmethod
@@ -930,9 +963,12 @@ class RobustBaseline:
         m.features = FeatureVector.from_state(st["features"])
         m.threshold = _Threshold.from_state(st["threshold"])
         m.alarm.load(st["alarm"])
+        if st.get("warmup"):
+            m._resize(min(m.cfg.window_frames, max(st["warmup"], 50)))
         for x, d in zip(st["values"], st["devs"], strict=True):  # replay rebuilds the rolling medians
             m._learn(x, d)
         m.n, m.rebaselines = st["n"], st["rebaselines"]
+        m.warmup, m.gaps, m.last_t = st.get("warmup", 0), list(st.get("gaps", [])), st.get("last_t", 0)
         return m
 
 
@@ -1052,6 +1088,11 @@ class AnomalyStage:
     def readiness(self) -> dict[str, State]:
         """asset -> what its model is doing (warming up or ready, frames, left-out tags); for metrics and pages."""
         return {a: m.readiness() for a, m in self.models.items() if m is not None}
+
+    def readiness_counts(self) -> dict[str, int]:
+        """Models by state, for the worker's metrics (gauge plantstream_anomaly_models{state=ready|warming_up})."""
+        states = [m["ready"] for m in self.readiness().values()]
+        return {"ready": sum(states), "warming_up": len(states) - sum(states)}
 
     def train(self, asset: str, frames: Iterable[Frame], count: int) -> State:
         """A model for `asset` fitted on `count` frames of normal history (see `MultivariateModel.fit_history`); it

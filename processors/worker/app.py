@@ -18,12 +18,13 @@ from typing import Any
 
 import faust
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 import schemas
 from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.outage_log import limit_logging
-from plantstream.core.runstats import RunStats
+from plantstream.core.runstats import RunStats, instance_name
 from plantstream.core.shutdown import Deadline
 from processors.anomaly import AnomalyStage
 from processors.worker import faust_compat
@@ -67,8 +68,9 @@ def kafka_outputs(settings: Settings) -> KafkaOutputs:
     )
 
 
-def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
-    stats = stats or RunStats("processor", settings.pipeline.state_dir)
+def create_app(settings: Settings, stats: RunStats | None = None, instance: int = 1) -> faust.App:
+    name = instance_name("processor", instance)  # one of several workers of `up --workers N`
+    stats = stats or RunStats(name, settings.pipeline.state_dir)
     k = settings.pipeline.kafka
     w = settings.pipeline.windows
     size_us = w.kpi_window_s * 1_000_000
@@ -76,14 +78,16 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     grace_us = int(w.grace_s * 1_000_000)
     idle_after_us = max(grace_us, int(w.idle_after_s * 1_000_000))
 
+    # the changelog and Faust's own topics are replicated like the pipeline's topics
+    replication = topics.cluster_replication(settings, AdminClient(kafka_clients.admin_config(settings)))
     app = faust.App(
         f"{settings.pipeline.group_id}-processor",
         **kafka_clients.faust_broker_kwargs(settings),
         store="memory://",  # state is rebuilt from the changelog topic on start
         topic_partitions=k.partitions,
-        topic_replication_factor=k.replication_factor,
+        topic_replication_factor=replication.factor,
         web_enabled=False,
-        datadir=str(settings.state_path("processor", "faust")),
+        datadir=str(settings.state_path(name, "faust")),
         # Faust commits inline in its fetch loop every `broker_commit_every` events, stalling the input
         # while the checkpoint is confirmed: commit by interval only
         broker_commit_every=100_000,
@@ -105,8 +109,12 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     readings_topic = readings.get_topic_name()
     # no key_type/value_type: plain JSON; value_type=Any made Faust call `Any.from_data` in recovery,
     # so a restarted worker lost its state
-    windows_table = app.Table("kpi-windows", default=None, partitions=k.partitions)
-    models_table = app.Table("anomaly-models", default=None, partitions=k.partitions)
+    windows_table = app.Table(
+        "kpi-windows", default=None, partitions=k.partitions, extra_topic_configs=replication.configs()
+    )
+    models_table = app.Table(
+        "anomaly-models", default=None, partitions=k.partitions, extra_topic_configs=replication.configs()
+    )
     states = AssetStates("kpi-windows", windows_table.data)
     models = TableStore("anomaly-models", models_table.data)
 
@@ -246,16 +254,17 @@ def create_app(settings: Settings, stats: RunStats | None = None) -> faust.App:
     return app
 
 
-def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+def run_worker(settings: Settings, loglevel: str = "warning", instance: int = 1) -> None:
     """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully).
+    `instance`: which of several workers in the group this is (its counters file and data folder).
 
     Raises `faust_compat.UnsupportedVersions` before anything starts when the installed Faust, mode or
     aiokafka are not the versions its patches were tested with."""
     faust_compat.check_versions()
-    stats = RunStats("processor", settings.pipeline.state_dir)
+    stats = RunStats(instance_name("processor", instance), settings.pipeline.state_dir)
     kafka_clients.wait_for_broker(settings, "processor")
     metrics.serve(settings, stats)
-    app = create_app(settings, stats)
+    app = create_app(settings, stats, instance)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # SIGTERM ends the worker within shutdown_timeout_s whatever the broker does (exit code 4 if cut short)
     deadline = Deadline("the worker", settings.pipeline.shutdown_timeout_s, stats.flush)

@@ -162,9 +162,7 @@ class BrokerReader:
             if out.acks:
                 self.acked(out.acks)
 
-    def add_samples(
-        self, di: int, samples: list[Sample], *, historical: bool = False, mid: int | None = None
-    ) -> None:
+    def add_samples(self, di: int, samples: list[Sample], *, historical: bool = False, mid: int | None = None) -> None:
         asm = self.assemblers[di]
         now = asyncio.get_running_loop().time()
         asm.add(samples, now, historical=historical)

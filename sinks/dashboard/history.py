@@ -41,6 +41,10 @@ class Dialect:
     def s(self) -> str:
         return "%s" if self.postgres else "?"
 
+    def differs(self, a: str, b: str) -> str:
+        """NULL-safe inequality."""
+        return f"{a} IS DISTINCT FROM {b}" if self.postgres else f"{a} IS NOT {b}"
+
 
 OEE_COLUMNS = (
     "asset",
@@ -54,6 +58,12 @@ OEE_COLUMNS = (
     "good_quantity",
     "produced_quantity",
     "downtime_by_reason_s",
+)
+OEE_ALL_COLUMNS = (
+    *OEE_COLUMNS[:4],
+    "planned_busy_time_s",
+    "actual_production_time_s",
+    *OEE_COLUMNS[4:],
 )
 ALERT_COLUMNS = ("alert_id", "asset", "rule", "kind", "state", "severity", "time", "message", "value")
 
@@ -142,28 +152,113 @@ class SqlHistory:
     def anomaly(self, asset: str, start_us: int, end_us: int, width_us: int) -> dict[str, list[Any]]:
         d = self.d
         flag = "CASE WHEN is_anomaly THEN 1 ELSE 0 END" if d.postgres else "is_anomaly"
+        warm = "CASE WHEN warming_up THEN 1 ELSE 0 END" if d.postgres else "warming_up"
         sql = (
-            f"SELECT ({d.col('time')} - {d.p()}) / {d.p()} AS b, MAX(score), AVG(threshold), MAX({flag}) "
-            f"FROM anomaly_scores WHERE asset = {d.s()} AND time >= {d.ts()} AND time < {d.ts()} GROUP BY b ORDER BY b"
+            f"SELECT ({d.col('time')} - {d.p()}) / {d.p()} AS b, MAX(score), AVG(threshold), MAX({flag}), "
+            f"MAX({warm}) FROM anomaly_scores WHERE asset = {d.s()} AND time >= {d.ts()} AND time < {d.ts()} "
+            "GROUP BY b ORDER BY b"
         )
-        out: dict[str, list[Any]] = {"t": [], "score": [], "threshold": [], "anomaly": []}
-        for b, score, threshold, flagged in self._rows(sql, (start_us, width_us, asset, start_us, end_us)):
+        out: dict[str, list[Any]] = {"t": [], "score": [], "threshold": [], "anomaly": [], "warming": []}
+        for b, score, threshold, flagged, warming in self._rows(sql, (start_us, width_us, asset, start_us, end_us)):
             out["t"].append(start_us + int(b) * width_us)
             out["score"].append(score)
             out["threshold"].append(threshold)
             out["anomaly"].append(bool(flagged))
+            out["warming"].append(bool(warming))
+        return out
+
+    def data_start(self, asset: str, tags: list[str], since_us: int) -> int | None:
+        """The oldest sample or KPI window of the asset's trend tags since `since_us` (one index seek per tag)."""
+        d = self.d
+        found: list[int] = []
+        for tag in tags[:8]:
+            for sql in (
+                f"SELECT MIN({d.col('ts')}) FROM samples WHERE asset = {d.s()} AND tag = {d.s()} AND ts >= {d.ts()}",
+                f"SELECT MIN({d.col('window_start')}) FROM kpi_windows WHERE asset = {d.s()} AND tag = {d.s()} "
+                f"AND window_start >= {d.ts()}",
+            ):
+                found += [int(r[0]) for r in self._rows(sql, (asset, tag, since_us)) if r[0] is not None]
+        return min(found) if found else None
+
+    def state_changes(
+        self, asset: str, tag: str, t0: int, t1: int, gap_us: int
+    ) -> tuple[list[tuple[int, Any, int | None]], tuple[int, Any] | None, int | None]:
+        """The GOOD samples of a state tag over [t0, t1) that start something (a new value, or the first after a
+        silence longer than `gap_us`) as (time, value, time of the sample before); the last GOOD sample before
+        t0; and the newest sample time. Found in the database with LAG(), so a shift of 1 s samples stays
+        there and only its change points travel."""
+        d = self.d
+        ts = d.col("ts")
+        sql = (
+            "SELECT ts, num, txt, prev_ts FROM ("
+            f"SELECT {ts} AS ts, value_num AS num, value_text AS txt, LAG({ts}) OVER w AS prev_ts, "
+            "LAG(value_num) OVER w AS pn, LAG(value_text) OVER w AS pt "
+            f"FROM samples WHERE asset = {d.s()} AND tag = {d.s()} AND ts >= {d.ts()} AND ts < {d.ts()} "
+            "AND quality = 0 WINDOW w AS (ORDER BY ts)) c "
+            f"WHERE prev_ts IS NULL OR {d.differs('pn', 'num')} OR {d.differs('pt', 'txt')} OR ts - prev_ts > {d.p()} "
+            "ORDER BY ts"
+        )
+        rows = [
+            (int(t), num if num is not None else txt, None if p is None else int(p))
+            for t, num, txt, p in self._rows(sql, (asset, tag, t0, t1, gap_us))
+        ]
+        sql = (
+            f"SELECT {ts}, value_num, value_text FROM samples WHERE asset = {d.s()} AND tag = {d.s()} "
+            f"AND ts < {d.ts()} AND ts >= {d.ts()} AND quality = 0 ORDER BY ts DESC LIMIT 1"
+        )
+        got = self._rows(sql, (asset, tag, t0, t0 - 7 * 86_400 * 1_000_000))
+        before = (int(got[0][0]), got[0][1] if got[0][1] is not None else got[0][2]) if got else None
+        sql = f"SELECT MAX({ts}) FROM samples WHERE asset = {d.s()} AND tag = {d.s()} AND ts >= {d.ts()}"
+        last = self._rows(sql, (asset, tag, t0))
+        return rows, before, int(last[0][0]) if last and last[0][0] is not None else None
+
+    def value_since(self, asset: str, tag: str, before_us: int, value: Any, lookback_us: int) -> int | None:
+        """When the tag last took `value` after holding another one, looking back from `before_us`
+        (None: it held `value` for the whole lookback)."""
+        d = self.d
+        ts = d.col("ts")
+        col = "value_text" if isinstance(value, str) else "value_num"
+        sql = (
+            f"SELECT MAX({ts}) FROM samples WHERE asset = {d.s()} AND tag = {d.s()} AND ts < {d.ts()} "
+            f"AND ts >= {d.ts()} AND quality = 0 AND {d.differs(col, d.s())}"
+        )
+        got = self._rows(sql, (asset, tag, before_us, before_us - lookback_us, value))
+        if not got or got[0][0] is None:
+            return None
+        sql = (
+            f"SELECT MIN({ts}) FROM samples WHERE asset = {d.s()} AND tag = {d.s()} AND ts > {d.ts()} "
+            f"AND ts < {d.ts()} AND quality = 0"
+        )
+        nxt = self._rows(sql, (asset, tag, int(got[0][0]), before_us + 1))
+        return int(nxt[0][0]) if nxt and nxt[0][0] is not None else None
+
+    def oee_windows(self, asset: str, start_us: int, end_us: int, shifts: bool) -> list[dict[str, Any]]:
+        """OEE records of the asset starting in [start, end): the plain windows, or (`shifts`) the shift records."""
+        d = self.d
+        cols = ", ".join(d.col(c) if c in ("window_start", "window_end") else c for c in OEE_ALL_COLUMNS)
+        which = "shift <> ''" if shifts else "(shift = '' OR shift IS NULL)"
+        sql = (
+            f"SELECT {cols} FROM oee_windows WHERE asset = {d.s()} AND window_start >= {d.ts()} "
+            f"AND window_start < {d.ts()} AND {which} ORDER BY window_start"
+        )
+        out = []
+        for r in self._rows(sql, (asset, start_us, end_us)):
+            rec = dict(zip(OEE_ALL_COLUMNS, r, strict=True))
+            rec["downtime_by_reason_s"] = _json_map(rec["downtime_by_reason_s"])
+            out.append(rec)
         return out
 
     def latest_oee(self) -> list[dict[str, Any]]:
         d = self.d
-        cols = ", ".join(d.col(c) if c in ("window_start", "window_end") else c for c in OEE_COLUMNS)
+        cols = ", ".join(d.col(c) if c in ("window_start", "window_end") else c for c in OEE_ALL_COLUMNS)
+        plain = "(shift = '' OR shift IS NULL)"
         sql = (
-            f"SELECT {cols} FROM oee_windows o WHERE window_end = "
-            "(SELECT MAX(window_end) FROM oee_windows i WHERE i.asset = o.asset)"
+            f"SELECT {cols} FROM oee_windows o WHERE {plain} AND window_end = "
+            f"(SELECT MAX(window_end) FROM oee_windows i WHERE i.asset = o.asset AND {plain})"
         )
         out = []
         for r in self._rows(sql, ()):
-            rec = dict(zip(OEE_COLUMNS, r, strict=True))
+            rec = dict(zip(OEE_ALL_COLUMNS, r, strict=True))
             rec["downtime_by_reason_s"] = _json_map(rec["downtime_by_reason_s"])
             out.append(rec)
         return out

@@ -7,12 +7,14 @@ restarted dashboard again starts at "now"; the page gets older data from the sto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 import schemas
 from plantstream.core import kafka_clients, topics
@@ -41,10 +43,31 @@ class LiveFeed:
         self.ready = threading.Event()  # set once every partition is assigned at its end offset
         self.counts = {kind: 0 for kind, _ in FEEDS.values()}
         self.undecodable = 0
+        # what the page's header says: connecting, waiting (for topics), live, or broker (unreachable)
+        self.state = "connecting"
+        self.detail = "connecting to Kafka"
+        self.last_message = 0.0  # time.monotonic() of the newest record
+        self._checked = 0.0
         self.thread = threading.Thread(target=self._run, name="dashboard-live", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
+
+    def _on_error(self, err: KafkaError) -> None:
+        """librdkafka's client-wide errors (not tied to a message): all brokers down, authentication."""
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._AUTHENTICATION):
+            self.state, self.detail = "broker", f"Kafka unreachable: {err.str()}"
+            self._checked = time.monotonic()
+
+    def view(self) -> dict[str, Any]:
+        age = None if not self.last_message else round(time.monotonic() - self.last_message, 1)
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "received": dict(self.counts),
+            "undecodable": self.undecodable,
+            "last_record_age_s": age,
+        }
 
     def close(self, timeout: float = 10.0) -> None:
         self.stop.set()
@@ -74,7 +97,10 @@ class LiveFeed:
         decoders = {s.topic(base): registry.decoder(schema) for base, (_k, schema) in FEEDS.items()}
         consumer = Consumer(
             kafka_clients.consumer_config(
-                s, f"{s.pipeline.group_id}-dashboard", "dashboard", **{"auto.offset.reset": "latest"}
+                s,
+                f"{s.pipeline.group_id}-dashboard",
+                "dashboard",
+                **{"auto.offset.reset": "latest", "error_cb": self._on_error},
             )
         )
         try:
@@ -84,10 +110,12 @@ class LiveFeed:
                 if len(kinds) < len(FEEDS):
                     missing = sorted(set(decoders) - set(kinds))
                     log.info("waiting for topic(s) %s (created by `plantstream topics apply` or `up`)", missing)
+                    self.state, self.detail = "waiting", f"waiting for topic(s) {', '.join(missing)}"
                     if kinds:
                         self.ready.set()  # live for what exists; the rest is picked up once created
                     self.stop.wait(5.0)
             self.ready.set()
+            self.state, self.detail = "live", "reading " + ", ".join(sorted(kinds))
             log.info("live feed reading %s from their end", sorted(kinds))
             while not self.stop.is_set():
                 for m in consumer.consume(num_messages=500, timeout=0.5):
@@ -96,6 +124,9 @@ class LiveFeed:
                         if err.code() != KafkaError._PARTITION_EOF:
                             log.warning("consumer error: %s", err)
                         continue
+                    self.last_message = time.monotonic()
+                    if self.state != "live":
+                        self.state, self.detail = "live", "reading " + ", ".join(sorted(kinds))
                     topic = m.topic() or ""
                     try:
                         record = decoders[topic].decode(m.value())
@@ -106,5 +137,10 @@ class LiveFeed:
                     kind = kinds[topic]
                     self.counts[kind] += 1
                     self.deliver(kind, record)
+                if self.state == "broker" and time.monotonic() - self._checked > 5.0:
+                    self._checked = time.monotonic()
+                    with contextlib.suppress(KafkaException):
+                        consumer.list_topics(timeout=2)  # answers again: the broker is back
+                        self.state, self.detail = "live", "reading " + ", ".join(sorted(kinds))
         finally:
             consumer.close()

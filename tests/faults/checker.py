@@ -1,7 +1,8 @@
 """The fault suite's one checker: what was sent, what Kafka acknowledged, what the store holds.
 
 After a fault scenario it reads the readings topic from the beginning (every record there was
-acknowledged by Kafka), the SQLite store the sink wrote, and the alerts topic, and reports:
+acknowledged by Kafka), the store the sinks wrote (a SQLite file, or PostgreSQL given its conninfo), and
+the alerts topic, and reports:
 
 - sent: frames the producer handed to Kafka (its own counter, or what the test produced);
 - acked: distinct frames in the readings topic (natural key producer_id, device, seq);
@@ -9,7 +10,8 @@ acknowledged by Kafka), the SQLite store the sink wrote, and the alerts topic, a
 - duplicated: the same thing stored twice (one device scan under two keys, one alert state change
   twice); `kafka_duplicates` counts repeated records in the topic, which at-least-once allows;
 - KPI windows recomputed from the readings topic with processors/event_windows.py and compared with
-  what the worker emitted or the sink stored (`kpi_check=skipped:<reason>` where no worker runs);
+  what the worker emitted or the sink stored (`kpi_check=skipped:<reason>` where no worker runs); with
+  `oee`, the OEE windows likewise with processors/oee.py;
 - with `sent_keys`/`refused`: every frame handed to the producer is acked or counted as refused (a
   full store-and-forward buffer), never both, never neither (`silently_lost`, `refused_but_acked`);
 - with `bad`: every malformed record in the readings topic is in the dead-letter topic once, unchanged,
@@ -28,26 +30,33 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
+from psycopg.rows import dict_row
 
 import schemas
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
 from processors import event_windows
-from sinks.stores.sqlite import KPI_COLUMNS
+from processors import oee as oee_math
+from sinks.stores import postgres as postgres_store
+from sinks.stores.sqlite import KPI_COLUMNS, RECORD_COLUMNS
 
 RESULTS_FILE = os.environ.get("PLANTSTREAM_FAULT_RESULTS")
 SOAK = os.environ.get("PLANTSTREAM_SOAK", "") not in ("", "0", "false", "no")
 
 FrameKey = tuple[str, str, int]  # producer_id, device, seq
 KpiKey = tuple[str, str, int, int]  # asset, tag, window_start, window_end
+OeeKey = tuple[str, int, int]  # asset, window_start, window_end
 # the statistics of a KPI window: the stored columns after its natural key (asset, tag, start, end)
 KPI_FIELDS = KPI_COLUMNS[4:]
+# an OEE window's figures: the stored columns after its natural key (asset, start, end)
+OEE_FIELDS = RECORD_COLUMNS["oee_window"][1][3:]
 
 
 @dataclass
@@ -123,7 +132,30 @@ def recompute_kpis(settings: Settings, records: Iterable[TopicRecord]) -> dict[K
     return out
 
 
+def recompute_oee(settings: Settings, records: Iterable[TopicRecord]) -> dict[OeeKey, dict[str, Any]]:
+    """The OEE windows a worker must close, replaying the readings topic in each partition's order (as
+    `recompute_kpis`; assets without a machine_state tag have none)."""
+    size = settings.pipeline.windows.kpi_window_s * 1_000_000
+    grace = int(settings.pipeline.windows.grace_s * 1_000_000)
+    states: dict[str, dict[str, Any]] = {}
+    out: dict[OeeKey, dict[str, Any]] = {}
+    for r in records:
+        f = r.value
+        if f is None or not f.get("asset") or (r.key is not None and r.key.decode("utf-8", "replace") != f["asset"]):
+            continue
+        prof = oee_math.profile_for(settings, f["asset"])
+        if prof is None:
+            continue
+        for w in oee_math.apply_frame(states.setdefault(f["asset"], oee_math.new_state()), f, prof, size, grace):
+            out[(w["asset"], w["window_start"], w["window_end"])] = w
+    return out
+
+
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, dict):  # a map stored as JSON text
+        a = json.loads(a)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return a is b
@@ -148,17 +180,36 @@ class KpiCheck:
 
 def compare_kpis(expected: dict[KpiKey, dict[str, Any]], got: list[dict[str, Any]], *, complete: bool) -> KpiCheck:
     """`got` (emitted or stored windows) against the recomputation; `complete`: every expected one must be there."""
-    keys = Counter((g["asset"], g["tag"], g["window_start"], g["window_end"]) for g in got)
+    return compare_windows(
+        expected, got, lambda g: (g["asset"], g["tag"], g["window_start"], g["window_end"]), KPI_FIELDS, complete
+    )
+
+
+def compare_oee(expected: dict[OeeKey, dict[str, Any]], got: list[dict[str, Any]], *, complete: bool) -> KpiCheck:
+    return compare_windows(
+        expected, got, lambda g: (g["asset"], g["window_start"], g["window_end"]), OEE_FIELDS, complete
+    )
+
+
+def compare_windows(
+    expected: dict[Any, dict[str, Any]],
+    got: list[dict[str, Any]],
+    key: Callable[[dict[str, Any]], Any],
+    fields: Iterable[str],
+    complete: bool,
+) -> KpiCheck:
+    fields = tuple(fields)
+    keys = Counter(key(g) for g in got)
     check = KpiCheck(expected=len(expected), got=len(keys), duplicated=sum(n - 1 for n in keys.values()))
     for g in got:
-        k = (g["asset"], g["tag"], g["window_start"], g["window_end"])
+        k = key(g)
         want = expected.get(k)
         if want is None:
             check.unexpected.append(k)
-        elif not all(_same(g.get(f), want.get(f)) for f in KPI_FIELDS):
+        elif not all(_same(g.get(f), want.get(f)) for f in fields):
             check.mismatched.append(k)
             if len(check.diffs) < 3:
-                check.diffs.append({f: (g.get(f), want.get(f)) for f in KPI_FIELDS if not _same(g.get(f), want.get(f))})
+                check.diffs.append({f: (g.get(f), want.get(f)) for f in fields if not _same(g.get(f), want.get(f))})
     if complete:
         check.missing = sorted(set(expected) - set(keys))
     check.unexpected = sorted(set(check.unexpected))
@@ -166,10 +217,37 @@ def compare_kpis(expected: dict[KpiKey, dict[str, Any]], got: list[dict[str, Any
     return check
 
 
-def stored_kpis(db: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(db) as c:
-        c.row_factory = sqlite3.Row
-        return [dict(r) for r in c.execute("SELECT * FROM kpi_windows")]
+def stored_kpis(db: Path | str) -> list[dict[str, Any]]:
+    return store_rows(db, "kpi_windows")
+
+
+def is_postgres(db: Path | str) -> bool:
+    """A str is a PostgreSQL conninfo; a Path is a SQLite file."""
+    return isinstance(db, str)
+
+
+def store_rows(db: Path | str, table: str) -> list[dict[str, Any]]:
+    """Every row of a store table as dicts, timestamps as integer UTC microseconds in either store."""
+    if not is_postgres(db):
+        with sqlite3.connect(db) as c:
+            c.row_factory = sqlite3.Row
+            return [dict(r) for r in c.execute(f"SELECT * FROM {table}")]
+    t = postgres_store.TABLES[table]
+    cols = ", ".join(
+        f"(extract(epoch FROM {c}) * 1000000)::bigint AS {c}" if typ == "timestamptz" else c for c, typ in t.columns
+    )
+    with psycopg.connect(str(db), row_factory=dict_row) as pg:
+        return list(pg.execute(f"SELECT {cols} FROM {table}"))
+
+
+def store_scalar(db: Path | str, sql: str) -> Any:
+    """One value of a query that reads the same in SQLite and PostgreSQL."""
+    if not is_postgres(db):
+        with sqlite3.connect(db) as c:
+            return c.execute(sql).fetchone()[0]
+    with psycopg.connect(str(db)) as pg:
+        row = pg.execute(sql).fetchone()
+        return row[0] if row else None
 
 
 @dataclass
@@ -240,6 +318,10 @@ class Report:
             assert x["deadletter_no_reason"] == 0, f"{self.scenario}: dead letters without ps-error/ps-stage: {x}"
             assert x["good_deadlettered"] == 0, f"{self.scenario}: decodable frames dead-lettered: {x}"
             assert x["deadletter_untraceable"] == 0, f"{self.scenario}: dead letters with no readings source: {x}"
+        if "oee_expected" in x:
+            assert x["oee_missing"] == x["oee_mismatched"] == x["oee_unexpected"] == 0, (
+                f"{self.scenario}: OEE windows differ from a recomputation of the readings topic: {x}"
+            )
         if self.kpi is not None:
             k = self.kpi
             assert k.ok, (
@@ -259,16 +341,14 @@ def record_result(path: Path, figures: dict[str, Any]) -> None:
     path.write_text(json.dumps(rows, indent=2) + "\n")
 
 
-def _alert_figures(settings: Settings, db: Path) -> dict[str, int]:
+def _alert_figures(settings: Settings, db: Path | str) -> dict[str, int]:
     """Alert state changes: each (alert_id, state) in the topic must be stored, and stored once."""
     changes = {
         (r.value["alert_id"], r.value["state"])
         for r in read_topic(settings, topics.ALERTS, schemas.ALERT)
         if r.value is not None
     }
-    with sqlite3.connect(db) as c:
-        rows = c.execute("SELECT alert_id, state, COUNT(*) FROM alerts GROUP BY alert_id, state").fetchall()
-    stored = {(a, s): n for a, s, n in rows}
+    stored = Counter((r["alert_id"], r["state"]) for r in store_rows(db, "alerts"))
     return {
         "alert_changes": len(changes),
         "alerts_lost": len(changes - set(stored)),
@@ -334,10 +414,11 @@ def check_run(
     scenario: str,
     settings: Settings,
     sent: int,
-    db: Path,
+    db: Path | str,
     *,
     kpis: bool = False,
     kpis_complete: bool = False,
+    oee: bool = False,
     alerts: bool = False,
     sent_keys: Iterable[FrameKey] | None = None,
     refused: int | None = None,
@@ -345,10 +426,12 @@ def check_run(
     no_kpis: str | None = None,
     **extra: Any,
 ) -> Report:
-    """Figures of one finished run: readings topic vs the SQLite store (and KPI windows, alerts when asked).
+    """Figures of one finished run: readings topic vs the store (and KPI windows, alerts when asked).
 
-    `kpis_complete`: the worker consumed the whole topic, so every window the recomputation closes
-    must be stored; otherwise only what is stored is compared.
+    `db`: the SQLite file, or a PostgreSQL conninfo (str).
+    `kpis_complete`: the worker consumed the whole topic and the sink stored all it emitted, so every window
+    the recomputation closes must be stored; otherwise only what is stored is compared. `oee`: the OEE
+    windows too, with the same completeness.
     `sent_keys`: the frames the scenario handed to its producer; each must be acked or, up to
     `refused` of them (a producer's own count of frames it refused or dropped, e.g. a full
     store-and-forward buffer), counted as refused: none may vanish uncounted.
@@ -359,14 +442,13 @@ def check_run(
     records = read_topic(settings, topics.READINGS, schemas.READING_FRAME)
     frames = [r.value for r in records if r.value is not None]
     in_topic = Counter(frame_key(f) for f in frames)
-    with sqlite3.connect(db) as c:
-        stored_keys = {(p, d, int(s)) for p, d, s in c.execute("SELECT producer_id, device, seq FROM frames")}
-        # one device scan stored under two keys (e.g. re-sent with a new sequence number)
-        scan_dups = c.execute(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM frames GROUP BY asset, device, scan_time)"
-        ).fetchone()[0]
-        samples_stored = c.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-        bad_stored = c.execute("SELECT COUNT(*) FROM samples WHERE quality = 2").fetchone()[0]
+    stored_keys = {(r["producer_id"], r["device"], int(r["seq"])) for r in store_rows(db, "frames")}
+    # one device scan stored under two keys (e.g. re-sent with a new sequence number)
+    scan_dups = store_scalar(
+        db, "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM frames GROUP BY asset, device, scan_time) x"
+    )
+    samples_stored = store_scalar(db, "SELECT COUNT(*) FROM samples")
+    bad_stored = store_scalar(db, "SELECT COUNT(*) FROM samples WHERE quality = 2")
     sample_keys = {(f["asset"], s["tag"], s["source_time"]) for f in frames for s in f["samples"]}
     lost = sorted(set(in_topic) - stored_keys)
     figures: dict[str, Any] = {
@@ -400,5 +482,16 @@ def check_run(
         figures.update(a)
         duplicated += a["alerts_duplicated"]
     kpi = compare_kpis(recompute_kpis(settings, records), stored_kpis(db), complete=kpis_complete) if kpis else None
+    if oee:
+        o = compare_oee(recompute_oee(settings, records), store_rows(db, "oee_windows"), complete=kpis_complete)
+        figures.update(
+            oee_expected=o.expected,
+            oee_got=o.got,
+            oee_missing=len(o.missing),
+            oee_mismatched=len(o.mismatched),
+            oee_unexpected=len(o.unexpected),
+        )
+        if o.diffs:
+            figures["oee_diffs"] = o.diffs
     report = Report(scenario, sent, len(in_topic), len(stored_keys), len(lost), duplicated, figures, kpi, lost)
     return report

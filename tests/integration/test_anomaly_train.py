@@ -86,7 +86,7 @@ def test_trained_model_reaches_the_worker_through_its_changelog(stack: Stack, tm
     produce(settings, settings.topic(topics.READINGS), [(PUMP.encode(), codec.encode(f)) for f in live])
     worker = spawn_cli(config, "process", log=tmp_path / "worker.log")
     try:
-        scores = consume_all(settings, settings.topic(topics.ANOMALIES), len(live), timeout=90)
+        scores = consume_all(settings, settings.topic(topics.ANOMALIES), len(live), timeout=180)
     finally:
         assert stop(worker) == 0, (tmp_path / "worker.log").read_text()[-3000:]
     dec = decoder(settings, schemas.ANOMALY_SCORE)

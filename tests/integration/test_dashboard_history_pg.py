@@ -77,7 +77,7 @@ def dataset() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, lis
             "asset": ASSET,
             "window_start": START + w * 10 * MINUTE,
             "window_end": START + (w + 1) * 10 * MINUTE,
-            "shift": "s",
+            "shift": "",
             "planned_busy_time_s": 600.0,
             "actual_production_time_s": 500.0,
             "produced_quantity": 10.0,
@@ -95,6 +95,7 @@ def dataset() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, lis
         }
         for w in range(2)
     ]
+    oee.append({**oee[0], "shift": "early", "window_end": START + 20 * MINUTE, "oee": 0.5})  # a closed shift
     alerts = [
         {
             "alert_id": "a1",
@@ -146,6 +147,11 @@ def answers(h: SqlHistory) -> dict[str, Any]:
         "downtime": h.downtime(ASSET, START),
         "alerts": h.open_alerts(),
         "seen": h.last_seen(START),
+        "start": h.data_start(ASSET, ["x"], START - MINUTE),
+        "changes": h.state_changes(ASSET, "x", START + MINUTE, START + 5 * MINUTE, 3 * 1_000_000),
+        "since": h.value_since(ASSET, "x", START + 5 * MINUTE, 3.0, 3600 * 1_000_000),
+        "windows": h.oee_windows(ASSET, START, end, shifts=False),
+        "shifts": h.oee_windows(ASSET, START, end, shifts=True),
     }
 
 
@@ -170,6 +176,9 @@ def test_postgres_history_equals_sqlite(pg_dsn: str, tmp_path: Path) -> None:
     for key in ("raw", "kpi"):
         for col in ("t", "min", "max", "avg"):
             assert got[key]["x"][col] == pytest.approx(want[key]["x"][col]), (key, col)
-    for key in ("anomaly", "downtime", "alerts", "seen"):
+    assert want["start"] == START and len(want["changes"][0]) > 10 and want["since"] is not None
+    assert [w["shift"] for w in want["windows"]] == ["", ""] and [w["shift"] for w in want["shifts"]] == ["early"]
+    assert want["anomaly"]["warming"] == [False] * len(want["anomaly"]["t"])
+    for key in ("anomaly", "downtime", "alerts", "seen", "start", "changes", "since", "windows", "shifts"):
         assert got[key] == want[key], key
     assert got["oee"] == want["oee"]  # doubles round-trip exactly in both

@@ -34,7 +34,8 @@ UMH_ASSET = "demo.springfield.packaging.line5.capper1"
 def settings_for(tmp_path: Path, stack: Stack, port: int, **device: Any) -> Settings:
     raw = plant_raw(tmp_path, stack)
     raw["devices"] = []
-    raw["plant"]["assets"] += [{"path": ASSET}, {"path": UMH_ASSET}]
+    known = {a["path"] for a in raw["plant"]["assets"]}
+    raw["plant"]["assets"] += [a for a in [{"path": ASSET}, {"path": UMH_ASSET}] if a["path"] not in known]
     raw["pipeline"]["mqtt"] = {"local_port": port, "brokers": {"local": {"reconnect_max_s": 1.0}}}
     raw["devices"] = [
         {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import DeserializingConsumer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import StringDeserializer
 
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
@@ -35,7 +40,8 @@ FILLER_ASSET = "demo.springfield.packaging.line6.filler2"
 
 def settings_for(tmp_path: Path, stack: Stack, port: int) -> Settings:
     raw = plant_raw(tmp_path, stack)
-    raw["plant"]["assets"] += [{"path": NODE_ASSET}, {"path": FILLER_ASSET}]
+    known = {a["path"] for a in raw["plant"]["assets"]}
+    raw["plant"]["assets"] += [a for a in [{"path": NODE_ASSET}, {"path": FILLER_ASSET}] if a["path"] not in known]
     raw["pipeline"]["mqtt"] = {
         "local_port": port,
         "rebirth_min_interval_s": 0.2,
@@ -192,6 +198,39 @@ async def test_sparkplug_host_end_to_end(tmp_path: Path, stack: Stack) -> None:
             "unconfigured_topic": "spBv1.0/Plant1/DDATA/Line6/Capper9",
         }
         assert stats.get("metrics_unmapped") >= 1  # Unmapped/Thing is in the birth, mapped to no tag
+
+        # an IT system reads the same frames with nothing but confluent_kafka's DeserializingConsumer
+        consumer = DeserializingConsumer(
+            {
+                "bootstrap.servers": stack.bootstrap,
+                "group.id": f"it-system-{time.time_ns()}",
+                "auto.offset.reset": "earliest",
+                "key.deserializer": StringDeserializer("utf_8"),
+                "value.deserializer": AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url})),
+            }
+        )
+        consumer.subscribe([settings.topic("plant.readings.v1")])
+        it: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        try:
+            while len(it) < len(frames) and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    assert msg.key() == msg.value()["asset"]
+                    it.append(msg.value())
+        finally:
+            consumer.close()
+        assert len(it) == len(frames)
+        mine = {
+            (f["device"], f["seq"]): [(s["tag"], s["value"], s["quality"], s["unit"]) for s in f["samples"]]
+            for f in frames
+        }
+        theirs = {
+            (f["device"], f["seq"]): [(s["tag"], s["value"], s["quality"], s["unit"]) for s in f["samples"]] for f in it
+        }
+        assert theirs == mine
+        hist_it = next(f for f in it if f["historical"])
+        assert hist_it["samples"][0]["source_time"] == dt.datetime.fromtimestamp(hist_ms / 1000, dt.UTC)
     finally:
         edge.close()
         broker.stop()

@@ -140,7 +140,7 @@ SIGNALS = ("noise", "constant", "steps", "huge", "spiky", "nonfinite", "null", "
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kinds=st.lists(st.sampled_from(SIGNALS), min_size=1, max_size=5),
-    model=st.sampled_from(["auto", "multivariate", "robust_baseline"]),
+    model=st.sampled_from(["auto", "multivariate", "robust_baseline", "river"]),
     warmup=st.integers(20, 120),
     n=st.integers(30, 400),
     seed=st.integers(0, 2**16),
@@ -151,7 +151,8 @@ def test_random_frames_give_finite_scores_and_no_exception(
 ) -> None:
     if model == "multivariate" and len(kinds) < 2:
         model = "auto"
-    cfg = AnomalySettings(model=model, warmup_frames=warmup, window_frames=max(50, 2 * warmup))  # type: ignore[arg-type]
+    river = {"detector": "anomaly.OneClassSVM" if seed % 2 else "anomaly.GaussianScorer"} if model == "river" else None
+    cfg = AnomalySettings(model=model, river=river, warmup_frames=warmup, window_frames=max(50, 2 * warmup))  # type: ignore[arg-type]
     tags = [f"t{j}" for j in range(len(kinds))]
     stage = AnomalyStage(overrides={ASSET: cfg})
     cols = [_signal(k, n, seed + j) for j, k in enumerate(kinds)]

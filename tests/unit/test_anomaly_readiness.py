@@ -43,6 +43,7 @@ def test_warm_up_ends_after_an_hour_of_data_or_1200_frames(dt_s: float, ready_at
     stage = AnomalyStage(overrides={"m": AnomalySettings(model="multivariate")})
     recs = [stage.score("m", f) for f in frames(correlated(1300), dt_s)]
     assert first_ready(recs) == ready_at
+    assert stage.readiness_counts() == {"ready": 1, "warming_up": 0}
     state = stage.readiness()["m"]
     assert state["ready"] and state["warmup_frames"] == ready_at and state["frames"] > ready_at
 
@@ -88,3 +89,22 @@ def test_training_needs_enough_history() -> None:
         AnomalyStage(overrides={"m": AnomalySettings(model="multivariate")}).train(
             "m", iter(frames(correlated(100), 1.0)), 100
         )
+
+
+def test_the_single_signal_baseline_plans_its_warm_up_and_median_window_by_time_too() -> None:
+    stage = AnomalyStage(overrides={"m": AnomalySettings(model="robust_baseline")})
+    rng = np.random.default_rng(3)
+    x = 20 + rng.normal(0, 0.5, 400)
+    recs = []
+    for i, v in enumerate(x.tolist()):
+        recs.append(stage.score("m", {"asset": "m", "scan_time": i * 300 * S, "samples": [{"tag": "t", "value": v}]}))
+        if i == 200:  # a checkpoint taken here continues identically
+            clone = AnomalyStage(overrides={"m": AnomalySettings(model="robust_baseline")})
+            clone.restore("m", json.loads(json.dumps(stage.checkpoint("m"))))
+    assert first_ready(recs) == 120  # 5-min samples: 120 frames (10 h), not 1200 (100 h)
+    model = stage.models["m"]
+    assert model is not None and model.readiness()["warmup_frames"] == 120 and model.window == 120  # type: ignore[union-attr]
+    nxt = {"asset": "m", "scan_time": 401 * 300 * S, "samples": [{"tag": "t", "value": 20.1}]}
+    later = AnomalyStage(overrides={"m": AnomalySettings(model="robust_baseline")})
+    later.restore("m", json.loads(json.dumps(stage.checkpoint("m"))))
+    assert later.score("m", nxt) == stage.score("m", nxt)

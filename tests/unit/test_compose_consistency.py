@@ -32,11 +32,16 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
 PLANTSTREAM_SERVICES = ("simulator", "topics", "producer-modbus", "producer-opcua", "processor", "sink-storage")
-REQUIRED_SERVICES = ("kafka", "schema-registry", "kafka-ui", "postgres", *PLANTSTREAM_SERVICES)
+# the Kafka cluster: three KRaft nodes, each a broker and a controller voter (docs/deployment.md)
+KAFKA_NODES = ("kafka", "kafka-2", "kafka-3")
+REQUIRED_SERVICES = (*KAFKA_NODES, "schema-registry", "kafka-ui", "postgres", *PLANTSTREAM_SERVICES)
 # services that talk to Kafka and the registry, so they wait for `topics` to finish
 KAFKA_CLIENTS = ("producer-modbus", "producer-opcua", "processor", "sink-storage")
-STATEFUL_SERVICES = {"kafka": "/var/lib/kafka/data", "postgres": "/var/lib/postgresql/data"}
-NEEDS_HEALTHCHECK = ("kafka", "schema-registry", "postgres", "simulator")
+STATEFUL_SERVICES = {
+    **{node: "/var/lib/kafka/data" for node in KAFKA_NODES},
+    "postgres": "/var/lib/postgresql/data",
+}
+NEEDS_HEALTHCHECK = (*KAFKA_NODES, "schema-registry", "postgres", "simulator")
 CCOMPAT_PATH = "/apis/ccompat/v7"
 
 ENV_PREFIX = "PLANTSTREAM_"
@@ -59,6 +64,8 @@ CLI_COMMANDS = frozenset(
         ("simulate",),
         ("produce", "modbus"),
         ("produce", "opcua"),
+        ("produce", "mqtt"),
+        ("produce", "sparkplug"),
         ("process",),
         ("sink", "storage"),
         ("topics", "apply"),
@@ -305,11 +312,18 @@ def check_commands(compose: Compose, known: set[tuple[str, ...]] | None = None) 
     return problems
 
 
-def kafka_internal_listener(compose: Compose) -> str | None:
-    """host:port of the kafka listener advertised to the compose network (host = the service name)."""
-    kafka = services(compose).get("kafka", {})
+def kafka_nodes(compose: Compose) -> list[str]:
+    """The services running a Kafka node (they set KAFKA_PROCESS_ROLES), the required ones first."""
+    svc = services(compose)
+    running = [n for n, spec in svc.items() if environment(spec).get("KAFKA_PROCESS_ROLES")]
+    return [n for n in KAFKA_NODES if n in svc] + sorted(set(running) - set(KAFKA_NODES))
+
+
+def kafka_internal_listener(compose: Compose, node: str = "kafka") -> str | None:
+    """host:port of a Kafka node's listener advertised to the compose network (host = the service name)."""
+    kafka = services(compose).get(node, {})
     env = environment(kafka)
-    names = {"kafka", kafka.get("hostname"), kafka.get("container_name")} - {None}
+    names = {node, kafka.get("hostname"), kafka.get("container_name")} - {None}
     bound = listeners(env.get("KAFKA_LISTENERS"))
     for listener, (host, port) in listeners(env.get("KAFKA_ADVERTISED_LISTENERS")).items():
         if host in names and listener in bound and bound[listener][1] == port:
@@ -317,27 +331,69 @@ def kafka_internal_listener(compose: Compose) -> str | None:
     return None
 
 
+def kafka_bootstrap(compose: Compose) -> str | None:
+    """Every Kafka node's in-compose listener, comma-separated: what clients bootstrap from."""
+    found = [kafka_internal_listener(compose, n) for n in kafka_nodes(compose)]
+    return ",".join(f for f in found if f) if found and all(found) else None
+
+
+def check_cluster(compose: Compose) -> list[str]:
+    """The Kafka nodes form one KRaft cluster: one cluster id, distinct node ids, every node a voter at its
+    controller listener, and replication that the number of nodes can hold."""
+    svc = services(compose)
+    nodes = kafka_nodes(compose)
+    envs = {n: environment(svc[n]) for n in nodes}
+    problems = []
+    if len({e.get("CLUSTER_ID") for e in envs.values()}) != 1:
+        problems.append(f"kafka: the nodes have different CLUSTER_IDs: {[e.get('CLUSTER_ID') for e in envs.values()]}")
+    ids = [e.get("KAFKA_NODE_ID") for e in envs.values()]
+    if len(set(ids)) != len(ids) or None in ids:
+        problems.append(f"kafka: node ids {ids} are not distinct")
+    voters = {
+        f"{e.get('KAFKA_NODE_ID')}@{n}:{listeners(e.get('KAFKA_LISTENERS')).get('CONTROLLER', ('', '?'))[1]}"
+        for n, e in envs.items()
+    }
+    for n, e in envs.items():
+        got = set((e.get("KAFKA_CONTROLLER_QUORUM_VOTERS") or "").split(","))
+        if got != voters:
+            problems.append(f"{n}: KAFKA_CONTROLLER_QUORUM_VOTERS is {sorted(got)}, not every node {sorted(voters)}")
+        if set((e.get("KAFKA_PROCESS_ROLES") or "").split(",")) != {"broker", "controller"}:
+            problems.append(f"{n}: KAFKA_PROCESS_ROLES must be broker,controller")
+        for key in (
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+        ):
+            if int(e.get(key) or 1) > len(nodes):
+                problems.append(f"{n}: {key} {e.get(key)} is more than the {len(nodes)} Kafka node(s)")
+        if int(e.get("KAFKA_MIN_INSYNC_REPLICAS") or 1) >= int(e.get("KAFKA_DEFAULT_REPLICATION_FACTOR") or 1) > 1:
+            problems.append(f"{n}: KAFKA_MIN_INSYNC_REPLICAS leaves no replica to lose; writes stop with one node down")
+    return problems
+
+
 def check_wiring(compose: Compose) -> list[str]:
     """kafka-ui and the plantstream services point at the kafka listener and the registry in compose."""
     svc = services(compose)
     problems = []
-    internal = kafka_internal_listener(compose)
-    if internal is None:
-        problems.append(
-            "kafka: no advertised listener on the service name (e.g. PLAINTEXT://kafka:19092) "
-            "that KAFKA_LISTENERS also binds"
-        )
-    kafka = svc.get("kafka", {})
-    kenv = environment(kafka)
-    bound = listeners(kenv.get("KAFKA_LISTENERS"))
-    published = {(hp, cp) for _, hp, cp, _ in published_ports(kafka)}
-    for listener, (host, port) in listeners(kenv.get("KAFKA_ADVERTISED_LISTENERS")).items():
-        if host in ("localhost", "127.0.0.1"):
-            inner = bound.get(listener, ("", -1))[1]
-            if (port, inner) not in published:
-                problems.append(
-                    f"kafka: listener {listener} advertises {host}:{port} but ports do not publish {port}:{inner}"
-                )
+    for node in kafka_nodes(compose):
+        if kafka_internal_listener(compose, node) is None:
+            problems.append(
+                f"{node}: no advertised listener on the service name (e.g. PLAINTEXT://{node}:19092) "
+                "that KAFKA_LISTENERS also binds"
+            )
+        kafka = svc.get(node, {})
+        kenv = environment(kafka)
+        bound = listeners(kenv.get("KAFKA_LISTENERS"))
+        published = {(hp, cp) for _, hp, cp, _ in published_ports(kafka)}
+        for listener, (host, port) in listeners(kenv.get("KAFKA_ADVERTISED_LISTENERS")).items():
+            if host in ("localhost", "127.0.0.1"):
+                inner = bound.get(listener, ("", -1))[1]
+                if (port, inner) not in published:
+                    problems.append(
+                        f"{node}: listener {listener} advertises {host}:{port} but ports do not publish {port}:{inner}"
+                    )
+    internal = kafka_bootstrap(compose)
     reg = svc.get("schema-registry", {})
     reg_ports = {cp for _, _, cp, _ in published_ports(reg)} or {8080}
     expected_registry = {f"http://schema-registry:{p}{CCOMPAT_PATH}" for p in reg_ports}
@@ -348,8 +404,14 @@ def check_wiring(compose: Compose) -> list[str]:
     ui_bootstrap = ui.get("KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS")
     if internal and ui_bootstrap != internal:
         problems.append(
-            f"kafka-ui: KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS is {ui_bootstrap!r}, not the kafka "
-            f"service's in-compose listener {internal!r}"
+            f"kafka-ui: KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS is {ui_bootstrap!r}, not every Kafka "
+            f"node's in-compose listener {internal!r}"
+        )
+    reg_bootstrap = environment(reg).get("APICURIO_KAFKASQL_BOOTSTRAP_SERVERS")
+    if internal and reg_bootstrap != internal:
+        problems.append(
+            f"schema-registry: APICURIO_KAFKASQL_BOOTSTRAP_SERVERS is {reg_bootstrap!r}, not every Kafka node's "
+            f"in-compose listener {internal!r}"
         )
     ui_registry = ui.get("KAFKA_CLUSTERS_0_SCHEMAREGISTRY")
     if ui_registry not in expected_registry:
@@ -404,7 +466,7 @@ def check_depends(compose: Compose) -> list[str]:
                 problems.append(f"{name}: waits for {dep} to be healthy, but {dep} has no healthcheck")
     for name in (n for n in plantstream_services(compose) if n != "simulator"):
         deps = depends_on(svc[name])
-        for infra in ("kafka", "schema-registry"):
+        for infra in (*kafka_nodes(compose), "schema-registry"):
             if deps.get(infra) != "service_healthy":
                 problems.append(f"{name}: does not wait for {infra} (condition: service_healthy)")
     for name in KAFKA_CLIENTS:
@@ -435,7 +497,9 @@ def device_host(device: Any) -> str:
 
 
 def with_host(device: dict[str, Any], host: str) -> None:
-    """Move a raw device to another host (its `host`, or its OPC UA endpoint's host)."""
+    """Move a raw device to another host (its `host`, or its OPC UA endpoint's host; MQTT devices stay)."""
+    if "broker" in device or device.get("protocol") in ("mqtt", "sparkplug_b"):
+        return
     if "endpoint" in device:
         u = urlsplit(device["endpoint"])
         device["endpoint"] = urlunsplit(u._replace(netloc=f"{host}:{u.port}"))
@@ -486,6 +550,12 @@ def check_plant_mount(compose: Compose, base: Path = REPO) -> list[str]:
         if env.get("SCHEMA_REGISTRY_URL") and k.registry.url != env["SCHEMA_REGISTRY_URL"]:
             problems.append(f"{name}: SCHEMA_REGISTRY_URL did not reach pipeline.registry.url")
         for d in settings.devices:
+            broker = getattr(d, "broker", None)
+            if broker is not None:  # mqtt / sparkplug_b: the broker must be a service the simulator publishes to
+                bhost = k.mqtt.brokers[broker].host
+                if bhost not in svc:
+                    problems.append(f"{name}: device {d.name} reads broker {bhost!r}, which is not a compose service")
+                continue
             host = device_host(d)
             if host not in svc:
                 problems.append(f"{name}: device {d.name} polls host {host!r}, which is not a compose service")
@@ -638,7 +708,7 @@ def test_commands_are_cli_commands(compose: Compose) -> None:
 
 
 def test_kafka_ui_and_services_point_at_kafka_and_registry(compose: Compose) -> None:
-    assert kafka_internal_listener(compose) == "kafka:19092"
+    assert kafka_bootstrap(compose) == "kafka:19092,kafka-2:19092,kafka-3:19092"
     assert_catches(
         check_wiring,
         compose,
@@ -672,6 +742,22 @@ def test_kafka_ui_and_services_point_at_kafka_and_registry(compose: Compose) -> 
             "host listener not published": (
                 lambda c: c["services"]["kafka"].update(ports=["127.0.0.1:29092:9092"]),
                 "advertises localhost:9092 but ports do not publish 9092:9092",
+            ),
+            "third node's host listener not published": (
+                lambda c: c["services"]["kafka-3"].update(ports=["127.0.0.1:9292:9292"]),
+                "kafka-3: listener PLAINTEXT_HOST advertises localhost:9292 but ports do not publish 9292:9092",
+            ),
+            "service bootstraps from one node only": (
+                lambda c: env_of("processor")(c).update(KAFKA_BOOTSTRAP="kafka:19092"),
+                "processor: KAFKA_BOOTSTRAP is 'kafka:19092'",
+            ),
+            "ui misses a node": (
+                lambda c: env_of("kafka-ui")(c).update(KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS="kafka:19092,kafka-2:19092"),
+                "not every Kafka node's in-compose listener",
+            ),
+            "registry journal on one node": (
+                lambda c: env_of("schema-registry")(c).update(APICURIO_KAFKASQL_BOOTSTRAP_SERVERS="kafka:19092"),
+                "schema-registry: APICURIO_KAFKASQL_BOOTSTRAP_SERVERS",
             ),
             "service on the host listener": (
                 lambda c: env_of("producer-modbus")(c).update(KAFKA_BOOTSTRAP="localhost:9092"),
@@ -732,6 +818,10 @@ def test_startup_order_and_healthchecks(compose: Compose) -> None:
             "processor does not wait for topics": (
                 lambda c: c["services"]["processor"]["depends_on"].pop("topics"),
                 "processor: does not wait for topics",
+            ),
+            "topics starts before the third node is healthy": (
+                lambda c: c["services"]["topics"]["depends_on"].pop("kafka-3"),
+                "topics: does not wait for kafka-3",
             ),
             "sink only waits for kafka to start": (
                 lambda c: c["services"]["sink-storage"].update(depends_on=["kafka", "schema-registry", "topics"]),
@@ -857,3 +947,28 @@ def test_environment_is_restored_after_loading(compose: Compose) -> None:
     before = dict(os.environ)
     check_plant_mount(compose)
     assert dict(os.environ) == before
+
+
+def test_kafka_nodes_form_one_cluster(compose: Compose) -> None:
+    assert kafka_nodes(compose) == list(KAFKA_NODES)
+    assert_catches(
+        check_cluster,
+        compose,
+        {
+            "a node is not a voter": (
+                lambda c: env_of("kafka-2")(c).update(KAFKA_CONTROLLER_QUORUM_VOTERS="1@kafka:9093,2@kafka-2:9093"),
+                "kafka-2: KAFKA_CONTROLLER_QUORUM_VOTERS",
+            ),
+            "two nodes with one id": (lambda c: env_of("kafka-3")(c).update(KAFKA_NODE_ID=2), "are not distinct"),
+            "another cluster id": (lambda c: env_of("kafka")(c).update(CLUSTER_ID="x"), "different CLUSTER_IDs"),
+            "more replicas than nodes": (
+                lambda c: env_of("kafka")(c).update(KAFKA_DEFAULT_REPLICATION_FACTOR=4),
+                "KAFKA_DEFAULT_REPLICATION_FACTOR 4 is more than the 3 Kafka node(s)",
+            ),
+            "no replica to lose": (
+                lambda c: env_of("kafka-2")(c).update(KAFKA_MIN_INSYNC_REPLICAS=3),
+                "kafka-2: KAFKA_MIN_INSYNC_REPLICAS leaves no replica to lose",
+            ),
+            "broker only": (lambda c: env_of("kafka-3")(c).update(KAFKA_PROCESS_ROLES="broker"), "broker,controller"),
+        },
+    )

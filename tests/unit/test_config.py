@@ -25,7 +25,7 @@ def demo() -> dict:
 
 def test_demo_plant_loads(clean_env: None) -> None:
     s = load_config(DEMO_CONFIG)
-    assert len(s.plant.assets) == 5
+    assert len(s.plant.assets) == 7
     assert {d.asset for d in s.devices} <= {a.path for a in s.plant.assets}
     assert s.pipeline.kafka.bootstrap is None
     # OPC UA is secured by default: SignAndEncrypt, no unsecured endpoint, a password-protected user
@@ -96,7 +96,7 @@ def test_env_overrides_file(monkeypatch: pytest.MonkeyPatch, clean_env: None) ->
     assert s.pipeline.kafka.sasl_password is not None
     assert s.pipeline.kafka.sasl_password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
-    assert len(s.devices) == 5  # the file's plant is still there under the override
+    assert len(s.devices) == 7  # the file's plant is still there under the override
 
 
 def test_bad_env_value_is_reported(monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
@@ -149,7 +149,7 @@ def test_opcua_username_without_any_password_names_the_secret(tmp_path: Path, cl
 def test_check_config_cli_exit_codes(tmp_path: Path, clean_env: None) -> None:
     runner = CliRunner()
     ok = runner.invoke(app, ["check-config", str(DEMO_CONFIG)])
-    assert ok.exit_code == 0 and "OK (5 assets, 5 devices" in ok.output
+    assert ok.exit_code == 0 and "OK (7 assets, 7 devices" in ok.output
     raw = demo()
     raw["devices"][0]["tags"][0]["address"] = -1
     bad = runner.invoke(app, ["check-config", str(write(tmp_path, raw))])

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from plantstream.core.config import Settings
+from plantstream.stack import kafka
 from plantstream.stack.kafka import _properties
 from plantstream.stack.process import StackError
 
@@ -96,3 +97,55 @@ def test_external_listener_from_the_environment(clean_env: None, monkeypatch: py
     monkeypatch.setenv("PLANTSTREAM_PIPELINE__KAFKA__EXTERNAL_LISTENER__ADVERTISED_PORT", "29094")
     ext = Settings(**PLANT).pipeline.kafka.external_listener
     assert ext is not None and (ext.port, ext.advertised_host, ext.advertised_port) == (19094, "127.0.0.1", 29094)
+
+
+def cluster_props(tmp_path: Path, node_id: int, **kafka_: Any) -> dict[str, str]:
+    raw: dict[str, Any] = {
+        **PLANT,
+        "pipeline": {
+            "state_dir": str(tmp_path),
+            "kafka": {"broker_port": 19092, "controller_port": 19093, "brokers": 3, **kafka_},
+        },
+    }
+    s = Settings(**raw)
+    node = kafka.nodes(s)[node_id - 1]
+    return dict(line.partition("=")[::2] for line in _properties(s, node.data, node, 3).splitlines())
+
+
+def test_three_nodes_are_voters_on_their_own_ports_and_replicate_internal_topics(
+    tmp_path: Path, clean_env: None
+) -> None:
+    single = props(tmp_path)
+    assert single["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert single["offsets.topic.replication.factor"] == "1" and single["min.insync.replicas"] == "1"
+    assert "num.io.threads" not in single  # the single broker keeps Kafka's defaults
+    nodes = [cluster_props(tmp_path, n) for n in (1, 2, 3)]
+    voters = "1@127.0.0.1:19093,2@127.0.0.1:19193,3@127.0.0.1:19293"
+    for n, p in enumerate(nodes, 1):
+        assert p["node.id"] == str(n)
+        assert p["controller.quorum.voters"] == voters
+        assert (
+            p["listeners"]
+            == f"PLAINTEXT://127.0.0.1:{19092 + 100 * (n - 1)},CONTROLLER://127.0.0.1:{19093 + 100 * (n - 1)}"
+        )
+        assert p["log.dirs"].endswith(f"cluster-3/node-{n}/data")
+        for key in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic", "default"):
+            assert p[f"{key}.replication.factor"] == "3"
+        assert p["min.insync.replicas"] == p["transaction.state.log.min.isr"] == "2"
+        assert p["num.io.threads"] == "2" and p["log.cleaner.dedupe.buffer.size"] == str(16 * 2**20)
+    assert len({p["log.dirs"] for p in nodes}) == 3
+
+
+def test_external_listener_is_for_a_single_broker(tmp_path: Path, clean_env: None) -> None:
+    with pytest.raises(StackError, match=r"one local broker only.*Fix"):
+        cluster_props(tmp_path, 1, external_listener=EXTERNAL)
+
+
+def test_each_topology_has_its_own_storage_and_heap(tmp_path: Path, clean_env: None) -> None:
+    raw: dict[str, Any] = {**PLANT, "pipeline": {"state_dir": str(tmp_path)}}
+    s = Settings(**raw)
+    one, three = kafka.nodes(s, 1), kafka.nodes(s, 3)
+    assert one[0].data == tmp_path.resolve() / "kafka" / "data"
+    assert {n.home.parent for n in three} == {tmp_path.resolve() / "kafka" / "cluster-3"}
+    assert kafka.heap_mb(s, 1) == 768 and kafka.heap_mb(s, 3) == 384
+    assert kafka.replication_defaults(1) == (1, 1) and kafka.replication_defaults(3) == (3, 2)

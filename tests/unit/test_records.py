@@ -98,8 +98,16 @@ def test_built_records_survive_an_avro_round_trip() -> None:
         ],
     )
     alert = records.alert(
-        alert_id="a1", asset="e.s.a.l.m", rule="r", kind="threshold", state="RAISED", severity="WARNING",
-        time=1, message="m", tags=("t",), value=2.0,
+        alert_id="a1",
+        asset="e.s.a.l.m",
+        rule="r",
+        kind="threshold",
+        state="RAISED",
+        severity="WARNING",
+        time=1,
+        message="m",
+        tags=("t",),
+        value=2.0,
     )
     for name, record in ((schemas.READING_FRAME, frame), (schemas.ALERT, alert)):
         codec = Codec(name, 1)

@@ -1,168 +1,551 @@
-// plantstream dashboard: plain JS, SVG charts drawn here (no CDN, no framework).
+// plantstream dashboard: plain JS; trends drawn by uPlot (vendored in static/vendor: hover, zoom, synced cursors).
 "use strict";
 
 const S = {
-  plant: null, assets: {}, selected: null, status: {}, values: {}, oee: {}, anomaly: {},
-  alerts: new Map(), history: null, health: null, drawnOnce: false, redrawPending: false,
+  plant: null, byPath: {}, info: {}, selected: null, status: {}, treeOee: {}, live: null, oee: null, shift: null,
+  history: null, range: "auto", custom: null, zoom: null, alerts: new Map(), health: null, feed: null, me: null,
+  es: null, lastEvent: 0, everOpen: false, charts: [], drawnOnce: false, redrawPending: false, parents: {},
 };
 
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, attrs = {}, ...children) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null) continue;
     if (k === "class") e.className = v; else if (k === "text") e.textContent = v; else e.setAttribute(k, v);
   }
-  for (const c of children) e.append(c);
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
   return e;
 };
 const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
 const fmt = (v) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : v === null || v === undefined ? "–" : String(v));
+const fmtShort = (v) => (v === null || v === undefined ? "–" : Math.abs(v) >= 1000 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2));
+const hhmm = (us) => new Date(us / 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 const when = (us) => new Date(us / 1000).toLocaleString();
-const dur = (s) => (s >= 3600 ? (s / 3600).toFixed(1) + " h" : s >= 60 ? (s / 60).toFixed(1) + " min" : s.toFixed(0) + " s");
+const dur = (s) => (s >= 86400 ? (s / 86400).toFixed(1) + " d" : s >= 3600 ? (s / 3600).toFixed(1) + " h" : s >= 60 ? (s / 60).toFixed(0) + " min" : s.toFixed(0) + " s");
+const nowUs = () => Date.now() * 1000;
+const STATE_NAMES = { RUNNING: "RUNNING", IDLE: "IDLE", PLANNED_STOP: "PLANNED STOP", UNPLANNED_STOP: "UNPLANNED STOP", NO_DATA: "NO DATA" };
 
 async function api(path, opts) {
   const r = await fetch(path, { credentials: "same-origin", ...opts });
-  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
-  return r.json();
+  if (r.status === 401) { signedOut(); throw new Error("signed out"); }
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(body.error || `${path}: HTTP ${r.status}`);
+  return body;
+}
+function signedOut() {
+  if (S.me && S.me.sign_in) location.href = "login";
+  setConn("disconnected", "signed out", "your session ended; reload to sign in again");
 }
 
-// --- asset tree ---
-function renderTree() {
-  const build = (nodes) => {
-    const ul = el("ul");
-    for (const n of nodes) {
-      const li = el("li");
-      if (n.children.length) {
-        li.append(el("span", { class: "branch", text: n.name }), build(n.children));
-      } else {
-        const leaf = el("div", { class: "leaf", "data-asset": n.path, title: n.path },
-          el("span", { class: "dot" }), el("span", { text: n.name }), el("span", { class: "oee" }));
-        leaf.addEventListener("click", () => select(n.path));
-        li.append(leaf);
-      }
-      ul.append(li);
+// --- who is at the page ---
+function renderWho() {
+  const u = S.me && S.me.user;
+  if (!u) return;
+  $("#who").textContent = u.via === "local" ? "local access (no sign-in configured)" : `${u.name} · ${u.role}`;
+  $("#signout").hidden = u.via !== "session";
+}
+$("#signout").addEventListener("click", async () => {
+  await fetch("api/logout", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: "{}" });
+  location.href = "login";
+});
+const can = (action) => !!(S.me && S.me.user && S.me.user.can.includes(action));
+
+// --- asset tree: branches render their children when opened, so 1,000 assets cost what is visible ---
+function indexTree(nodes, parent) {
+  for (const n of nodes) {
+    if (parent) S.parents[n.path] = parent;
+    if (n.children.length) indexTree(n.children, n.path);
+  }
+}
+function leafNode(path, full) {
+  const a = S.byPath[path];
+  const leaf = el("div", { class: "leaf", "data-asset": path, title: `${path}${a && a.description ? " · " + a.description : ""}` },
+    el("span", { class: "dot" }), el("span", { text: full ? path.split(".").slice(-2).join(".") : path.split(".").pop() }),
+    full ? el("span", { class: "full", text: path.split(".").slice(0, -2).join(".") }) : null, el("span", { class: "oee" }));
+  leaf.addEventListener("click", () => select(path));
+  return leaf;
+}
+function branchList(nodes) {
+  const ul = el("ul");
+  for (const n of nodes) {
+    const li = el("li", { "data-path": n.path });
+    if (n.children.length) {
+      const head = el("span", { class: "branch", "data-branch": n.path }, el("span", { text: n.name }), el("span", { class: "off" }));
+      head.addEventListener("click", () => toggle(li, n));
+      li.append(head);
+    } else {
+      li.append(leafNode(n.path, false));
     }
-    return ul;
-  };
-  $("#tree").replaceWith(Object.assign(build(S.plant.tree), { id: "tree" }));
+    ul.append(li);
+  }
+  return ul;
+}
+function toggle(li, n, open) {
+  const isOpen = li.classList.contains("open");
+  if (open === undefined) open = !isOpen;
+  if (open && !li.querySelector(":scope > ul")) li.append(branchList(n.children));
+  li.classList.toggle("open", open);
+  const ul = li.querySelector(":scope > ul");
+  if (ul) ul.hidden = !open;
   renderTreeStatus();
 }
-
+function findNode(path, nodes = S.plant.tree) {
+  for (const n of nodes) {
+    if (n.path === path) return n;
+    if (path.startsWith(n.path + ".")) return findNode(path, n.children);
+  }
+  return null;
+}
+function reveal(path) {  // open the branches down to an asset
+  const chain = [];
+  for (let p = S.parents[path]; p; p = S.parents[p]) chain.unshift(p);
+  for (const p of chain) {
+    const li = document.querySelector(`#tree li[data-path="${CSS.escape(p)}"]`);
+    if (li && !li.classList.contains("open")) toggle(li, findNode(p), true);
+  }
+}
+function renderTree() {
+  $("#tree").replaceWith(Object.assign(branchList(S.plant.tree), { id: "tree" }));
+  const small = S.plant.assets.length <= 40;
+  const openAll = (nodes) => {
+    for (const n of nodes) {
+      if (!n.children.length) continue;
+      const li = document.querySelector(`#tree li[data-path="${CSS.escape(n.path)}"]`);
+      if (li) { toggle(li, n, true); openAll(n.children); }
+    }
+  };
+  if (small) openAll(S.plant.tree);
+  $("#asset-count").textContent = `${S.plant.assets.length}`;
+  renderTreeStatus();
+  performance.mark("tree-drawn");
+}
 function renderTreeStatus() {
   for (const leaf of document.querySelectorAll(".leaf")) {
     const a = leaf.dataset.asset, st = S.status[a];
     leaf.classList.toggle("online", !!(st && st.online));
     leaf.classList.toggle("offline", !(st && st.online));
     leaf.classList.toggle("selected", a === S.selected);
-    leaf.querySelector(".oee").textContent = S.oee[a] ? pct(S.oee[a].oee) : "";
+    const o = S.treeOee[a];
+    leaf.querySelector(".oee").textContent = o === undefined ? "" : pct(o);
   }
-  const st = S.status[S.selected];
-  const box = $("#asset-status");
-  box.textContent = !st ? "" : st.online ? `online · last frame ${st.age_s.toFixed(1)} s ago`
-    : st.age_s === null ? `offline · no frame seen` : `offline · no frame for ${dur(st.age_s)}`;
-  box.dataset.online = st && st.online ? "1" : "0";
+  // offline counts on the branches shown
+  const off = {};
+  for (const a of S.plant.assets) {
+    const st = S.status[a.path];
+    if (st && st.online) continue;
+    for (let p = S.parents[a.path]; p; p = S.parents[p]) off[p] = (off[p] || 0) + 1;
+  }
+  for (const b of document.querySelectorAll(".branch")) {
+    const n = off[b.dataset.branch] || 0;
+    b.querySelector(".off").textContent = n ? `${n} offline` : "";
+  }
+  renderAssetStatus();
+}
+let searchTimer = null;
+$("#search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(runSearch, 80); });
+function runSearch() {
+  const q = $("#search").value.trim().toLowerCase();
+  const res = $("#results");
+  if (!q) { res.hidden = true; $("#tree").hidden = false; return; }
+  const words = q.split(/\s+/);
+  const hits = S.plant.assets.filter((a) => {
+    const hay = (a.path + " " + (a.description || "") + " " + (a.kind || "")).toLowerCase();
+    return words.every((w) => hay.includes(w));
+  });
+  const ul = el("ul", { id: "results" });
+  for (const a of hits.slice(0, 200)) ul.append(el("li", {}, leafNode(a.path, true)));
+  if (!hits.length) ul.append(el("li", { class: "empty", text: "no asset matches" }));
+  else if (hits.length > 200) ul.append(el("li", { class: "empty", text: `${hits.length - 200} more: type more of the name` }));
+  res.replaceWith(ul);
+  ul.dataset.count = String(hits.length);
+  $("#tree").hidden = true;
+  renderTreeStatus();
 }
 
-// --- selected asset ---
-function select(path) {
-  S.selected = path;
+// --- the selected asset ---
+async function select(path) {
+  if (!S.byPath[path]) return;
+  S.selected = path; S.live = null; S.oee = null; S.shift = null; S.history = null; S.zoom = null;
   history.replaceState(null, "", "#asset=" + encodeURIComponent(path));
   $("#asset-title").textContent = path;
-  renderTreeStatus(); renderValues(); renderOee();
+  reveal(path);
+  renderTreeStatus();
+  if (!S.info[path]) S.info[path] = await api(`api/asset?asset=${encodeURIComponent(path)}`);
+  if (path !== S.selected) return;
+  renderValues(); renderOee(); renderMachine();
+  connect();
   loadHistory();
+  loadShift();
+}
+
+function renderAssetStatus() {
+  const st = S.status[S.selected], box = $("#asset-status");
+  if (!st) { box.textContent = ""; return; }
+  const t = S.live && S.live.values && S.live.values.time;
+  const age = t ? Math.max(0, (nowUs() - t) / 1e6) : st.age_s;
+  box.textContent = st.online ? `online · last frame ${age === null ? "?" : age.toFixed(0)} s ago`
+    : age === null || age === undefined ? "offline · no frame seen" : `offline · no frame for ${dur(age)}`;
+  box.dataset.online = st.online ? "1" : "0";
+  box.className = "status " + (st.online ? "stage-running" : "stage-stopped");
+}
+
+function machineNow() {  // the live tracker's state, its start made earlier by the shift timeline when known
+  const m = S.live && S.live.machine;
+  const sh = S.shift;
+  if (!m && sh && sh.timeline.length) {
+    const last = sh.timeline[sh.timeline.length - 1];
+    if (last.state !== "NO_DATA") return { state: last.state, reason: last.reason, since: sh.since || last.start, since_known: true };
+  }
+  if (!m) return null;
+  return m;
+}
+function renderMachine() {
+  const m = machineNow(), badge = $("#machine-state"), sinceBox = $("#state-since");
+  const info = S.info[S.selected];
+  if (!m) {
+    badge.textContent = ""; badge.dataset.state = "";
+    sinceBox.textContent = info && info.state_tag ? "state not seen yet" : "";
+    return;
+  }
+  badge.textContent = STATE_NAMES[m.state] + (m.reason && m.state === "UNPLANNED_STOP" ? ` · ${m.reason}` : "");
+  badge.dataset.state = m.state;
+  badge.className = "state st-" + m.state;
+  const age = Math.max(0, (nowUs() - m.since) / 1e6);
+  sinceBox.textContent = `${m.since_known ? "since" : "since at least"} ${hhmm(m.since)} (${dur(age)})`;
+  sinceBox.dataset.since = String(m.since);
 }
 
 function renderValues() {
   const tb = el("tbody");
-  const a = S.assets[S.selected];
-  const live = S.values[S.selected] || { values: {}, quality: {} };
+  const a = S.info[S.selected];
+  const live = (S.live && S.live.values) || { values: {}, quality: {} };
+  const rates = (S.live && S.live.rates) || {};
   for (const t of a ? a.tags : []) {
     const v = live.values[t.name], q = live.quality[t.name];
+    let shown = fmt(v);
+    if (t.name === a.state_tag && S.live && S.live.machine && v !== undefined) shown = `${STATE_NAMES[S.live.machine.state] || ""} (${fmt(v)})`;
+    const rate = t.role.startsWith("counter") ? rates[t.name] : undefined;
     tb.append(el("tr", { "data-tag": t.name },
       el("td", { text: t.name }),
-      el("td", { class: "num value", text: fmt(v) }),
+      el("td", { class: "num value", text: shown }),
       el("td", { text: t.unit }),
-      el("td", { class: q && q !== "GOOD" ? "sev-WARNING" : "", text: q || "" })));
+      el("td", { class: "num rate", text: rate === undefined ? "" : rate === null ? "–/min" : `${rate.toFixed(1)}/min` }),
+      el("td", { class: q && q !== "GOOD" ? "sev-WARNING" : "dim small", text: q || "" })));
   }
   $("#values tbody").replaceWith(tb);
 }
 
+// --- OEE: this shift so far (summed times and counts), the last window, the last shifts ---
+function kpiRow(label, x, reason, cls = "") {
+  return el("div", { class: "kpi " + cls, "data-kpi": label },
+    el("span", { text: label }),
+    el("div", { class: "bar" }, el("div", { style: `width:${x === null || x === undefined ? 0 : Math.max(0, Math.min(100, 100 * x))}%` })),
+    el("span", { class: "num", text: pct(x) }),
+    x === null || x === undefined ? el("div", { class: "reason", text: reason || "undefined" }) : null);
+}
 function renderOee() {
-  const o = S.oee[S.selected], box = $("#oee");
+  const box = $("#oee");
   box.replaceChildren();
-  if (!o) { box.append(el("div", { class: "empty", text: "no OEE window yet" })); $("#oee-window").textContent = ""; return; }
-  const row = (label, x, cls = "") => el("div", { class: "kpi " + cls, "data-kpi": label },
-    el("span", { text: label }), el("div", { class: "bar" }, el("div", { style: `width:${x === null ? 0 : Math.max(0, Math.min(100, 100 * x))}%` })),
-    el("span", { class: "num", text: pct(x) }));
-  box.append(row("OEE", o.oee, "main"), row("Availability", o.availability), row("Effectiveness", o.effectiveness), row("Quality", o.quality));
-  $("#oee-window").textContent = `${o.shift ? o.shift + " · " : ""}window ending ${when(o.window_end)}`;
+  const sh = S.shift, w = S.oee;
+  const src = sh && sh.oee && sh.oee.windows ? sh.oee : null;
+  if (!src && !w) { box.append(el("div", { class: "empty", text: "no OEE window yet" })); $("#oee-scope").textContent = ""; $("#oee-window").textContent = ""; return; }
+  const o = src || w, r = o.reasons || {};
+  box.append(kpiRow("OEE", o.oee, r.oee, "main"), kpiRow("Availability", o.availability, r.availability),
+    kpiRow("Effectiveness", o.effectiveness, r.effectiveness), kpiRow("Quality", o.quality, r.quality));
+  $("#oee-scope").textContent = src ? `${sh.shift.name ? sh.shift.name + " shift" : "last 8 h"} so far · ${src.windows} windows` : `window ending ${hhmm(w.window_end)}`;
+  const line = $("#oee-window");
+  if (w && src) {
+    const why = w.oee === null ? ` (${(w.reasons || {}).oee || "undefined"})` : "";
+    line.textContent = `last window ${hhmm(w.window_start)}–${hhmm(w.window_end)}: OEE ${pct(w.oee)}${why}`;
+  } else line.textContent = "";
+}
+function renderShifts() {
+  const tb = el("tbody");
+  const sh = S.shift;
+  const rows = [];
+  if (sh && sh.oee && sh.oee.windows) rows.push({ label: `${sh.shift.name || "last 8 h"} (so far)`, o: sh.oee, cls: "current" });
+  for (const r of (sh && sh.last_shifts) || []) rows.push({ label: `${r.name} · ${new Date(r.window_start / 1000).toLocaleDateString([], { weekday: "short" })} ${hhmm(r.window_start)}–${hhmm(r.window_end)}`, o: r });
+  if (!rows.length) tb.append(el("tr", {}, el("td", { class: "empty", colspan: "5", text: "no shift closed yet" })));
+  for (const { label, o, cls } of rows) {
+    const rs = o.reasons || {};
+    const cell = (x, k) => el("td", { class: "num", title: x === null || x === undefined ? rs[k] || "undefined" : "" }, pct(x),
+      x === null || x === undefined ? el("div", { class: "why", text: rs[k] || "" }) : null);
+    tb.append(el("tr", { class: cls || "" }, el("td", { text: label }), cell(o.oee, "oee"), cell(o.availability, "availability"),
+      cell(o.effectiveness, "effectiveness"), cell(o.quality, "quality")));
+  }
+  $("#shifts tbody").replaceWith(tb);
 }
 
-// --- trends (SVG) ---
-const W = 600, H = 90;
-function path(xs, ys, x0, x1, y0, y1) {
-  let d = "";
-  for (let i = 0; i < xs.length; i++) {
-    if (ys[i] === null || ys[i] === undefined) continue;
-    const x = ((xs[i] - x0) / (x1 - x0 || 1)) * W, y = H - 4 - ((ys[i] - y0) / (y1 - y0 || 1)) * (H - 8);
-    d += (d ? "L" : "M") + x.toFixed(1) + "," + y.toFixed(1);
+// --- the shift's state timeline ---
+const LEGEND = [["RUNNING", "running"], ["IDLE", "idle"], ["PLANNED_STOP", "planned stop"], ["UNPLANNED_STOP", "unplanned stop"], ["NO_DATA", "no data"]];
+function renderTimeline() {
+  const box = el("div", { id: "timeline" }), sh = S.shift;
+  const info = S.info[S.selected];
+  if (!sh || !info || !info.state_tag) {
+    box.append(el("div", { class: "empty small", style: "padding:.5rem", text: info && !info.state_tag ? "this asset has no machine_state tag" : "" }));
+    $("#timeline").replaceWith(box); $("#shift-label").textContent = ""; return;
   }
-  return d;
+  const t0 = sh.shift.start, t1 = Math.max(sh.shift.end, nowUs()), span = t1 - t0;
+  const x = (t) => (100 * (t - t0)) / span;
+  const segs = sh.timeline.map((s) => ({ ...s }));
+  const m = S.live && S.live.machine;  // stretch the strip to now with the live state
+  if (segs.length && m) {
+    const last = segs[segs.length - 1];
+    if (last.state === m.state) last.end = Math.max(last.end, nowUs());
+    else if (m.since >= last.start) { last.end = Math.min(last.end, m.since); segs.push({ start: m.since, end: nowUs(), state: m.state, reason: m.reason }); }
+  }
+  for (const s of segs) {
+    box.append(el("div", { class: `seg st-${s.state}`, "data-state": s.state, style: `left:${x(s.start)}%;width:${Math.max(0.15, x(s.end) - x(s.start))}%`,
+      title: `${STATE_NAMES[s.state]}${s.reason && s.state !== "RUNNING" ? " (" + s.reason + ")" : ""} ${hhmm(s.start)}–${hhmm(s.end)} · ${dur((s.end - s.start) / 1e6)}` }));
+  }
+  for (const mk of sh.marks) {
+    box.append(el("div", { class: "mark", "data-kind": mk.kind, style: `left:${x(mk.start)}%;width:${x(mk.end) - x(mk.start)}%`,
+      title: mk.kind === "BREAK" ? `planned break ${hhmm(mk.start)}–${hhmm(mk.end)}` : "outside the shift calendar" }));
+  }
+  box.append(el("div", { class: "now", style: `left:${x(nowUs())}%`, title: "now" }));
+  const hour = 3600e6;
+  for (let t = Math.ceil(t0 / hour) * hour; t <= t1; t += span > 12 * hour ? 2 * hour : hour) {
+    box.append(el("span", { class: "tick", style: `left:${x(t)}%`, text: hhmm(t) }));
+  }
+  $("#timeline").replaceWith(box);
+  $("#shift-label").textContent = sh.shift.name ? `${sh.shift.name} · ${hhmm(sh.shift.start)}–${hhmm(sh.shift.end)}` : sh.shift.note;
+  const legend = el("div", { id: "timeline-legend", class: "legend" });
+  for (const [k, label] of LEGEND) legend.append(el("span", {}, el("i", { class: "st-" + k }), label));
+  if (sh.marks.some((mk) => mk.kind === "BREAK")) legend.append(el("span", {}, el("i", { class: "mark-key", style: "background:repeating-linear-gradient(-45deg,rgba(255,255,255,.4) 0 2px,transparent 2px 4px)" }), "planned break"));
+  $("#timeline-legend").replaceWith(legend);
 }
-function svg(tag, attrs) {
-  const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  return e;
+async function loadShift() {
+  const asset = S.selected;
+  try {
+    const sh = await api(`api/shift?asset=${encodeURIComponent(asset)}`);
+    if (asset !== S.selected) return;
+    S.shift = sh;
+    if (sh.machine) (S.live || (S.live = { values: { values: {}, quality: {}, time: 0 }, rates: {} })).machine = sh.machine;
+  } catch (e) { console.error(e); return; }
+  renderTimeline(); renderOee(); renderShifts(); renderMachine();
 }
-function chart(name, label, x0, x1, layers) {
-  let lo = Infinity, hi = -Infinity;
-  for (const l of layers) for (const arr of l.ys) for (const v of arr) if (v !== null && v !== undefined) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-  if (lo === Infinity) { lo = 0; hi = 1; }
-  if (lo === hi) { lo -= 1; hi += 1; }
-  const s = svg("svg", { class: "trend", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", "data-tag": name });
-  for (const l of layers) {
-    if (l.kind === "band") {
-      const up = path(l.xs, l.ys[1], x0, x1, lo, hi);
-      const down = path([...l.xs].reverse(), [...l.ys[0]].reverse(), x0, x1, lo, hi).replace(/^M/, "L");
-      if (up) s.append(svg("path", { class: "band", d: up + down + "Z" }));
-    } else {
-      s.append(svg("path", { class: l.kind, d: path(l.xs, l.ys[0], x0, x1, lo, hi) }));
+
+// --- trends (uPlot) ---
+function rangeButtons() {
+  for (const b of document.querySelectorAll(".range-btn")) {
+    const active = S.history && S.history.range.name === b.dataset.range;
+    b.setAttribute("aria-pressed", active ? "true" : "false");
+  }
+}
+for (const b of document.querySelectorAll(".range-btn")) {
+  b.addEventListener("click", () => {
+    if (b.dataset.range === "custom") {
+      const f = $("#custom-range");
+      f.hidden = !f.hidden;
+      if (!f.hidden && S.history) {
+        const iso = (us) => { const d = new Date(us / 1000); d.setMinutes(d.getMinutes() - d.getTimezoneOffset()); return d.toISOString().slice(0, 16); };
+        $("#custom-from").value = iso(S.history.start); $("#custom-to").value = iso(S.history.end);
+      }
+      return;
     }
-  }
-  const wrap = el("div", { class: "chart" }, el("div", { class: "trend-label" },
-    el("span", { text: label }), el("span", { text: `${fmt(lo)} … ${fmt(hi)}` })));
-  wrap.append(s);
-  return wrap;
+    S.range = b.dataset.range; S.zoom = null; $("#custom-range").hidden = true;
+    loadHistory();
+  });
+}
+$("#custom-range").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const from = new Date($("#custom-from").value).getTime() * 1000, to = new Date($("#custom-to").value).getTime() * 1000;
+  if (!(to > from)) return;
+  S.range = "custom"; S.custom = [from, to]; S.zoom = null;
+  loadHistory();
+});
+
+async function loadHistory() {
+  const asset = S.selected;
+  let q = `api/history?asset=${encodeURIComponent(asset)}&range=${S.range}`;
+  if (S.range === "custom") q += `&start=${Math.round(S.custom[0])}&end=${Math.round(S.custom[1])}`;
+  let h;
+  try { h = await api(q); } catch (e) { $("#trend-range").textContent = String(e.message || e); return; }
+  if (asset !== S.selected) return;
+  for (const t of Object.values(h.trends)) t.n = t.t.map(() => 0);  // live points merged into a bucket count here
+  S.history = h;
+  drawTrends();
+  renderDowntime(h.downtime);
+  rangeButtons();
 }
 
+const followsNow = () => S.history && S.history.range.name !== "custom";
+function xWindow() {
+  const h = S.history;
+  if (S.zoom) return S.zoom;
+  if (!followsNow()) return [h.start / 1e6, h.end / 1e6];
+  const span = h.end - h.start, x1 = nowUs();
+  return [(x1 - span) / 1e6, x1 / 1e6];
+}
+function rangeLabel() {
+  const h = S.history, r = h.range, width = h.bucket_us / 1e6;
+  const names = { "15m": "last 15 min", "1h": "last hour", "8h": "last 8 h", "24h": "last 24 h", "7d": "last 7 days", shift: "this shift", custom: `${when(h.start)} – ${when(h.end)}`, hours: `last ${((h.end - h.start) / 3.6e9).toFixed(1)} h` };
+  let s = `${names[r.name] || r.name} · ${width >= 60 ? width / 60 + " min" : width + " s"} buckets`;
+  if (r.fitted) s += " · fitted to the data there is";
+  if (S.zoom) s += " · zoomed (double-click a chart to reset)";
+  return s;
+}
+function chartOpts(width, height, series, extra = {}) {
+  return {
+    width, height, series,
+    cursor: { sync: { key: "trends", setSeries: false }, drag: { x: true, y: false, setScale: false },
+      bind: { dblclick: () => () => { S.zoom = null; applyWindow(); return null; } } },
+    scales: { x: { time: true } },
+    axes: [
+      { stroke: "#8a96a3", grid: { stroke: "#243040", width: 1 }, ticks: { stroke: "#243040" }, size: 28, space: 70 },
+      { stroke: "#8a96a3", grid: { stroke: "#243040", width: 1 }, ticks: { stroke: "#243040" }, size: 52, values: (u, vals) => vals.map(fmtShort) },
+    ],
+    legend: { live: true },
+    hooks: { setSelect: [zoomFromSelection] },
+    ...extra,
+  };
+}
+function zoomFromSelection(u) {
+  if (u.select.width <= 2) return;
+  const min = u.posToVal(u.select.left, "x"), max = u.posToVal(u.select.left + u.select.width, "x");
+  S.zoom = [min, max];
+  u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+  applyWindow();
+}
+function applyWindow() {
+  const [min, max] = xWindow();
+  for (const c of S.charts) c.setScale("x", { min, max });
+  $("#trend-range").textContent = rangeLabel();
+}
+function trendData(t) {
+  return [t.t.map((us) => us / 1e6), t.min, t.max, t.avg];
+}
+function anomalyData(an) {
+  return [an.t.map((us) => us / 1e6), an.score, an.threshold, an.score.map((s, i) => (an.anomaly[i] ? s : null))];
+}
+// warm-up: shaded, labelled; the model learns what normal is and judges nothing yet
+function drawWarmup(u) {
+  const an = S.history && S.history.anomaly;
+  if (!an || !an.warming.some(Boolean)) return;
+  const ctx = u.ctx, w = (S.history.bucket_us / 1e6);
+  ctx.save();
+  ctx.fillStyle = "rgba(210,153,34,0.13)";
+  let i = 0;
+  while (i < an.t.length) {
+    if (!an.warming[i]) { i++; continue; }
+    let j = i;
+    while (j + 1 < an.t.length && an.warming[j + 1]) j++;
+    const x0 = u.valToPos(an.t[i] / 1e6, "x", true), x1 = u.valToPos(an.t[j] / 1e6 + w, "x", true);
+    ctx.fillRect(x0, u.bbox.top, Math.max(1, x1 - x0), u.bbox.height);
+    ctx.fillStyle = "rgba(210,153,34,0.9)";
+    ctx.font = `${11 * devicePixelRatio}px system-ui`;
+    if (x1 - x0 > 60) ctx.fillText("warm-up", x0 + 4, u.bbox.top + 12 * devicePixelRatio);
+    ctx.fillStyle = "rgba(210,153,34,0.13)";
+    i = j + 1;
+  }
+  ctx.restore();
+}
+function modelNote() {  // readiness of the asset's anomaly model, from its latest score
+  const a = S.live && S.live.anomaly, an = S.history && S.history.anomaly;
+  if (a && a.warming_up) return { text: `model ${a.model} warming up: learning what normal looks like, not judging yet`, cls: "model" };
+  if (a) return { text: `model ${a.model} ready${a.is_anomaly ? " · ANOMALY" : ""}`, cls: a.is_anomaly ? "sev-CRITICAL" : "" };
+  if (an && an.t.length) return an.warming[an.warming.length - 1] ? { text: "model warming up: not judging yet", cls: "model" } : { text: "model ready", cls: "" };
+  return { text: "no anomaly scores yet", cls: "" };
+}
 function drawTrends() {
   const h = S.history;
   if (!h || h.asset !== S.selected) return;
+  for (const c of S.charts) c.destroy();
+  S.charts = [];
   const box = el("div", { id: "trends" });
-  const x1 = Date.now() * 1000, x0 = x1 - (h.end - h.start);
-  const a = S.assets[h.asset];
+  $("#trends").replaceWith(box);
+  const width = Math.max(300, box.clientWidth || 600);
+  const a = S.info[h.asset];
   for (const tag of a.trend_tags) {
-    const t = h.trends[tag] || { t: [], min: [], max: [], avg: [] };
+    const t = h.trends[tag] || (h.trends[tag] = { t: [], min: [], max: [], avg: [], n: [] });
     const unit = (a.tags.find((x) => x.name === tag) || {}).unit || "";
-    box.append(chart(tag, `${tag}${unit ? " [" + unit + "]" : ""}`, x0, x1, [
-      { kind: "band", xs: t.t, ys: [t.min, t.max] }, { kind: "avg", xs: t.t, ys: [t.avg] }]));
+    const wrap = el("div", { class: "chart", "data-tag": tag }, el("div", { class: "chart-label" }, el("span", { text: `${tag}${unit ? " [" + unit + "]" : ""}` })));
+    box.append(wrap);
+    const u = new uPlot(chartOpts(width, 100, [
+      { value: (u, v) => (v === null ? "" : when(v * 1e6)) },
+      { label: "min", stroke: "rgba(88,166,255,0.35)", width: 0.5, value: (u, v) => fmtShort(v), points: { show: false } },
+      { label: "max", stroke: "rgba(88,166,255,0.35)", width: 0.5, value: (u, v) => fmtShort(v), points: { show: false } },
+      { label: "avg", stroke: "#58a6ff", width: 1.3, value: (u, v) => fmtShort(v), points: { show: false } },
+    ], { bands: [{ series: [2, 1], fill: "rgba(88,166,255,0.22)" }] }), trendData(t), wrap);
+    u.tag = tag;
+    S.charts.push(u);
   }
   const an = h.anomaly;
-  box.append(chart("anomaly", "anomaly score / threshold", x0, x1, [
-    { kind: "score", xs: an.t, ys: [an.score] }, { kind: "thr", xs: an.t, ys: [an.threshold] }]));
-  $("#trends").replaceWith(box);
-  $("#trend-range").textContent = `last ${((h.end - h.start) / 3.6e9).toFixed(1)} h · ${(h.bucket_us / 1e6).toFixed(0)} s buckets`;
+  const note = modelNote();
+  const wrap = el("div", { class: "chart", "data-tag": "anomaly" }, el("div", { class: "chart-label" },
+    el("span", { text: "anomaly score / threshold" }), el("span", { class: "model-note " + note.cls, id: "model-note", text: note.text })));
+  box.append(wrap);
+  const u = new uPlot(chartOpts(width, 100, [
+    { value: (u, v) => (v === null ? "" : when(v * 1e6)) },
+    { label: "score", stroke: "#d29922", width: 1.2, value: (u, v) => fmtShort(v), points: { show: false } },
+    { label: "threshold", stroke: "#f85149", dash: [4, 3], width: 1, value: (u, v) => fmtShort(v), points: { show: false } },
+    { label: "alarm", stroke: "transparent", value: (u, v) => (v === null ? "" : "alarm"), points: { show: true, size: 7, fill: "#f85149", stroke: "#f85149" } },
+  ], { hooks: { setSelect: [zoomFromSelection], drawClear: [drawWarmup] } }), anomalyData(an), wrap);
+  u.tag = "anomaly";
+  S.charts.push(u);
+  box.dataset.warmup = an.warming.some(Boolean) ? "1" : "0";
+  box.dataset.alarms = String(an.anomaly.filter(Boolean).length);
+  applyWindow();
   if (!S.drawnOnce) {
     S.drawnOnce = true;
     performance.mark("charts-drawn");
     document.body.dataset.chartsDrawn = "1";
   }
+  document.body.dataset.trendsFor = h.asset + "|" + h.range.name;
+}
+function refreshCharts() {
+  const h = S.history;
+  if (!h) return;
+  for (const u of S.charts) {
+    if (u.tag === "anomaly") u.setData(anomalyData(h.anomaly), false);
+    else if (h.trends[u.tag]) u.setData(trendData(h.trends[u.tag]), false);
+  }
+  applyWindow();
+  const note = modelNote(), box = $("#model-note");
+  if (box) { box.textContent = note.text; box.className = "model-note " + note.cls; }
 }
 function scheduleRedraw() {
   if (S.redrawPending) return;
   S.redrawPending = true;
-  setTimeout(() => { S.redrawPending = false; drawTrends(); }, 1000);
+  setTimeout(() => { S.redrawPending = false; refreshCharts(); }, 1000);
 }
+// live points go into the history's buckets (same width), so a long range does not grow by a point a frame
+function bucketAdd(series, t, v, width) {
+  const b = t - (t % width), n = series.t.length;
+  if (n && series.t[n - 1] === b) {
+    const k = series.n[n - 1] || 1;
+    series.min[n - 1] = Math.min(series.min[n - 1], v); series.max[n - 1] = Math.max(series.max[n - 1], v);
+    series.avg[n - 1] = (series.avg[n - 1] * k + v) / (k + 1); series.n[n - 1] = k + 1;
+  } else if (!n || b > series.t[n - 1]) {
+    series.t.push(b); series.min.push(v); series.max.push(v); series.avg.push(v); series.n.push(1);
+  }
+}
+function appendLive(upd) {
+  const h = S.history;
+  if (!h || h.asset !== upd.asset || !followsNow()) return;
+  for (const [tag, v] of Object.entries(upd.values)) {
+    const t = h.trends[tag];
+    if (t && typeof v === "number") bucketAdd(t, upd.time, v, h.bucket_us);
+  }
+  scheduleRedraw();
+}
+function appendAnomaly(a) {
+  const h = S.history, an = h && h.anomaly;
+  if (!an || h.asset !== a.asset || !followsNow()) return;
+  const b = a.time - (a.time % h.bucket_us), n = an.t.length;
+  if (n && an.t[n - 1] === b) {
+    an.score[n - 1] = Math.max(an.score[n - 1], a.score); an.threshold[n - 1] = a.threshold;
+    an.anomaly[n - 1] = an.anomaly[n - 1] || a.is_anomaly; an.warming[n - 1] = an.warming[n - 1] || a.warming_up;
+  } else if (!n || b > an.t[n - 1]) {
+    an.t.push(b); an.score.push(a.score); an.threshold.push(a.threshold); an.anomaly.push(a.is_anomaly); an.warming.push(a.warming_up);
+  }
+  scheduleRedraw();
+}
+window.addEventListener("resize", () => {
+  const w = Math.max(300, $("#trends").clientWidth);
+  for (const u of S.charts) u.setSize({ width: w, height: 100 });
+});
 
 function renderDowntime(rows) {
   const box = el("div", { id: "downtime" });
@@ -172,29 +555,7 @@ function renderDowntime(rows) {
     el("div", { class: "bar" }, el("div", { style: `width:${(100 * r.seconds) / max}%;background:var(--warn)` })),
     el("span", { class: "num", text: dur(r.seconds) })));
   $("#downtime").replaceWith(box);
-}
-
-async function loadHistory() {
-  const asset = S.selected;
-  const h = await api(`api/history?asset=${encodeURIComponent(asset)}`);
-  if (asset !== S.selected) return;
-  S.history = h;
-  drawTrends();
-  renderDowntime(h.downtime);
-}
-
-// live points: appended to the downsampled history (one point per push), oldest trimmed
-function appendLive(upd) {
-  const h = S.history;
-  if (!h || h.asset !== upd.asset) return;
-  const cutoff = upd.time - (h.end - h.start);
-  for (const [tag, v] of Object.entries(upd.values)) {
-    const t = h.trends[tag];
-    if (!t || typeof v !== "number") continue;
-    t.t.push(upd.time); t.min.push(v); t.max.push(v); t.avg.push(v);
-    while (t.t.length && t.t[0] < cutoff) { t.t.shift(); t.min.shift(); t.max.shift(); t.avg.shift(); }
-  }
-  scheduleRedraw();
+  $("#downtime-range").textContent = S.history ? rangeLabel().split(" · ")[0] : "";
 }
 
 // --- alerts ---
@@ -204,13 +565,15 @@ function renderAlerts() {
     .sort((a, b) => (!!a.ack - !!b.ack) || (b.time - a.time));
   if (!rows.length) tb.append(el("tr", {}, el("td", { class: "empty", text: "no active alerts" })));
   for (const a of rows) {
-    const btn = a.ack ? el("span", { class: "acked-by", text: "acknowledged" }) : el("button", { class: "ack", text: "Acknowledge" });
-    if (!a.ack) btn.addEventListener("click", () => acknowledge(a.alert_id, btn));
+    let action;
+    if (a.ack) action = el("span", { class: "acked-by small dim", text: `acknowledged${a.ack.acked_by ? " by " + a.ack.acked_by : ""} ${hhmm(a.ack.acked_at)}` });
+    else if (can("ack")) { action = el("button", { class: "ack", text: "Acknowledge" }); action.addEventListener("click", () => acknowledge(a.alert_id, action)); }
+    else action = el("span", { class: "small dim", text: "read-only" });
     tb.append(el("tr", { class: "alert" + (a.ack ? " acked" : ""), "data-alert-id": a.alert_id, "data-rule": a.rule },
       el("td", { class: "sev-" + a.severity, text: a.severity }),
       el("td", {}, el("div", { text: `${a.rule} · ${a.asset.split(".").pop()}` }),
         el("div", { class: "empty", text: a.message || "" }), el("div", { class: "empty", text: when(a.time) })),
-      el("td", {}, btn)));
+      el("td", {}, action)));
   }
   $("#alerts tbody").replaceWith(tb);
 }
@@ -220,71 +583,106 @@ async function acknowledge(id, btn) {
     const r = await api(`api/alerts/${encodeURIComponent(id)}/ack`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
     const a = S.alerts.get(id); if (a) a.ack = r.ack;
     renderAlerts();
-  } catch (e) { btn.disabled = false; console.error(e); }
+  } catch (e) { btn.disabled = false; btn.title = String(e.message || e); console.error(e); }
 }
 
-// --- pipeline health ---
+// --- pipeline health: the numbers `plantstream status` prints ---
 function renderHealth() {
-  const tb = el("tbody");
   const h = S.health;
   if (!h) return;
-  tb.append(el("tr", {}, el("td", { text: "dashboard feed" }), el("td", { class: "num", text: h.live.ready ? "live" : "starting" }),
-    el("td", { class: "num", text: `${h.live.browsers} browser(s)` })));
-  for (const c of h.components) {
-    tb.append(el("tr", { "data-component": c.component, class: c.alive ? "" : "dead" },
-      el("td", { text: c.component + (c.alive ? "" : " (stale)") }),
-      el("td", { class: "num", text: c.rate_per_s === null ? "–" : `${fmt(c.rate_per_s)} ${c.rate_name}/s` }),
-      el("td", { class: "num", text: `lag ${c.consumer_lag === null ? "–" : c.consumer_lag}${c.dead_letters ? ` · ${c.dead_letters} dead letters` : ""}` })));
+  const note = $("#health-note");
+  note.textContent = h.error ? h.error : (h.feed && h.feed.state !== "live" ? `dashboard feed: ${h.feed.detail}` : "");
+  note.className = "small " + (h.error ? "dead" : "dim");
+  const tb = el("tbody");
+  if (!h.stages.length) tb.append(el("tr", {}, el("td", { class: "empty", text: h.feed && h.feed.state === "off" ? "history only (--no-live)" : "no stage has reported yet" })));
+  for (const c of h.stages) {
+    const rate = c.rate_per_s === null ? "–" : `${fmtShort(c.rate_per_s)} ${c.rate_name.replace(/_/g, " ")}/s`;
+    const lag = c.lag !== null ? `lag ${c.lag}` : c.buffered !== null ? `buffer ${c.buffered}` : "";
+    tb.append(el("tr", { "data-component": c.component, "data-state": c.state },
+      el("td", { text: c.component }),
+      el("td", { class: "stage-" + c.state, text: c.state, title: `counters written ${c.updated_age_s} s ago` }),
+      el("td", { class: "num", text: rate }),
+      el("td", { class: "num", text: lag + (c.dead_letters ? ` · ${c.dead_letters} dead letters` : "") })));
   }
   $("#health tbody").replaceWith(tb);
+  const tt = el("tbody");
+  for (const t of h.topics || []) tt.append(el("tr", { "data-topic": t.name }, el("td", { class: "small", text: t.name }),
+    el("td", { class: "num small", text: `${fmtShort(t.rate_per_s)}/s` }), el("td", { class: "num small dim", text: String(t.messages) })));
+  $("#topics tbody").replaceWith(tt);
 }
 
-// --- live stream ---
+// --- the header's indicator: the stream's real state, and the server's Kafka feed ---
+function setConn(state, text, title) {
+  const c = $("#conn");
+  c.dataset.state = state; c.textContent = text; c.title = title || "";
+}
+function updateConn() {
+  const es = S.es;
+  if (!es) return setConn("connecting", "connecting…");
+  if (es.readyState === EventSource.CLOSED) return setConn("disconnected", "disconnected", "the server closed the stream");
+  if (es.readyState === EventSource.CONNECTING) return setConn(S.everOpen ? "reconnecting" : "connecting", S.everOpen ? "reconnecting…" : "connecting…", "no stream to the dashboard server");
+  const age = (Date.now() - S.lastEvent) / 1000;
+  if (age > 5) return setConn("stale", `no word for ${age.toFixed(0)} s`, "the stream is open but the server sends nothing (it ticks every 2 s)");
+  const f = S.feed;
+  if (f && f.state !== "live") return setConn("degraded", f.state === "off" ? "history only" : f.state === "broker" ? "Kafka unreachable" : "waiting for topics", f.detail);
+  setConn("live", "live", f ? `${f.detail}; newest record ${f.last_record_age_s === null ? "–" : f.last_record_age_s + " s"} ago` : "");
+}
+setInterval(() => { updateConn(); renderAssetStatus(); renderMachine(); }, 1000);
+setInterval(() => { if (S.selected && S.shift) renderTimeline(); }, 15000);
+setInterval(() => { if (S.selected) loadShift(); }, 60000);
+
 function applySnapshot(s) {
-  S.status = s.status; S.values = s.values; S.oee = s.oee; S.anomaly = s.anomaly;
+  S.status = s.status; S.treeOee = s.tree_oee;
   S.alerts = new Map(s.alerts.map((a) => [a.alert_id, a]));
-  S.health = s.health;
-  renderTreeStatus(); renderValues(); renderOee(); renderAlerts(); renderHealth();
+  S.health = s.health; S.feed = s.health.feed;
+  if (s.asset === S.selected) { S.live = s.live; S.oee = s.oee; }
+  renderTreeStatus(); renderValues(); renderOee(); renderAlerts(); renderHealth(); renderMachine();
 }
 function connect() {
-  const es = new EventSource("api/events");
-  const conn = $("#conn");
-  es.onopen = () => { conn.dataset.state = "open"; conn.textContent = "live"; };
-  es.onerror = () => { conn.dataset.state = "error"; conn.textContent = "reconnecting…"; };
-  const on = (ev, fn) => es.addEventListener(ev, (m) => fn(JSON.parse(m.data)));
+  if (S.es) S.es.close();
+  const es = new EventSource(`api/events?asset=${encodeURIComponent(S.selected)}`);
+  S.es = es;
+  es.onopen = () => { S.everOpen = true; S.lastEvent = Date.now(); updateConn(); };
+  es.onerror = () => {
+    updateConn();
+    if (es.readyState === EventSource.CLOSED) fetch("api/me", { credentials: "same-origin" }).then((r) => { if (r.status === 401) signedOut(); });
+  };
+  const on = (ev, fn) => es.addEventListener(ev, (m) => { if (S.es !== es) return; S.lastEvent = Date.now(); fn(JSON.parse(m.data)); updateConn(); });
   on("snapshot", (s) => { applySnapshot(s); document.body.dataset.live = "1"; });
+  on("tick", (t) => { S.feed = t.feed; });
   on("frames", (list) => {
     for (const u of list) {
-      const cur = S.values[u.asset] || (S.values[u.asset] = { values: {}, quality: {}, time: 0 });
+      if (u.asset !== S.selected) continue;
+      const live = S.live || (S.live = { values: { values: {}, quality: {}, time: 0 }, rates: {} });
+      const cur = live.values;
       Object.assign(cur.values, u.values); Object.assign(cur.quality, u.quality); cur.time = Math.max(cur.time, u.time);
-      if (!u.historical && S.status[u.asset]) { S.status[u.asset].online = true; S.status[u.asset].age_s = Math.max(0, (Date.now() * 1000 - u.time) / 1e6); }
-      if (u.asset === S.selected) { renderValues(); appendLive(u); }
-    }
-    renderTreeStatus();
-  });
-  on("anomalies", (list) => {
-    for (const a of list) {
-      S.anomaly[a.asset] = a;
-      const h = S.history;
-      if (h && h.asset === a.asset) { h.anomaly.t.push(a.time); h.anomaly.score.push(a.score); h.anomaly.threshold.push(a.threshold); scheduleRedraw(); }
+      if (u.rates) live.rates = u.rates;
+      if (!u.historical && S.status[u.asset]) S.status[u.asset].online = true;
+      renderValues(); appendLive(u);
     }
   });
-  on("oee", (o) => { S.oee[o.asset] = o; renderOee(); renderTreeStatus(); });
+  on("machine", (m) => { if (m.asset === S.selected) { (S.live || (S.live = { values: { values: {}, quality: {}, time: 0 }, rates: {} })).machine = m; renderMachine(); renderTimeline(); renderValues(); } });
+  on("anomalies", (list) => { for (const a of list) if (a.asset === S.selected) { if (S.live) S.live.anomaly = a; appendAnomaly(a); } });
+  on("oee", (o) => { if (o.asset === S.selected) { S.oee = o; renderOee(); loadShift(); } });
+  on("tree_oee", (m) => { Object.assign(S.treeOee, m); renderTreeStatus(); });
+  on("shift", (m) => { if (m.asset === S.selected) loadShift(); });
   on("alert", (a) => { S.alerts.set(a.alert_id, a); renderAlerts(); });
   on("ack", (m) => { const a = S.alerts.get(m.alert_id); if (a) { a.ack = m.ack; renderAlerts(); } });
-  on("health", (h) => { S.health = h; renderHealth(); });
-  on("status", (st) => { S.status = st; renderTreeStatus(); });
+  on("health", (h) => { S.health = h; S.feed = h.feed; renderHealth(); });
+  on("status", (changed) => { Object.assign(S.status, changed); renderTreeStatus(); });
 }
 
 async function start() {
+  S.me = await api("api/me");
+  renderWho();
   S.plant = await api("api/plant");
-  for (const a of S.plant.assets) S.assets[a.path] = a;
+  for (const a of S.plant.assets) S.byPath[a.path] = a;
+  indexTree(S.plant.tree, null);
   $("#plant-name").textContent = S.plant.name;
   document.title = `${S.plant.name} · plantstream`;
   renderTree();
   const m = location.hash.match(/asset=([^&]+)/);
   const wanted = m && decodeURIComponent(m[1]);
-  select(S.assets[wanted] ? wanted : S.plant.assets[0].path);
-  connect();
+  await select(S.byPath[wanted] ? wanted : S.plant.assets[0].path);
 }
-start().catch((e) => { $("#conn").dataset.state = "error"; $("#conn").textContent = String(e); });
+start().catch((e) => { setConn("error", String(e.message || e)); console.error(e); });
