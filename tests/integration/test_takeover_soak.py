@@ -91,14 +91,14 @@ def takeover(stack: Stack, tmp_path: Path) -> dict[str, Any]:
             out["kill_to_all_partitions_s"] = round(time.time() - killed_at, 2)
         except AssertionError:
             out["kill_to_all_partitions_s"] = None
+        after = group_assignment(sa)
         kpi_msgs = read_from(sa, sa.topic(topics.KPI), None, len(want_kpi), timeout=90, settle=1.0, distinct=True)
         oee_msgs = read_from(sa, sa.topic(topics.OEE), None, len(want_oee), timeout=10, settle=0.5, distinct=True)
-        after = group_assignment(sa)
     finally:
         for w in (a, b):
             stop(w)
-    (member_a,) = set(before) - set(after) or {None}
-    moved = {x for x in assets if member_a is not None and partition_of(x, n) in before[member_a]}
+    gone = set(before) - set(after) if len(after) == 1 else set()  # the killed worker's member id
+    moved = {x for x in assets for m in gone if partition_of(x, n) in before[m]}
     kpi_dec, oee_dec = decoder(sa, schemas.KPI_WINDOW), decoder(sa, schemas.OEE_WINDOW)
     got_kpi = [(m.timestamp()[1], kpi_dec.decode(m.value())) for m in kpi_msgs]
     got_oee = [oee_dec.decode(m.value()) for m in oee_msgs]
