@@ -119,7 +119,7 @@ def takeover(stack: Stack, tmp_path: Path) -> dict[str, Any]:
         survivor_exit=b.returncode,
         survivor_watchdog_exit=b.returncode == 3,
         changelog_rewinds=log_b.count("fetching them again"),
-        stuck=bool(lost) or b.returncode == 3 or not survivor_first,
+        stuck=bool(lost) or b.returncode == 3 or (bool(moved) and not survivor_first),
     )
     return out
 
