@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from plantstream.core.config import ConfigError, Settings, load_config
+from plantstream.core.outage_log import NOISY_LOGGERS, limit_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and schema registry.")
@@ -62,6 +63,8 @@ def _root(
     )
     for noisy in ("aiokafka", "faust", "mode", "pymodbus", "asyncua", "httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # a broker outage makes the Kafka clients log every retry: one line per condition per minute instead
+    limit_logging(NOISY_LOGGERS)
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -101,11 +102,13 @@ def _run_device_producer(
             Deadline(component, stop_within, stats.flush),
         )
     finally:
-        undelivered = sink.close(timeout=max(1.0, stop_within - 5))
+        # every close within the stop deadline (a broker that is gone answers none of them)
+        end = time.monotonic() + max(3.0, stop_within - 3)
+        undelivered = sink.close(timeout=max(1.0, end - time.monotonic() - 2))
         if alerts is not None:
-            alerts.close(timeout=10)
+            alerts.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
         if dead is not None:
-            dead.close(timeout=10)
+            dead.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
         stats.flush()
     if undelivered:
         log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)

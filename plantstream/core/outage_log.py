@@ -5,20 +5,23 @@ megabytes a minute onto the disk the store-and-forward buffer needs. Contract:
 - `OutageLog.report(condition, message, *args)` logs the first occurrence of a condition at once and
   then at most one line per `interval_s`, saying how many times it happened since the last line;
   `OutageLog.resolved(condition, ...)` logs one line when the condition is over (if it was reported).
-- `RateLimitFilter` does the same for log records of other libraries (aiokafka's connection errors):
-  records of one logger with one message template pass once per interval, the passing one carrying
-  the count of those held back. `limit_logging(prefixes)` applies it to every record of the loggers
-  under the prefixes, wherever they are handled.
+- `RateLimitFilter` does the same for log records of other libraries (aiokafka's and librdkafka's
+  connection errors): records of one logger whose messages differ only in numbers pass once per
+  interval, the passing one carrying the count of those held back. `limit_logging(prefixes)` applies
+  it to every record of the loggers under the prefixes, wherever they are handled.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 DEFAULT_INTERVAL_S = 60.0
+# the client libraries that log every retry during a broker outage
+NOISY_LOGGERS = ("librdkafka", "aiokafka", "faust", "mode")
 
 
 @dataclass(slots=True)
@@ -70,8 +73,17 @@ class OutageLog:
         return condition in self._seen
 
 
+def shape(message: str) -> str:
+    """A message with its numbers blanked: the retries of one condition (ports, node ids, "after 0ms")
+    look alike. Libraries that log preformatted text (librdkafka: "%s [%s] %s") are told apart this way."""
+    return _DIGITS.sub("#", message)[:300]
+
+
+_DIGITS = re.compile(r"\d+")
+
+
 class RateLimitFilter(logging.Filter):
-    """Lets one record per (logger, level, message template) through per interval, with a count.
+    """Lets one record per (logger, level, message shape) through per interval, with a count.
 
     Only records of loggers under `prefixes` are limited (all when empty), and only WARNING and up."""
 
@@ -102,7 +114,7 @@ class RateLimitFilter(logging.Filter):
         return verdict
 
     def _judge(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg))
+        key = (record.name, record.levelno, shape(record.getMessage()))
         now = self._clock()
         seen = self._seen.get(key)
         if seen is None:

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 import schemas
 from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
-from plantstream.core.outage_log import limit_logging
+from plantstream.core.outage_log import NOISY_LOGGERS, limit_logging
 from plantstream.core.runstats import RunStats, instance_name
 from plantstream.core.shutdown import Deadline
 from processors.anomaly import AnomalyStage
@@ -42,7 +42,6 @@ log = logging.getLogger("plantstream.processor")
 WATCH_EVERY_S = 5.0
 RECOVERY = "table recovery"
 EXIT_STALLED = 3  # the watchdog's exit code
-NOISY_LOGGERS = ("aiokafka", "faust", "mode")
 
 # output kind -> (topic constant, schema name)
 OUTPUT_TOPICS = {
