@@ -13,7 +13,7 @@ import schemas
 from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
-from plantstream.core.shutdown import Deadline
+from plantstream.core.shutdown import StopOnSignal
 
 if TYPE_CHECKING:
     from producers.publisher import FrameSink
@@ -25,21 +25,19 @@ DeviceProducer = Callable[..., Awaitable[None]]
 
 
 def run_until_signal(
-    body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None, deadline: Deadline | None = None
+    body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None, stopper: StopOnSignal | None = None
 ) -> None:
-    """Run `body` until SIGINT/SIGTERM (or `duration`); the signal also arms the stop `deadline`."""
+    """Run `body` until SIGINT/SIGTERM (or `duration`); with a `stopper` (installed first thing) the signal
+    is taken by it, which also bounds the time the stop may take."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-
-        def on_signal() -> None:
-            stop.set()
-            if deadline is not None:
-                deadline.arm()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+        if stopper is not None:
+            stopper.on_stop(lambda: loop.call_soon_threadsafe(stop.set))
+        else:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
         await body(stop)
@@ -84,6 +82,10 @@ def _run_device_producer(
     from producers.device_events import AlertSink
 
     stats = RunStats(component, settings.pipeline.state_dir)
+    # before any thread starts: a signal stops the readers, then the publisher delivers what it can within the
+    # stop deadline (what Kafka has not acknowledged stays in the store-and-forward buffer for the next start)
+    stop_within = settings.pipeline.shutdown_timeout_s
+    stopper = StopOnSignal(component, stop_within, stats.flush).install()
     metrics.serve(settings, stats)
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
     sink = frame_sink(settings, component, stats)
@@ -92,15 +94,8 @@ def _run_device_producer(
     extra: dict[str, Any] = {"on_event": alerts.emit} if alerts is not None else {}
     if dead is not None:
         extra["dead_letters"] = dead
-    # a signal stops the readers, then the publisher delivers what it can within the stop deadline (what
-    # Kafka has not acknowledged stays in the store-and-forward buffer for the next start)
-    stop_within = settings.pipeline.shutdown_timeout_s
     try:
-        run_until_signal(
-            lambda stop: run(settings, sink.emit, stop, stats, **extra),
-            duration,
-            Deadline(component, stop_within, stats.flush),
-        )
+        run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration, stopper)
     finally:
         # every close within the stop deadline (a broker that is gone answers none of them)
         end = time.monotonic() + max(3.0, stop_within - 3)
@@ -160,18 +155,15 @@ def run_replay(settings: Settings, source: str | None, speed: float | None) -> i
         )
         return 2
     stats = RunStats("producer-replay", settings.pipeline.state_dir)
+    stopper = StopOnSignal("producer-replay", settings.pipeline.shutdown_timeout_s, stats.flush).install()
     sink = frame_sink(settings, "producer-replay", stats)
     stopping = False
 
-    deadline = Deadline("producer-replay", settings.pipeline.shutdown_timeout_s, stats.flush)
-
-    def on_signal(*_: Any) -> None:
+    def on_signal() -> None:
         nonlocal stopping
         stopping = True
-        deadline.arm()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    stopper.on_stop(on_signal)
     results = []
     code = 0
     try:

@@ -7,7 +7,6 @@ replays at most the last batch, and the store's natural keys make that replay a 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from plantstream.core.config import Settings
 from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats, instance_name
 from plantstream.core.serde import DecodeError
-from plantstream.core.shutdown import Deadline
+from plantstream.core.shutdown import StopOnSignal
 from sinks.stores.registry import describe, open_with_retry, run_retention, write_with_backpressure
 
 log = logging.getLogger("plantstream.sink.storage")
@@ -143,13 +142,6 @@ def run_storage_sink(
 
 def main(settings: Settings, instance: int = 1) -> None:
     stop = threading.Event()
-    # the signal asks for an orderly stop; with Kafka gone, closing the consumer may wait for good
-    deadline = Deadline("the storage sink", settings.pipeline.shutdown_timeout_s)
-
-    def on_signal(*_: object) -> None:
-        stop.set()
-        deadline.arm()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    # a signal asks for an orderly stop, within a deadline: closing a consumer may wait for a broker that is gone
+    StopOnSignal("the storage sink", settings.pipeline.shutdown_timeout_s).install().on_stop(stop.set)
     run_storage_sink(settings, stop, instance=instance)

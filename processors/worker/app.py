@@ -25,7 +25,7 @@ from plantstream.core import kafka_clients, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.outage_log import NOISY_LOGGERS, limit_logging
 from plantstream.core.runstats import RunStats, instance_name
-from plantstream.core.shutdown import Deadline
+from plantstream.core.shutdown import StopOnSignal
 from processors.anomaly import AnomalyStage
 from processors.worker import faust_compat
 from processors.worker.checkpoint import Checkpoint
@@ -254,20 +254,21 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
 
 
 def run_worker(settings: Settings, loglevel: str = "warning", instance: int = 1) -> None:
-    """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully).
+    """Run the worker until SIGTERM/SIGINT, which stop it in order within `pipeline.shutdown_timeout_s`.
     `instance`: which of several workers in the group this is (its counters file and data folder).
 
     Raises `faust_compat.UnsupportedVersions` before anything starts when the installed Faust, mode or
     aiokafka are not the versions its patches were tested with."""
     faust_compat.check_versions()
     stats = RunStats(instance_name("processor", instance), settings.pipeline.state_dir)
+    # before any thread starts (see core/shutdown.py); until Faust runs, a signal ends the process at once
+    stopper = StopOnSignal("the worker", settings.pipeline.shutdown_timeout_s, stats.flush).install()
+    stopper.on_stop(lambda: os._exit(0))
     kafka_clients.wait_for_broker(settings, "processor")
     metrics.serve(settings, stats)
     app = create_app(settings, stats, instance)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    # SIGTERM ends the worker within shutdown_timeout_s whatever the broker does (exit code 4 if cut short)
-    deadline = Deadline("the worker", settings.pipeline.shutdown_timeout_s, stats.flush)
-    faust_compat.on_stop_signal(worker, deadline.arm)
+    stopper.on_stop(faust_compat.stop_request(worker))
     # a broker outage makes aiokafka (and Faust) log each retry, ten lines per 100 ms: one per minute now
     # (again once the agent runs: mode's worker sets up its log handlers when it starts)
     limit_logging(NOISY_LOGGERS)

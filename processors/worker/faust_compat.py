@@ -13,7 +13,7 @@ What is here, and why (docs/worker.md has the traces that found them):
   recovery stalled for good without it).
 - `before_offset_commit`: runs the Checkpoint right before Faust commits the input offsets.
 - `changelog_key`: a table key encoded as Faust's recovery reads it.
-- `on_stop_signal`: the worker's stop deadline is armed by the signal itself.
+- `stop_request`: how a signal seen by another thread stops mode's worker.
 - `recovery_remaining`: how far the table recovery is from done (for the watchdog).
 
 Fast path. Faust's fetch loop (`Consumer._drain_messages`) passes every message to the conductor
@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from importlib import metadata
 from typing import Any
@@ -94,16 +95,14 @@ def check_versions(installed: dict[str, str | None] | None = None) -> None:
         )
 
 
-def on_stop_signal(worker: Any, callback: Callable[[], None]) -> None:
-    """Call `callback` when mode's worker gets SIGTERM/SIGINT, before it starts stopping its services
-    (one by one: with the broker gone a consumer commit or close can wait for good)."""
-    schedule_shutdown = worker._schedule_shutdown
+def stop_request(worker: Any) -> Callable[[], None]:
+    """A thread-safe way to ask mode's worker to stop, as its own SIGTERM handler does (the signal itself
+    is taken by plantstream.core.shutdown, so that it is seen even while the main thread is blocked)."""
 
-    def scheduling_shutdown(signum: Any) -> None:
-        callback()
-        schedule_shutdown(signum)
+    def request() -> None:
+        worker.loop.call_soon_threadsafe(worker._schedule_shutdown, signal.SIGTERM)
 
-    worker._schedule_shutdown = scheduling_shutdown
+    return request
 
 
 def recovery_remaining(app: Any) -> int | None:

@@ -11,7 +11,6 @@ repeat, with the same X-Plantstream-Delivery id to drop it by).
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from plantstream.core.config import AlertingSettings, AlertRoute, Settings
 from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
-from plantstream.core.shutdown import Deadline
+from plantstream.core.shutdown import StopOnSignal
 from sinks.alerts.channels import Sender, make_sender
 from sinks.alerts.delivery_log import Delivery, DeliveryLog
 from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch
@@ -209,13 +208,6 @@ def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | 
 
 def main(settings: Settings) -> None:
     stop = threading.Event()
-    # the signal asks for an orderly stop; with Kafka gone, closing the consumer may wait for good
-    deadline = Deadline("the alert sink", settings.pipeline.shutdown_timeout_s)
-
-    def on_signal(*_: object) -> None:
-        stop.set()
-        deadline.arm()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    # a signal asks for an orderly stop, within a deadline: closing a consumer may wait for a broker that is gone
+    StopOnSignal("the alert sink", settings.pipeline.shutdown_timeout_s).install().on_stop(stop.set)
     run_alert_sink(settings, stop)
