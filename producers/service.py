@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
+from plantstream.core.records import Alert
 from plantstream.core.runstats import RunStats
 from plantstream.core.shutdown import StopOnSignal
 
 if TYPE_CHECKING:
-    from producers.publisher import FrameSink
+    from producers.publisher import Publisher
 
-log = logging.getLogger("plantstream.producer")
+log = logs.get(__name__)
 
 # run_modbus_producer / run_opcua_producer: (settings, emit, stop, stats) -> None
 DeviceProducer = Callable[..., Awaitable[None]]
@@ -46,7 +46,7 @@ def run_until_signal(
 
 
 def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
-    """FrameSink arguments for the configured store-and-forward buffer (one file per producer kind)."""
+    """Publisher arguments for the configured store-and-forward buffer (one file per publisher of a producer)."""
     from producers.store_forward import DiskBuffer
 
     sf = settings.pipeline.store_forward
@@ -56,12 +56,27 @@ def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
     return {"buffer": DiskBuffer(path, int(sf.max_mb * 2**20)), "component": component, "alarm_fill": sf.alarm_fill}
 
 
-def frame_sink(settings: Settings, component: str, stats: RunStats) -> FrameSink:
-    """The producer's Kafka side: codec registered (waiting for the registry with backoff), disk buffer."""
-    from producers.publisher import FrameSink
+def frame_publisher(settings: Settings, component: str, stats: RunStats) -> Publisher:
+    """The producer's frames to Kafka: codec registered (waiting for the registry with backoff), disk buffer."""
+    from producers.publisher import Publisher
 
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    return FrameSink(settings, codec, stats, **store_forward_kwargs(settings, component))
+    return Publisher(settings, codec, stats, **store_forward_kwargs(settings, component))
+
+
+def event_publisher(settings: Settings, component: str) -> Publisher:
+    """The producer's device-down alerts to plant.alerts.v1, through a disk buffer of their own: a CLEARED
+    raised while Kafka is away (or before a kill) still arrives, so no device-down alert stays open."""
+    from producers.publisher import Publisher, describe_alert
+
+    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.ALERTS), schemas.ALERT)
+    return Publisher(
+        settings,
+        codec,
+        topic=topics.ALERTS,
+        describe=describe_alert,
+        **store_forward_kwargs(settings, f"{component}-events"),
+    )
 
 
 def _run_device_producer(
@@ -78,20 +93,27 @@ def _run_device_producer(
     `device_events`: `run` takes `on_event=` and gets device-down/up Alert records for plant.alerts.v1.
     `dead_letters`: `run` takes `dead_letters=`, where bad input goes (plant.deadletter.v1).
     """
-    from producers.dead_letters import DeadLetterSink
-    from producers.device_events import AlertSink
+    from producers.dead_letters import DeadLetterPublisher
+    from producers.device_events import log_event
 
     stats = RunStats(component, settings.pipeline.state_dir)
-    # before any thread starts: a signal stops the readers, then the publisher delivers what it can within the
-    # stop deadline (what Kafka has not acknowledged stays in the store-and-forward buffer for the next start)
+    # before any thread starts: a signal stops the readers, then the publishers deliver what they can within
+    # the stop deadline (what Kafka has not acknowledged stays in the store-and-forward buffer for next time)
     stop_within = settings.pipeline.shutdown_timeout_s
     stopper = StopOnSignal(component, stop_within, stats.flush).install()
     metrics.serve(settings, stats)
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
-    sink = frame_sink(settings, component, stats)
-    alerts = AlertSink.for_settings(settings) if device_events else None
-    dead = DeadLetterSink(settings, component) if dead_letters else None
-    extra: dict[str, Any] = {"on_event": alerts.emit} if alerts is not None else {}
+    sink = frame_publisher(settings, component, stats)
+    events = event_publisher(settings, component) if device_events else None
+    dead = DeadLetterPublisher(settings, component) if dead_letters else None
+    extra: dict[str, Any] = {}
+    if events is not None:
+
+        def on_event(alert: Alert) -> None:
+            log_event(alert)
+            events.emit(alert)
+
+        extra["on_event"] = on_event
     if dead is not None:
         extra["dead_letters"] = dead
     try:
@@ -100,8 +122,8 @@ def _run_device_producer(
         # every close within the stop deadline (a broker that is gone answers none of them)
         end = time.monotonic() + max(3.0, stop_within - 3)
         undelivered = sink.close(timeout=max(1.0, end - time.monotonic() - 2))
-        if alerts is not None:
-            alerts.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
+        if events is not None:
+            events.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
         if dead is not None:
             dead.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
         stats.flush()
@@ -156,7 +178,7 @@ def run_replay(settings: Settings, source: str | None, speed: float | None) -> i
         return 2
     stats = RunStats("producer-replay", settings.pipeline.state_dir)
     stopper = StopOnSignal("producer-replay", settings.pipeline.shutdown_timeout_s, stats.flush).install()
-    sink = frame_sink(settings, "producer-replay", stats)
+    sink = frame_publisher(settings, "producer-replay", stats)
     stopping = False
 
     def on_signal() -> None:

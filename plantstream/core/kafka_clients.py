@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import ssl
@@ -10,14 +9,15 @@ import threading
 import time
 from typing import Any
 
-from plantstream.core import local_stack
+from plantstream.core import local_stack, logs
 from plantstream.core.config import Settings
+from plantstream.core.errors import CoreError
 from plantstream.core.serde import Registry, registry_client
 
-log = logging.getLogger("plantstream")
+log = logs.get(__name__)
 
 
-class BrokerNotConfigured(RuntimeError):
+class BrokerNotConfigured(CoreError, RuntimeError):
     pass
 
 
@@ -73,15 +73,9 @@ def client_id(component: str) -> str:
     return f"plantstream-{component}-{socket.gethostname()}-{os.getpid()}"
 
 
-# librdkafka's own log lines (a refused connection is retried several times a second during an outage)
-# go through Python logging under this name, where the components rate-limit them (core/outage_log.py);
-# they are served by the clients' poll/consume calls
-LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
-
-
 def producer_config(settings: Settings, component: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "logger": LIBRDKAFKA_LOGGER,
+        "logger": logs.LIBRDKAFKA,
         "bootstrap.servers": bootstrap(settings),
         "client.id": client_id(component),
         # no duplicates on retry, nothing acknowledged before every in-sync replica has it
@@ -99,7 +93,7 @@ def producer_config(settings: Settings, component: str, **extra: Any) -> dict[st
 
 def consumer_config(settings: Settings, group: str, component: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        "logger": LIBRDKAFKA_LOGGER,
+        "logger": logs.LIBRDKAFKA,
         "bootstrap.servers": bootstrap(settings),
         "client.id": client_id(component),
         "group.id": group,
@@ -116,7 +110,7 @@ def consumer_config(settings: Settings, group: str, component: str, **extra: Any
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
-    return {"logger": LIBRDKAFKA_LOGGER, "bootstrap.servers": bootstrap(settings), **security_config(settings)}
+    return {"logger": logs.LIBRDKAFKA, "bootstrap.servers": bootstrap(settings), **security_config(settings)}
 
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:

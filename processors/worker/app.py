@@ -11,7 +11,6 @@ Faust name used is in processors/worker/faust_compat.py.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from typing import Any
@@ -21,7 +20,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.outage_log import NOISY_LOGGERS, limit_logging
 from plantstream.core.runstats import RunStats, instance_name
@@ -37,7 +36,7 @@ from processors.worker.state import AssetStates, TableStore
 from processors.worker.timers import InputOffsets, SilenceClock
 from processors.worker.watchdog import Watchdog, describe
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 WATCH_EVERY_S = 5.0
 RECOVERY = "table recovery"

@@ -51,7 +51,6 @@ fetch loop runs all along:
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from importlib import metadata
@@ -60,13 +59,16 @@ from typing import Any
 from faust.serializers import codecs
 from mode.services import WaitResults
 
-log = logging.getLogger("plantstream.processor")
+from plantstream.core import logs
+from plantstream.core.errors import ProcessorError
+
+log = logs.get(__name__)
 
 # the versions every patch here was written for and tested with (tests/unit/test_faust_compat.py)
 TESTED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
 
 
-class UnsupportedVersions(RuntimeError):
+class UnsupportedVersions(ProcessorError, RuntimeError):
     """Installed Faust/mode/aiokafka versions differ from those the patches were tested with."""
 
 

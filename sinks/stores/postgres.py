@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,11 +29,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from plantstream.core import logs
 from plantstream.core.config import PostgresSettings, RetentionSettings
+from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import QUALITY, split_value
+from sinks.stores.rows import flatten
 
-log = logging.getLogger("plantstream.sink.postgres")
+log = logs.get(__name__)
 
 DAY_US = 86_400_000_000
 # advisory lock ids (arbitrary constants): schema migrations, partition DDL
@@ -307,7 +308,7 @@ def _insert_sql(t: Table) -> sql.Composed:
     )
 
 
-def record_row(t: Table, r: dict[str, Any]) -> tuple[Any, ...]:
+def record_row(t: Table, r: Mapping[str, Any]) -> tuple[Any, ...]:
     """A decoded Avro record as a staging row: maps as JSON text, the rest as decoded."""
     return tuple(json.dumps(r.get(c) or {}, sort_keys=True) if typ == "jsonb" else r.get(c) for c, typ in t.columns)
 
@@ -456,43 +457,15 @@ class PostgresStore:
             self._known_partitions.clear()
             return list(self._run(go))
 
-    def write(
-        self,
-        frames: Iterable[Mapping[str, Any]],
-        kpis: Iterable[dict[str, Any]],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, int]:
-        """Store a batch in one transaction; returns the rows actually inserted per table.
-
-        `records`: other decoded results by kind (oee_window, anomaly_score, alert)."""
-        frame_rows: list[tuple[Any, ...]] = []
-        sample_rows: list[tuple[Any, ...]] = []
-        frame_days: set[int] = set()
-        sample_days: set[int] = set()
-        for f in frames:
-            asset = f["asset"]
-            samples = f["samples"]
-            frame_rows.append(
-                (
-                    f["producer_id"],
-                    f["device"],
-                    f["seq"],
-                    asset,
-                    f["scan_time"],
-                    len(samples),
-                    bool(f.get("historical", False)),
-                    bool(f.get("buffered", False)),
-                )
-            )
-            frame_days.add(f["scan_time"] // DAY_US)
-            for s in samples:
-                ts = s["source_time"]
-                sample_days.add(ts // DAY_US)
-                num, text = split_value(s["value"])
-                sample_rows.append((asset, s["tag"], ts, num, text, QUALITY[s["quality"]]))
-        kpi_rows = [record_row(KPI_WINDOWS, k) for k in kpis]
+    def write(self, batch: Batch) -> dict[str, int]:
+        """Store a batch in one transaction; returns the rows actually inserted per table."""
+        frame_rows, sample_rows = flatten(batch.frames)
+        frame_days = {r[4] // DAY_US for r in frame_rows}
+        sample_days = {r[2] // DAY_US for r in sample_rows}
+        kpi_rows = [record_row(KPI_WINDOWS, k) for k in batch.kpi_windows]
+        records = batch.results()
         extra = []
-        for kind, recs in (records or {}).items():
+        for kind, recs in records.items():
             t = RECORD_KINDS[kind]
             rows = [record_row(t, r) for r in recs]
             i = t.column_names.index(t.time_column)
@@ -506,7 +479,7 @@ class PostgresStore:
             ]
         )
         out = {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
-        out.update({kind: n for kind, n in zip(records or {}, n_extra, strict=True)})
+        out.update({kind: n for kind, n in zip(records, n_extra, strict=True)})
         return out
 
     def write_records(self, kind: str, records: Iterable[dict[str, Any]]) -> int:

@@ -1,7 +1,9 @@
-"""Sample rows as every store keeps them: a value split into number and text, quality as a small int."""
+"""Frames and samples as every store keeps them (written once): a frame row, and a sample row per sample
+with its value split into number and text and its quality as a small int."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 QUALITY = {"GOOD": 0, "UNCERTAIN": 1, "BAD": 2}
@@ -16,3 +18,37 @@ def split_value(v: Any) -> tuple[float | None, str | None]:
     if isinstance(v, int | float):
         return float(v), None
     return None, str(v)
+
+
+def columns(record: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """The record's values of these fields, in this order: a row for a table with these columns."""
+    return tuple(record[n] for n in names)
+
+
+FrameRow = tuple[str, str, int, str, int, int, bool, bool]  # producer_id, device, seq, asset, scan_time, n, hist, buf
+SampleRow = tuple[str, str, int, float | None, str | None, int]  # asset, tag, source_time, number, text, quality
+
+
+def flatten(frames: Iterable[Mapping[str, Any]]) -> tuple[list[FrameRow], list[SampleRow]]:
+    """The frames table's rows and the samples table's rows of a batch of ReadingFrames, in one pass."""
+    frame_rows: list[FrameRow] = []
+    sample_rows: list[SampleRow] = []
+    for f in frames:
+        asset = f["asset"]
+        samples = f["samples"]
+        frame_rows.append(
+            (
+                f["producer_id"],
+                f["device"],
+                f["seq"],
+                asset,
+                f["scan_time"],
+                len(samples),
+                bool(f.get("historical", False)),
+                bool(f.get("buffered", False)),
+            )
+        )
+        for s in samples:
+            num, text = split_value(s["value"])
+            sample_rows.append((asset, s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
+    return frame_rows, sample_rows

@@ -11,13 +11,14 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from plantstream.core.config import RetentionSettings
+from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import QUALITY, split_value
+from sinks.stores.rows import columns, flatten
 
 MIGRATIONS: list[str] = [
     # 1: the thin path's tables
@@ -210,41 +211,19 @@ class SqliteStore:
             self.db.execute("COMMIT")
         return len(MIGRATIONS)
 
-    def write(
-        self,
-        frames: Iterable[Mapping[str, Any]],
-        kpis: Iterable[dict[str, Any]],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, int]:
+    def write(self, batch: Batch) -> dict[str, int]:
         """Store a batch in one transaction; returns the rows actually inserted per table."""
-        frame_rows = []
-        sample_rows = []
-        for f in frames:
-            frame_rows.append(
-                (
-                    f["producer_id"],
-                    f["device"],
-                    f["seq"],
-                    f["asset"],
-                    f["scan_time"],
-                    len(f["samples"]),
-                    int(f.get("historical", False)),
-                    int(f.get("buffered", False)),
-                )
-            )
-            for s in f["samples"]:
-                num, text = split_value(s["value"])
-                sample_rows.append((f["asset"], s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
-        kpi_rows = [tuple(k[c] for c in KPI_COLUMNS) for k in kpis]
+        frame_rows, sample_rows = flatten(batch.frames)
+        kpi_rows = [columns(k, KPI_COLUMNS) for k in batch.kpi_windows]
         with self._unavailable_on_transient():
-            return self._write_rows(frame_rows, sample_rows, kpi_rows, records)
+            return self._write_rows(frame_rows, sample_rows, kpi_rows, batch.results())
 
     def _write_rows(
         self,
-        frame_rows: list[tuple[Any, ...]],
-        sample_rows: list[tuple[Any, ...]],
+        frame_rows: Sequence[tuple[Any, ...]],
+        sample_rows: Sequence[tuple[Any, ...]],
         kpi_rows: list[tuple[Any, ...]],
-        records: dict[str, list[dict[str, Any]]] | None,
+        records: dict[str, list[Any]],
     ) -> dict[str, int]:
         cur = self.db.cursor()
         cur.execute("BEGIN")
@@ -259,7 +238,7 @@ class SqliteStore:
             cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})", kpi_rows)
             n_kpi = self.db.total_changes - before
             extra: dict[str, int] = {}
-            for kind, recs in (records or {}).items():
+            for kind, recs in records.items():
                 table, columns = RECORD_COLUMNS[kind]
                 before = self.db.total_changes
                 cur.executemany(

@@ -182,7 +182,7 @@ async def test_checkpoints_do_not_overlap() -> None:
 async def test_a_full_queue_backs_off_without_blocking_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     producer = ScriptedProducer(capacity=3)
     out = outputs(producer)
-    with caplog.at_level(logging.WARNING, logger="plantstream.processor"):
+    with caplog.at_level(logging.WARNING, logger="plantstream.processors.worker.kafka_outputs"):
         for n in range(10):
             out.emit(b"k", Kind.KPI, {"n": n})  # returns at once even with the queue full
     assert out.backlogged and len(producer.sent) == 3
