@@ -142,6 +142,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         faust_compat.changelog_key,
     )
     faust_compat.before_offset_commit(app, checkpoint.persist)
+    faust_compat.create_topics_through_any_broker(app)  # before start: Faust declares its topics first
     offsets = InputOffsets(stats)
     silence = SilenceClock(idle_after_us, processor.last_seen, offsets)
 
