@@ -120,7 +120,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     decoder = kafka_clients.registry(settings).decoder(schemas.READING_FRAME)
     config = AssetConfig(settings)
     processor = FrameProcessor(
-        decoder.decode,
+        decoder.decode_frame,  # columns where the frame's layout allows (plantstream/core/frame_codec.py)
         [
             KpiWindows(size_us, grace_us, hop_us),
             Oee(config, size_us, grace_us),

@@ -43,6 +43,8 @@ class AssetState:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.extra, **self.windows, "offset": self.offset, "partition": self.partition}
+        # panes fed by frames as columns keep their accumulators as arrays in memory: JSON as always here
+        out["open"] = {k: event_windows.pane_json(v) for k, v in self.windows["open"].items()}
         if self.oee is not None:
             out["oee"] = self.oee
         if self.alerts is not None:
