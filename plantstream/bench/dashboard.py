@@ -125,7 +125,7 @@ def fill_store(
                 }
             )
             if len(batch) >= 5000:
-                store.write(Batch(frames=batch, anomaly_scores=scores))
+                store.write(Batch(frames=list(batch), anomaly_scores=scores))
                 samples += len(batch) * tags
                 batch, scores = [], []
         oee: list[OeeWindow] = [
@@ -151,7 +151,7 @@ def fill_store(
             }
             for w in range(start - start % (3600 * 10**6), end_us, 3600 * 10**6)
         ]
-        store.write(Batch(frames=batch, anomaly_scores=scores, oee_windows=oee))
+        store.write(Batch(frames=list(batch), anomaly_scores=scores, oee_windows=oee))
         samples += len(batch) * tags
     finally:
         store.close()
