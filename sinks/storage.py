@@ -1,4 +1,5 @@
-"""`plantstream sink storage`: readings and KPI windows from Kafka into the store, at least once.
+"""`plantstream sink storage`: readings, KPI and OEE windows, anomaly scores, alerts and the alarms' audit
+trail (plant.alarm-events.v1) from Kafka into the store, at least once.
 
 Offsets are committed only after the batch's database transaction has committed, so a crash
 replays at most the last batch, and the store's natural keys make that replay a no-op.
@@ -56,11 +57,13 @@ def run_storage_sink(
         settings.topic(topics.OEE): registry.decoder(schemas.OEE_WINDOW),
         settings.topic(topics.ANOMALIES): registry.decoder(schemas.ANOMALY_SCORE),
         settings.topic(topics.ALERTS): registry.decoder(schemas.ALERT),
+        settings.topic(topics.ALARM_EVENTS): registry.decoder(schemas.ALARM_EVENT),
     }
     kind_of = {
         settings.topic(topics.OEE): "oee_window",
         settings.topic(topics.ANOMALIES): "anomaly_score",
         settings.topic(topics.ALERTS): "alert",
+        settings.topic(topics.ALARM_EVENTS): "alarm_event",
     }
     store = open_with_retry(settings, stop)  # database down at start: wait for it, read nothing yet
     if store is None:

@@ -111,7 +111,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     processor = FrameProcessor(
         decoder.decode,
         [
-            KpiWindows(size_us, grace_us, hop_us),
+            KpiWindows(size_us, grace_us, hop_us, config),
             Oee(config, size_us, grace_us),
             AnomalyScores(AnomalyStage(settings), models),
             AlertRules(config),  # after the anomaly scores: rules on them

@@ -25,7 +25,8 @@ from processors import event_windows
 from processors.alert_rules import AlertsState
 from processors.oee import OeeState
 
-WINDOW_KEYS = ("wm", "max_t", "open", "late", "done")
+WINDOW_KEYS = ("wm", "max_t", "open", "late", "done", "seen", "cov", "snap", "revs")
+_LEGACY_WINDOW_KEYS = ("wm", "max_t", "open", "late", "done")
 _OWN_KEYS = frozenset((*WINDOW_KEYS, "offset", "partition", "oee", "alerts"))
 
 
@@ -65,9 +66,10 @@ class AssetState:
 
 
 def _new_windows() -> event_windows.AssetState:
+    # only the keys every version wrote: event_windows adds the newer ones on first use, so a state
+    # read from an earlier version is written back as it was until a frame changes it
     w = event_windows.new_state()
-    del w["offset"]  # kept in AssetState.offset
-    return w
+    return {k: w[k] for k in _LEGACY_WINDOW_KEYS}
 
 
 @dataclass(frozen=True, slots=True)

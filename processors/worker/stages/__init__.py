@@ -27,7 +27,7 @@ def default_stages(settings: Settings, models: TableStore) -> list[Stage]:
     grace_us = int(w.grace_s * 1_000_000)
     config = AssetConfig(settings)
     return [
-        KpiWindows(size_us, grace_us, hop_us),
+        KpiWindows(size_us, grace_us, hop_us, config),
         Oee(config, size_us, grace_us),
         AnomalyScores(AnomalyStage(settings), models),
         AlertRules(config),

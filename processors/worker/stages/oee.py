@@ -21,7 +21,10 @@ class Oee(FrameByFrame):
             return []
         if state.oee is None:
             state.oee = oee.new_state()
-        return [Emit(Kind.OEE, r) for r in oee.apply_frame(state.oee, frame, profile, self.size_us, self.grace_us)]
+        closed = oee.apply_frame(
+            state.oee, frame, profile, self.size_us, self.grace_us, self.config.allowed_lateness_us
+        )
+        return [Emit(Kind.OEE, r) for r in closed]
 
     def advance(self, state: AssetState, silence: Silence) -> list[Emit]:
         if silence.idle_us is None or state.oee is None:
