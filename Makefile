@@ -1,7 +1,8 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo   - run the whole pipeline on the demo plant (Ctrl-C stops it; DURATION=60 for a bounded run)
 #   make test   - lint, type-check and run the full test suite (starts its own Kafka + registry)
-# Both set themselves up idempotently: a virtualenv in .venv with the project installed.
+# Both set themselves up idempotently: the system packages they need (tools/system-packages: apt-get when
+# run as root, else the exact command to run), and a virtualenv in .venv with the project installed.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,12 +10,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DURATION ?=
 
-.PHONY: demo test lint install clean stop proto vendor
+.PHONY: demo test lint install clean stop proto vendor system-packages system-packages-demo
+
+system-packages:
+	@tools/system-packages install test
+
+system-packages-demo:
+	@tools/system-packages install demo
 
 $(STAMP): pyproject.toml
-	@command -v java >/dev/null || { echo "Java 17+ is required (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
-	@command -v mvn >/dev/null || { echo "Maven is required (Debian: apt-get install maven)"; exit 1; }
-	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "mosquitto is required: the demo's MQTT line and the MQTT tests (Debian: apt-get install mosquitto)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test]"
@@ -22,7 +26,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: system-packages-demo $(STAMP)
 	$(BIN)/plantstream up $(if $(DURATION),--duration $(DURATION),)
 
 lint: $(STAMP)
@@ -31,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/python tools/lint_imports.py
 
-test: lint
+test: system-packages lint
 	$(BIN)/pytest -q
 
 # the Sparkplug B payload module from our .proto (run after editing it; a unit test checks it is current)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from plantstream.bench.registry import BENCHMARKS, Benchmark, write_result
+from plantstream.core import logs
 from plantstream.core.config import ConfigError, Settings, load_config
+from plantstream.core.errors import ToolError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Kafka broker and schema registry.")
@@ -57,11 +61,7 @@ def _root(
 ) -> None:
     """plantstream: shop-floor data from OPC UA and Modbus devices to Kafka, KPIs, storage and alerts."""
     ctx_state.config_path = config
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("aiokafka", "faust", "mode", "pymodbus", "asyncua", "httpx", "httpx2"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    logs.configure(log_level)
 
 
 def _fail(msg: str, code: int = 1) -> typer.Exit:
@@ -545,267 +545,50 @@ def up_cmd(
     raise typer.Exit(up(s, ctx_state.config_path or os.environ.get("PLANTSTREAM_CONFIG"), duration))
 
 
-@bench_app.command("pipeline")
-def bench_pipeline(
-    assets: Annotated[int, typer.Option(help="synthetic assets")] = 100,
-    tags: Annotated[int, typer.Option(help="tags per asset (samples per frame)")] = 25,
-    rate: Annotated[float, typer.Option(help="scans per asset per second")] = 10.0,
-    duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
-    warmup: Annotated[float, typer.Option(help="seconds before measuring")] = 15.0,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-    brokers: BrokersOpt = None,
-) -> None:
-    """Whole pipeline on a synthetic plant: samples/s per stage, latency, lag, CPU and RSS."""
-    from plantstream.bench.pipeline import render, run_pipeline_bench, write_result
+def _bench_command(b: Benchmark) -> Callable[..., None]:
+    """The one body of every `plantstream bench NAME`: check the options, run, summary on stderr, JSON out."""
 
-    settings = with_overrides(ctx_state.settings(), brokers=brokers)
-    result = run_pipeline_bench(
-        settings, assets=assets, tags=tags, rate_hz=rate, duration_s=duration, warmup_s=warmup
+    def command(**options: Any) -> None:
+        json_out = options.pop("json_out")
+        problem = b.check(options)
+        if problem:
+            raise _fail(problem, 2)
+        settings = ctx_state.settings()
+        if "brokers" in b.settings_options:
+            settings = with_overrides(settings, brokers=options.pop("brokers"))
+        try:
+            result, text = b.execute(settings, options)
+        except ToolError as e:  # a data set not fetched, a local server that cannot start: say so, no trace
+            raise _fail(str(e), 2) from e
+        if text:
+            typer.echo(text, err=True)
+        write_result(result, json_out)
+        typer.echo(json.dumps(result))
+
+    params = [
+        inspect.Parameter(
+            o.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=o.default,
+            annotation=Annotated[o.type | None if o.default is None else o.type, typer.Option(help=o.help)],
+        )
+        for o in b.options
+    ]
+    params.append(
+        inspect.Parameter(
+            "json_out",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")],
+        )
     )
-    typer.echo(render(result), err=True)
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = b.help
+    return command
 
 
-@bench_app.command("worker")
-def bench_worker(
-    assets: Annotated[int, typer.Option(help="synthetic assets")] = 100,
-    tags: Annotated[int, typer.Option(help="tags per asset (samples per frame)")] = 25,
-    frames: Annotated[int, typer.Option(help="frames in the backlog the worker drains")] = 60_000,
-    rate: Annotated[float, typer.Option(help="scans per asset per second, in event time")] = 10.0,
-    profile: Annotated[bool, typer.Option("--profile", help="record a py-spy profile of the worker")] = False,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """One Faust worker draining a backlog with KPIs, OEE, alert rules and anomaly scoring on: samples/s."""
-    from plantstream.bench.pipeline import write_result
-    from plantstream.bench.worker import render, run_worker_bench
-
-    result = run_worker_bench(
-        ctx_state.settings(), assets=assets, tags=tags, frames=frames, rate_hz=rate, profile=profile
-    )
-    typer.echo(render(result), err=True)
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
-
-
-@bench_app.command("alerts")
-def bench_alerts(
-    assets: Annotated[int, typer.Option(help="synthetic assets")] = 100,
-    tags: Annotated[int, typer.Option(help="tags per asset (samples per frame)")] = 20,
-    rate: Annotated[float, typer.Option(help="scans per asset per second (live)")] = 5.0,
-    duration: Annotated[float, typer.Option(help="seconds of load")] = 60.0,
-    warmup: Annotated[float, typer.Option(help="first seconds not counted")] = 10.0,
-    trip_every: Annotated[float, typer.Option(help="seconds between two trips of one asset")] = 20.0,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """p50/p95/p99 from a sample's timestamp to its alert on plant.alerts.v1, one worker under live load."""
-    from plantstream.bench.alerts import render, run_alert_latency_bench
-    from plantstream.bench.pipeline import write_result
-
-    if assets < 1 or tags < 4 or rate <= 0 or duration <= warmup or trip_every <= 0:
-        raise _fail("need --assets >= 1, --tags >= 4, --rate > 0, --duration > --warmup, --trip-every > 0", 2)
-    result = run_alert_latency_bench(
-        ctx_state.settings(),
-        assets=assets,
-        tags=tags,
-        rate_hz=rate,
-        duration_s=duration,
-        warmup_s=warmup,
-        trip_every_s=trip_every,
-    )
-    typer.echo(render(result), err=True)
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
-
-
-@bench_app.command("memory")
-def bench_memory(
-    assets: Annotated[int, typer.Option(help="synthetic assets")] = 1000,
-    tags: Annotated[int, typer.Option(help="tags per asset")] = 20,
-    frames: Annotated[int, typer.Option(help="frames per asset (1 scan/s of event time)")] = 90,
-    warmup_frames: Annotated[int, typer.Option(help="anomaly model warm-up (frames)")] = 20,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """RSS of one real worker holding windows, OEE, alert and anomaly-model state of ASSETS x TAGS."""
-    from plantstream.bench.memory import render, run_memory_bench
-    from plantstream.bench.pipeline import write_result
-
-    if assets < 1 or tags < 4 or warmup_frames < 20 or frames <= warmup_frames:
-        raise _fail("need --assets >= 1, --tags >= 4, --warmup-frames >= 20 and --frames > --warmup-frames", 2)
-    result = run_memory_bench(
-        ctx_state.settings(), assets=assets, tags=tags, frames_per_asset=frames, warmup_frames=warmup_frames
-    )
-    typer.echo(render(result), err=True)
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
-
-
-@bench_app.command("modbus")
-def bench_modbus(
-    devices: Annotated[int, typer.Option(help="simulated devices behind one gateway")] = 20,
-    seconds: Annotated[float, typer.Option(help="measured seconds per run")] = 20.0,
-    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """Register-block reads/s of one Modbus producer, and the others' rate with one silent device."""
-    from plantstream.bench.modbus import run_modbus_bench
-    from plantstream.bench.pipeline import write_result
-
-    result = run_modbus_bench(devices=devices, seconds=seconds, repeats=repeats)
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
-
-
-@bench_app.command("opcua")
-def bench_opcua(
-    nodes: Annotated[int, typer.Option(help="variables changing on the simulated server")] = 2000,
-    rate: Annotated[float, typer.Option(help="updates per second of every variable")] = 5.0,
-    seconds: Annotated[float, typer.Option(help="measured seconds per run")] = 10.0,
-    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
-    servers: Annotated[int, typer.Option(help="server processes sharing the nodes (one device each)")] = 2,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """OPC UA data changes/s through one producer process into Kafka (servers in their own processes)."""
-    from plantstream.bench.opcua import run_opcua_bench
-    from plantstream.bench.pipeline import write_result
-
-    if nodes < servers or rate <= 0 or seconds <= 0 or repeats < 1 or servers < 1:
-        raise _fail("need --nodes >= --servers >= 1, --rate > 0, --seconds > 0, --repeats >= 1", 2)
-    result = run_opcua_bench(
-        ctx_state.settings(), nodes=nodes, rate_hz=rate, seconds=seconds, repeats=repeats, servers=servers
-    )
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
-
-
-def _broker_bench(kind: str, shape: str, devices: int, tags: int, metrics: int, repeats: int,
-                  json_out: str | None) -> None:
-    from plantstream.bench.broker import render, run_broker_bench
-    from plantstream.bench.pipeline import write_result
-
-    if devices < 1 or tags < 1 or metrics < tags or repeats < 1:
-        raise _fail("need --devices >= 1, --tags >= 1, --metrics >= --tags, --repeats >= 1", 2)
-    result = run_broker_bench(
-        ctx_state.settings(), kind, shape=shape, devices=devices, tags=tags, metrics=metrics, repeats=repeats
-    )
-    typer.echo(render(result), err=True)
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
-
-
-@bench_app.command("mqtt")
-def bench_mqtt(
-    shape: Annotated[str, typer.Option(help="topic_per_tag (one JSON value per message) or umh_historian")] = (
-        "umh_historian"
-    ),
-    devices: Annotated[int, typer.Option(help="assets (one mqtt device each)")] = 20,
-    tags: Annotated[int, typer.Option(help="tags per asset (per message for umh_historian)")] = 25,
-    metrics: Annotated[int, typer.Option(help="metrics in the backlog")] = 500_000,
-    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """Metrics/s from a mosquitto backlog through one MQTT producer process to Kafka acknowledgement."""
-    if shape not in ("topic_per_tag", "umh_historian"):
-        raise _fail("--shape is topic_per_tag or umh_historian", 2)
-    _broker_bench("mqtt", shape, devices, tags, metrics, repeats, json_out)
-
-
-@bench_app.command("sparkplug")
-def bench_sparkplug(
-    devices: Annotated[int, typer.Option(help="Sparkplug devices behind one edge node")] = 20,
-    tags: Annotated[int, typer.Option(help="metrics per DDATA message")] = 25,
-    metrics: Annotated[int, typer.Option(help="metrics in the backlog")] = 500_000,
-    repeats: Annotated[int, typer.Option(help="runs; the median is reported")] = 3,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """Metrics/s from a mosquitto backlog of DDATA through one Sparkplug B host process to Kafka acknowledgement."""
-    _broker_bench("sparkplug", "sparkplug", devices, tags, metrics, repeats, json_out)
-
-
-@bench_app.command("anomaly")
-def bench_anomaly(
-    dataset: Annotated[
-        str, typer.Option(help="simulator (labelled simulated pump faults), tennessee-eastman, nab, or public (both)")
-    ] = "simulator",
-    seed: Annotated[int, typer.Option(help="simulator: seed of the simulated plant and fault schedule")] = 11,
-    hours: Annotated[float, typer.Option(help="simulator: simulated hours per asset (1 frame/s)")] = 6.0,
-    assets: Annotated[int, typer.Option(help="simulator: simulated pumps")] = 3,
-    fetch: Annotated[bool, typer.Option(help="fill the data set cache from the data sets' repositories (git)")] = False,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """The anomaly model on labelled data: simulated pump faults (event F1, false alarms/asset-hour), the Tennessee
-    Eastman process (detection and false alarm rates against PCA T²/Q) or NAB's industrial series (NAB score).
-    Public data sets are read from ~/.cache/plantstream/datasets (PLANTSTREAM_DATASETS); see docs/anomaly.md."""
-    from pathlib import Path
-
-    from plantstream.bench.anomaly import machine_description, run_benchmark
-    from plantstream.bench.datasets import DATASETS, DatasetMissing, require
-    from plantstream.bench.datasets import fetch as fetch_dataset
-
-    public = {"tennessee-eastman": ["tennessee-eastman"], "nab": ["nab"], "public": ["tennessee-eastman", "nab"]}
-    if dataset != "simulator" and dataset not in public:
-        raise _fail(f"--dataset {dataset!r}: use simulator, tennessee-eastman, nab or public", 2)
-    if dataset == "simulator":
-        if hours <= 0 or assets < 1:
-            raise _fail("--hours must be > 0 and --assets >= 1", 2)
-        result = run_benchmark(seed=seed, assets=assets, hours=hours)
-    else:
-        from plantstream.bench import nab, tennessee_eastman
-
-        result = {}
-        for name in public[dataset]:
-            try:
-                root = (fetch_dataset if fetch else require)(DATASETS[name])
-            except DatasetMissing as e:
-                raise _fail(str(e), 2) from e
-            result[name] = (tennessee_eastman.run if name == "tennessee-eastman" else nab.run)(root)
-    result["machine"] = machine_description()
-    text = json.dumps(result, indent=2)
-    if json_out:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(text + "\n")
-    typer.echo(text)
-
-
-@bench_app.command("storage")
-def bench_storage(
-    runs: Annotated[int, typer.Option(help="runs per store, each into an empty database; the median is reported")] = 5,
-    batches: Annotated[int, typer.Option(help="batches (transactions) per run")] = 20,
-    frames: Annotated[int, typer.Option(help="frames per batch, 20-50 samples each")] = 500,
-    dsn: Annotated[str | None, typer.Option(help="PostgreSQL server to use; default: a throwaway local one")] = None,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """Samples/s into SQLite and PostgreSQL through the stores' write path."""
-    from plantstream.bench.storage import main as storage_bench_main
-
-    if runs < 1 or batches < 1 or frames < 1:
-        raise _fail("--runs, --batches and --frames must be >= 1", 2)
-    storage_bench_main(json_out, runs=runs, n_batches=batches, frames_per_batch=frames, dsn=dsn)
-
-
-@bench_app.command("dashboard")
-def bench_dashboard(
-    hours: Annotated[float, typer.Option(help="hours of history for one asset")] = 24.0,
-    tags: Annotated[int, typer.Option(help="process-value tags of the asset")] = 10,
-    scan: Annotated[float, typer.Option(help="seconds between two samples of a tag")] = 1.0,
-    loads: Annotated[int, typer.Option(help="page loads; medians are reported")] = 7,
-    assets: Annotated[int, typer.Option(help="assets of the plant case (search, lazy tree); 0 skips it")] = 1000,
-    json_out: Annotated[str | None, typer.Option("--json-out", help="also write the JSON here")] = None,
-) -> None:
-    """First paint and time to charts drawn in headless chromium, with HOURS of history for one asset, and the
-    page of a plant of ASSETS assets (tree, search, selecting an asset)."""
-    from plantstream.bench.dashboard import run_dashboard_bench
-    from plantstream.bench.pipeline import write_result
-
-    if hours <= 0 or tags < 1 or scan <= 0 or loads < 1 or assets < 0:
-        raise _fail("need --hours > 0, --tags >= 1, --scan > 0, --loads >= 1 and --assets >= 0", 2)
-    result = run_dashboard_bench(hours=hours, tags=tags, scan_s=scan, loads=loads)
-    if assets:
-        from plantstream.bench.dashboard_plant import run_plant_case
-
-        result[f"plant_{assets}_assets"] = run_plant_case(assets=assets, loads=min(loads, 5))
-    write_result(result, json_out)
-    typer.echo(json.dumps(result))
+for _b in BENCHMARKS:
+    bench_app.command(_b.name)(_bench_command(_b))
 
 
 def main() -> None:

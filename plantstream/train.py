@@ -11,23 +11,24 @@ checkpoint; the next start (or rebalance) restores the trained one. `--out` writ
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from plantstream.core import logs
 from plantstream.core.config import ReplaySource, Settings
+from plantstream.core.errors import ToolError
 from processors.anomaly import AnomalyStage
 from producers.replay import frames_from_batches, read_batches
 
-log = logging.getLogger("plantstream.train")
+log = logs.get(__name__)
 
 Frame = Mapping[str, Any]
 
 
-class TrainError(RuntimeError):
+class TrainError(ToolError, RuntimeError):
     """Training cannot run as asked; the text names the fix."""
 
 

@@ -206,8 +206,13 @@ class Orchestrator:
     def run(self, duration: float | None) -> dict[str, Any]:
         t0 = time.monotonic()
         runstats.clear(self.state_dir)
-        bootstrap, url = self.start_stack()
-        self.start_mosquitto()
+        self.start_mosquitto()  # first: a port clash fails fast, before Kafka is up
+        try:
+            bootstrap, url = self.start_stack()
+        except BaseException:
+            if self.mosquitto is not None:
+                self.mosquitto.stop()
+            raise
         env = {
             **self.tls_env(),
             "KAFKA_BOOTSTRAP": bootstrap,

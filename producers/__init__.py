@@ -1,1 +1,2 @@
-"""Device-side components: the Modbus TCP producer, the demo plant simulator and the Kafka frame sink."""
+"""Producers: device readers (readers/), historian replay, and the one publisher that takes their records to
+Kafka through a store-and-forward buffer. Imports only plantstream.core and schemas."""

@@ -8,18 +8,17 @@ A failed delivery is logged; dead letters do not go through the store-and-forwar
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from plantstream.core import kafka_clients, topics
+from plantstream.core import kafka_clients, logs, topics
 from plantstream.core.config import Settings
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 
-class DeadLetterSink:
+class DeadLetterPublisher:
     def __init__(self, settings: Settings, stage: str, *, producer: Producer | None = None) -> None:
         self.topic = settings.topic(topics.DEADLETTER)
         self.stage = stage

@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, Message, Producer
-
-import schemas
-from plantstream.core import kafka_clients, records, topics
-from plantstream.core.config import Settings
+from plantstream.core import logs, records
 from plantstream.core.records import Alert, AlertState
-from plantstream.core.serde import Codec
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 KIND = "device_down"
 RAISED: AlertState = "RAISED"
@@ -74,45 +68,6 @@ class OutageTracker:
         )
 
 
-class AlertSink:
-    """Produces Alert records to `plant.alerts.v1`, keyed by asset; a failed delivery is logged as an ERROR."""
-
-    def __init__(self, settings: Settings, codec: Codec, *, producer: Producer | None = None) -> None:
-        self.topic = settings.topic(topics.ALERTS)
-        self._codec = codec
-        self._producer = producer or Producer(kafka_clients.producer_config(settings, "producer-device-events"))
-        self._closing = threading.Event()
-        self._poller = threading.Thread(target=self._serve_callbacks, name="alert-sink-callbacks", daemon=True)
-        self._poller.start()
-        self.failed = 0
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> AlertSink:
-        codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.ALERTS), schemas.ALERT)
-        return cls(settings, codec)
-
-    def emit(self, alert: Alert) -> None:
-        what = f"{alert['state']} {alert['rule']} ({alert['alert_id']})"
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                self.failed += 1
-                log.error("device event %s was not delivered to %s: %s", what, self.topic, err)
-
-        log.log(logging.WARNING if alert["state"] == RAISED else logging.INFO, "device event: %s", alert["message"])
-        self._producer.produce(
-            self.topic, value=self._codec.encode(alert), key=alert["asset"].encode(), on_delivery=delivered
-        )
-
-    def close(self, timeout: float = 10.0) -> int:
-        """Deliver what is queued; returns how many records were still undelivered."""
-        self._closing.set()
-        self._poller.join()
-        left = self._producer.flush(timeout)
-        if left:
-            log.error("%d device event(s) not delivered to %s before shutdown", left, self.topic)
-        return int(left)
-
-    def _serve_callbacks(self) -> None:
-        while not self._closing.is_set():
-            self._producer.poll(0.2)
+def log_event(alert: Alert) -> None:
+    """The operator's log line of a device event: WARNING when raised, INFO when cleared."""
+    log.log(logging.WARNING if alert["state"] == RAISED else logging.INFO, "device event: %s", alert["message"])

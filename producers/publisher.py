@@ -1,30 +1,34 @@
-"""Frames to Kafka: Avro-encoded, keyed by asset, every delivery accounted for.
+"""The one producer-side Kafka publisher: records Avro-encoded, keyed by asset, every delivery accounted for.
 
-Keying by the asset path keeps one machine's frames in one partition, in scan order. Delivery
-reports arrive on a background thread; each frame ends up counted as `frames_acked` or, with an
-ERROR log naming it, as `frames_failed`. A full local queue (broker down for long) makes `emit`
-wait for room rather than drop a frame.
+`Publisher` writes one topic's records (ReadingFrames to plant.readings.v1, device-down Alerts to
+plant.alerts.v1). Keying by the asset path keeps one machine's records in one partition, in order.
+Delivery reports arrive on a background thread; each record ends up acknowledged or, with an ERROR
+log naming it, failed (counted as `frames_acked` / `frames_failed` when a RunStats is given). A full
+local queue (broker down for long) makes `emit` wait for room rather than drop a record.
+
+With a store-and-forward `DiskBuffer`, `emit` writes every record to disk first and deletes it when
+Kafka acknowledges it: a broker outage or a `kill -9` loses nothing, the next start sends what is left,
+oldest first (frames that waited are marked `buffered`). Lifecycle: construct (starts the delivery
+thread, and the drain thread with a buffer), `emit` from any thread, `close(timeout)` once.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 import schemas
-from plantstream.core import kafka_clients, topics
+from plantstream.core import kafka_clients, logs, topics
 from plantstream.core.config import Settings
-from plantstream.core.records import ReadingFrame
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec, Decoder
 from producers.store_forward import DiskBuffer
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 COMPONENT = "producer-modbus"
 _CALLBACK_POLL_S = 0.2
@@ -35,8 +39,19 @@ _QUEUE_FULL_LOG_INTERVAL_S = 30.0
 STALL_WARN_S = 10.0
 
 
-class FrameSink:
-    """Produces ReadingFrames to `plant.readings.v1` (with the configured topic prefix)."""
+Record = Mapping[str, Any]
+
+
+def describe_frame(frame: Record) -> str:
+    return f"frame of {frame['asset']} (device {frame['device']}, seq {frame['seq']})"
+
+
+def describe_alert(alert: Record) -> str:
+    return f"device event {alert['state']} {alert['rule']} ({alert['alert_id']})"
+
+
+class Publisher:
+    """Produces one topic's records (default: ReadingFrames to `plant.readings.v1`, with the topic prefix)."""
 
     def __init__(
         self,
@@ -44,16 +59,23 @@ class FrameSink:
         codec: Codec,
         stats: RunStats | None = None,
         *,
+        topic: str = topics.READINGS,
+        describe: Callable[[Record], str] = describe_frame,
         producer: Producer | None = None,
         config_overrides: Mapping[str, Any] | None = None,
         buffer: DiskBuffer | None = None,
         component: str = COMPONENT,
         alarm_fill: float = 0.8,
     ) -> None:
-        """`config_overrides`: librdkafka settings on top of the project's producer config."""
-        self.topic = settings.topic(topics.READINGS)
+        """`codec`: the topic's value schema; `describe` names a record in log lines; `config_overrides`:
+        librdkafka settings on top of the project's producer config."""
+        self.topic = settings.topic(topic)
         self._codec = codec
-        self._decoder = Decoder(lambda _id: schemas.schema_text(schemas.READING_FRAME), schemas.READING_FRAME)
+        self._describe = describe
+        self.noun = "frame" if codec.name == schemas.READING_FRAME else "record"  # in log lines
+        self._decoder = Decoder(lambda _id: schemas.schema_text(codec.name), codec.name)
+        # a record that waited on disk says so when its schema has the field (ReadingFrame does)
+        self._marks_buffered = any(f["name"] == "buffered" for f in schemas.schema_json(codec.name)["fields"])
         self._stats = stats
         self._buffer = buffer
         self._alarm_fill = alarm_fill
@@ -78,25 +100,28 @@ class FrameSink:
         self._progress_at = time.monotonic()  # last ack, or last moment nothing waited for one
         self._where = settings.pipeline.kafka.bootstrap or "the local broker"
         self._stalled_since: float | None = None  # set while a stall warning stands
-        self._callbacks = threading.Thread(target=self._serve_callbacks, name="frame-sink-callbacks", daemon=True)
+        self._callbacks = threading.Thread(target=self._serve_callbacks, name="publisher-callbacks", daemon=True)
         self._callbacks.start()
         self._drainer: threading.Thread | None = None
         if buffer is not None:
             if len(buffer):
-                log.warning("%d frame(s) from an earlier run wait in %s; sending them first", len(buffer), buffer.path)
-            self._drainer = threading.Thread(target=self._drain, name="frame-sink-drain", daemon=True)
+                log.warning(
+                    "%d %s(s) from an earlier run wait in %s; sending them first", len(buffer), self.noun, buffer.path
+                )
+            self._drainer = threading.Thread(target=self._drain, name="publisher-drain", daemon=True)
             self._drainer.start()
 
-    def emit(self, frame: ReadingFrame) -> None:
-        """Queue one frame for delivery; blocks only while librdkafka's local queue is full."""
+    def emit(self, frame: Record) -> None:
+        """Queue one record for delivery (on disk first with a buffer); blocks only while librdkafka's local
+        queue is full."""
         if self._closing.is_set():
-            raise RuntimeError("FrameSink is closed")
+            raise RuntimeError(f"the publisher of {self.topic} is closed")
         if self._buffer is not None:
             self._emit_via_buffer(frame, self._buffer)
             return
         value = self._codec.encode(frame)
         asset = frame["asset"]
-        what = f"frame of {asset} (device {frame['device']}, seq {frame['seq']})"
+        what = self._describe(frame)
 
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             self._delivered(what, err)
@@ -111,6 +136,10 @@ class FrameSink:
                 # refused locally (e.g. larger than message.max.bytes): retrying cannot help
                 self._failed(what, e.args[0] if e.args else e)
                 return
+
+    def unacknowledged(self) -> int:
+        """Records Kafka has not acknowledged yet (on disk with a buffer, else in librdkafka's queue)."""
+        return len(self._buffer) if self._buffer is not None else len(self._producer)
 
     def close(self, timeout: float = 30.0) -> int:
         """Deliver what is queued, waiting up to `timeout` s; returns the number still undelivered.
@@ -133,15 +162,16 @@ class FrameSink:
             self._producer.close()
             if len(self._buffer):
                 log.warning(
-                    "%d frame(s) not yet acknowledged stay in %s and go out on the next start",
+                    "%d %s(s) not yet acknowledged stay in %s and go out on the next start",
                     len(self._buffer),
+                    self.noun,
                     self._buffer.path,
                 )
             self._update_buffer_stats()
             self._buffer.close()
             return 0  # nothing is lost: what Kafka has not acknowledged is on disk
         if remaining:
-            log.error("%d frame(s) not delivered to %s within %g s of shutdown", remaining, self.topic, timeout)
+            log.error("%d %s(s) not delivered to %s within %g s of shutdown", remaining, self.noun, self.topic, timeout)
             self._producer.purge()
             self._producer.flush(0)  # serves the purged frames' delivery reports
         self._producer.close()
@@ -157,10 +187,10 @@ class FrameSink:
 
     # --- store-and-forward ------------------------------------------------------------------------
 
-    def _emit_via_buffer(self, frame: ReadingFrame, buffer: DiskBuffer) -> None:
+    def _emit_via_buffer(self, frame: Record, buffer: DiskBuffer) -> None:
         down = not self._up.is_set()
         key = frame["asset"].encode("utf-8")
-        value = self._codec.encode({**frame, "buffered": True} if down else frame)
+        value = self._codec.encode({**frame, "buffered": True} if down and self._marks_buffered else frame)
         with self._hand_lock:
             fid = buffer.append(key, value, down)
             # hand it over at once only when nothing older waits on disk: per-asset order is kept
@@ -192,9 +222,10 @@ class FrameSink:
             self._add_stat("ack_stalls")
             kept = f" (and in the store-and-forward buffer {self._buffer.path})" if self._buffer else ""
             log.warning(
-                "Kafka has acknowledged no frame for %.0f s while %d wait in the producer's queue%s: the broker "
+                "Kafka has acknowledged no %s for %.0f s while %d wait in the producer's queue%s: the broker "
                 "is overloaded or the network to it stalls (connections open, no answers). Nothing is dropped; "
                 "they go out in order when it answers. Fix: check the broker and the network path to %s",
+                self.noun,
                 now - self._progress_at,
                 waiting,
                 kept,
@@ -205,7 +236,7 @@ class FrameSink:
         now = time.monotonic()
         self._progress_at = now
         if self._stalled_since is not None:
-            log.info("Kafka acknowledges frames again after %.0f s without an ack", now - self._stalled_since)
+            log.info("Kafka acknowledges %ss again after %.0f s without an ack", self.noun, now - self._stalled_since)
             self._stalled_since = None
 
     def _on_buffered_delivery(self, fid: int, err: KafkaError | None) -> None:
@@ -218,7 +249,9 @@ class FrameSink:
             return  # shutting down: the frame stays on disk for the next run
         # still on disk: send it again from there once Kafka answers
         self._add_stat("delivery_retries")
-        log.warning("frame %d not delivered (%s); it stays in the store-and-forward buffer and is retried", fid, err)
+        log.warning(
+            "%s %d not delivered (%s); it stays in the store-and-forward buffer and is retried", self.noun, fid, err
+        )
         with self._hand_lock:
             self._handed = min(self._handed, fid - 1)
         self._up.clear()
@@ -227,8 +260,9 @@ class FrameSink:
         if err.code() == KafkaError._ALL_BROKERS_DOWN and self._up.is_set():
             self._up.clear()
             log.warning(
-                "Kafka is unreachable (%s): frames go to the store-and-forward buffer %s until it answers",
+                "Kafka is unreachable (%s): %ss go to the store-and-forward buffer %s until it answers",
                 err.str(),
+                self.noun,
                 self._buffer.path if self._buffer else "",
             )
 
@@ -239,7 +273,7 @@ class FrameSink:
         while not self._closing.is_set():
             if not self._up.is_set():
                 if self._probe():
-                    log.info("Kafka answers again: sending %d buffered frame(s) in order", len(buffer))
+                    log.info("Kafka answers again: sending %d buffered %s(s) in order", len(buffer), self.noun)
                     self._up.set()
                 else:
                     self._closing.wait(1.0)
@@ -252,7 +286,7 @@ class FrameSink:
             for fid, key, value, was_buffered in rows:
                 if self._closing.is_set() or not self._up.is_set():
                     break
-                if fid <= self._earlier_run_upto and not was_buffered:
+                if fid <= self._earlier_run_upto and not was_buffered and self._marks_buffered:
                     value = self._mark_buffered(value)
                 with self._hand_lock:
                     if self._handed != cursor:
@@ -289,7 +323,7 @@ class FrameSink:
             if self._stats is not None:
                 self._stats.add("frames_dropped", n)
             log.error(
-                "store-and-forward buffer %s is full (%d bytes): dropped the %d oldest frame(s). Fix: restore "
+                "store-and-forward buffer %s is full (%d bytes): dropped the %d oldest record(s). Fix: restore "
                 "Kafka, or raise pipeline.store_forward.max_mb",
                 buffer.path,
                 buffer.max_bytes,
@@ -299,7 +333,7 @@ class FrameSink:
             self._alarmed = True
             self._add_stat("buffer_fill_alarms")
             log.error(
-                "store-and-forward buffer %s is %.0f%% full (%d frames); the oldest are dropped at 100%%",
+                "store-and-forward buffer %s is %.0f%% full (%d records); the oldest are dropped at 100%%",
                 buffer.path,
                 100 * buffer.fill,
                 len(buffer),
@@ -318,7 +352,7 @@ class FrameSink:
         if now - self._last_full_log >= _QUEUE_FULL_LOG_INTERVAL_S:
             self._last_full_log = now
             log.warning(
-                "the local Kafka queue is full (broker slow or unreachable): frames of %s and others "
+                "the local Kafka queue is full (broker slow or unreachable): records of %s and others "
                 "wait for room; none are dropped",
                 asset,
             )

@@ -7,7 +7,6 @@ they are replayed at the original pace, accelerated, or as fast as Kafka takes t
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import socket
@@ -24,14 +23,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from plantstream.core import records
+from plantstream.core import logs, records
 from plantstream.core.config import ReplaySource
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import QUALITIES, Quality, ReadingFrame, Sample, Value
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 
-class ReplayError(ValueError):
+class ReplayError(ProducerError, ValueError):
     """An export that cannot be replayed as configured; the text names the file, row or column and the fix."""
 
 

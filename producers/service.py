@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
+from plantstream.core.records import Alert
 from plantstream.core.runstats import RunStats
 
 if TYPE_CHECKING:
-    from producers.publisher import FrameSink
+    from producers.publisher import Publisher
 
-log = logging.getLogger("plantstream.producer")
+log = logs.get(__name__)
 
 # run_modbus_producer / run_opcua_producer: (settings, emit, stop, stats) -> None
 DeviceProducer = Callable[..., Awaitable[None]]
@@ -36,7 +36,7 @@ def run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration:
 
 
 def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
-    """FrameSink arguments for the configured store-and-forward buffer (one file per producer kind)."""
+    """Publisher arguments for the configured store-and-forward buffer (one file per publisher of a producer)."""
     from producers.store_forward import DiskBuffer
 
     sf = settings.pipeline.store_forward
@@ -46,12 +46,27 @@ def store_forward_kwargs(settings: Settings, component: str) -> dict[str, Any]:
     return {"buffer": DiskBuffer(path, int(sf.max_mb * 2**20)), "component": component, "alarm_fill": sf.alarm_fill}
 
 
-def frame_sink(settings: Settings, component: str, stats: RunStats) -> FrameSink:
-    """The producer's Kafka side: codec registered (waiting for the registry with backoff), disk buffer."""
-    from producers.publisher import FrameSink
+def frame_publisher(settings: Settings, component: str, stats: RunStats) -> Publisher:
+    """The producer's frames to Kafka: codec registered (waiting for the registry with backoff), disk buffer."""
+    from producers.publisher import Publisher
 
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    return FrameSink(settings, codec, stats, **store_forward_kwargs(settings, component))
+    return Publisher(settings, codec, stats, **store_forward_kwargs(settings, component))
+
+
+def event_publisher(settings: Settings, component: str) -> Publisher:
+    """The producer's device-down alerts to plant.alerts.v1, through a disk buffer of their own: a CLEARED
+    raised while Kafka is away (or before a kill) still arrives, so no device-down alert stays open."""
+    from producers.publisher import Publisher, describe_alert
+
+    codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.ALERTS), schemas.ALERT)
+    return Publisher(
+        settings,
+        codec,
+        topic=topics.ALERTS,
+        describe=describe_alert,
+        **store_forward_kwargs(settings, f"{component}-events"),
+    )
 
 
 def _run_device_producer(
@@ -68,24 +83,31 @@ def _run_device_producer(
     `device_events`: `run` takes `on_event=` and gets device-down/up Alert records for plant.alerts.v1.
     `dead_letters`: `run` takes `dead_letters=`, where bad input goes (plant.deadletter.v1).
     """
-    from producers.dead_letters import DeadLetterSink
-    from producers.device_events import AlertSink
+    from producers.dead_letters import DeadLetterPublisher
+    from producers.device_events import log_event
 
     stats = RunStats(component, settings.pipeline.state_dir)
     metrics.serve(settings, stats)
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
-    sink = frame_sink(settings, component, stats)
-    alerts = AlertSink.for_settings(settings) if device_events else None
-    dead = DeadLetterSink(settings, component) if dead_letters else None
-    extra: dict[str, Any] = {"on_event": alerts.emit} if alerts is not None else {}
+    sink = frame_publisher(settings, component, stats)
+    events = event_publisher(settings, component) if device_events else None
+    dead = DeadLetterPublisher(settings, component) if dead_letters else None
+    extra: dict[str, Any] = {}
+    if events is not None:
+
+        def on_event(alert: Alert) -> None:
+            log_event(alert)
+            events.emit(alert)
+
+        extra["on_event"] = on_event
     if dead is not None:
         extra["dead_letters"] = dead
     try:
         run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration)
     finally:
         undelivered = sink.close(timeout=60)
-        if alerts is not None:
-            alerts.close(timeout=10)
+        if events is not None:
+            events.close(timeout=10)
         if dead is not None:
             dead.close(timeout=10)
         stats.flush()
@@ -139,7 +161,7 @@ def run_replay(settings: Settings, source: str | None, speed: float | None) -> i
         )
         return 2
     stats = RunStats("producer-replay", settings.pipeline.state_dir)
-    sink = frame_sink(settings, "producer-replay", stats)
+    sink = frame_publisher(settings, "producer-replay", stats)
     stopping = False
 
     def on_signal(*_: Any) -> None:

@@ -10,16 +10,18 @@ reads without a format of our own; one file per producer process, guarded by a l
 from __future__ import annotations
 
 import fcntl
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from plantstream.core import logs
+from plantstream.core.errors import ProducerError
+
+log = logs.get(__name__)
 
 
-class BufferInUse(RuntimeError):
+class BufferInUse(ProducerError, RuntimeError):
     pass
 
 

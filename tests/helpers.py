@@ -7,16 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+import schemas
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
 from plantstream.core.serde import Codec, Decoder
+from sinks.batch import Batch
 
 
 def prepare_topics(settings: Settings) -> dict[str, int]:
@@ -97,3 +99,20 @@ def wait_for(cond: Any, timeout: float, interval: float = 0.3, what: str = "cond
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def as_batch(
+    frames: Iterable[Any] = (), kpis: Iterable[Any] = (), results: dict[str, list[Any]] | None = None
+) -> Batch:
+    """A store batch from frames, KPI windows and other results by the stores' kind name (oee_window, ...)."""
+    kinds = {
+        "oee_window": schemas.OEE_WINDOW,
+        "anomaly_score": schemas.ANOMALY_SCORE,
+        "alert": schemas.ALERT,
+        "alarm_event": schemas.ALARM_EVENT,
+    }
+    b = Batch(frames=list(frames), kpi_windows=list(kpis))
+    for kind, records in (results or {}).items():
+        for r in records:
+            b.add(kinds[kind], r)
+    return b

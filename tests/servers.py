@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -24,6 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import free_port
+from tests.system import require
 
 
 @dataclass
@@ -196,9 +196,7 @@ class MqttBroker:
     """mosquitto on a free port with a generated config (no persistence: nothing outlives the test)."""
 
     def __init__(self, folder: Path) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise RuntimeError("mosquitto is not installed: apt-get install mosquitto (.ci/run does it)")
+        exe = require("mosquitto")
         self.port = free_port()
         conf = folder / "mosquitto.conf"
         conf.write_text(

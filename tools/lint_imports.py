@@ -3,6 +3,8 @@
 1. No private name crosses modules: `from x import _y` of a project module fails.
 2. The core and the stages take nothing from `plantstream` but `plantstream.core` (so a new top-layer
    module is above them even before it is listed in the layers contract).
+3. A module's logger comes from `plantstream.core.logs.get(__name__)` (one naming scheme), not from a
+   module-level `logging.getLogger(...)`.
 
 Exit 1 listing each offending import with file and line.
 """
@@ -66,8 +68,30 @@ def problems(path: Path) -> list[str]:
     return out
 
 
+LOGS_MODULE = "plantstream.core.logs"
+
+
+def logger_calls(path: Path) -> list[str]:
+    """A module's own logger made with logging.getLogger (at module level) instead of logs.get(__name__)."""
+    if module_name(path) == LOGS_MODULE:
+        return []
+    tree = ast.parse(path.read_text(), str(path))
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno}: the module's logger from logging.getLogger. Fix: "
+        "log = logs.get(__name__) (from plantstream.core import logs)"
+        for node in tree.body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Attribute)
+        and node.value.func.attr == "getLogger"
+        and isinstance(node.value.func.value, ast.Name)
+        and node.value.func.value.id == "logging"
+    ]
+
+
 def main() -> int:
-    found = [p for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py")) for p in problems(path)]
+    paths = [path for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py"))]
+    found = [p for path in paths for p in [*problems(path), *logger_calls(path)]]
     for line in found:
         print(line)
     return 1 if found else 0

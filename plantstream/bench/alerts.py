@@ -23,7 +23,7 @@ import numpy as np
 from confluent_kafka import Consumer, Producer
 
 import schemas
-from plantstream.bench.pipeline import machine, open_run, proc_usage, run_pipeline_section
+from plantstream.bench.common import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.simulators.synthetic import ALERT_TAG, SyntheticPlant

@@ -165,10 +165,10 @@ def _publish(port: int, args: tuple[str, str, int, int, int, int, int], done: An
 
 async def _drain(settings: Settings, kind: str, expect: int, timeout: float) -> dict[str, Any]:
     from plantstream.core.runstats import RunStats
-    from producers.service import frame_sink
+    from producers.service import frame_publisher
 
     stats = RunStats(f"producer-{kind}", settings.pipeline.state_dir)
-    sink = frame_sink(settings, f"producer-{kind}", stats)
+    sink = frame_publisher(settings, f"producer-{kind}", stats)
     if kind == "sparkplug":
         from producers.readers.sparkplug import run_sparkplug_producer as run
     else:
@@ -189,11 +189,11 @@ async def _drain(settings: Settings, kind: str, expect: int, timeout: float) -> 
         await asyncio.sleep(0.05)
         if first is None and stats.get("messages"):
             first = time.monotonic()
-        if stats.get("samples_read") >= expect and stats.get("frames_acked") >= stats.get("frames_produced") > 0:
+        if stats.get("samples_received") >= expect and stats.get("frames_acked") >= stats.get("frames_produced") > 0:
             break
     end = time.monotonic()
     cpu = time.process_time() - cpu0
-    acked_samples = stats.get("samples_read")
+    acked_samples = stats.get("samples_received")
     stop.set()
     await task
     sink.close(30)
@@ -232,7 +232,7 @@ def run_broker_bench(
 ) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
     from plantstream.core import kafka_clients, topics
     from plantstream.up import Orchestrator
 
@@ -272,7 +272,8 @@ def run_broker_bench(
                     for p in procs:
                         p.join(10)
                     pub_s = time.monotonic() - t_pub
-                    result = asyncio.run(_drain(settings, kind, expect, timeout))
+                    births = devices * tags if kind == "sparkplug" else 0  # DBIRTH values are framed too
+                    result = asyncio.run(_drain(settings, kind, expect + births, timeout))
                     result.update(run=r, queued_messages=queued, publish_seconds=round(pub_s, 1))
                     runs.append(result)
                 finally:

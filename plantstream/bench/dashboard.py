@@ -27,7 +27,9 @@ from typing import Any
 import yaml
 
 from plantstream.core.config import Settings
-from plantstream.core.records import ReadingFrame, reading_frame, sample
+from plantstream.core.errors import ToolError
+from plantstream.core.records import AnomalyScore, KpiWindow, OeeWindow, ReadingFrame, reading_frame, sample
+from sinks.batch import Batch
 
 CHROMIUM = "/usr/bin/chromium"
 ASSET = "bench.site.area.line.machine1"
@@ -36,7 +38,7 @@ ASSET = "bench.site.area.line.machine1"
 def chromium_path() -> str:
     found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
     if found is None:
-        raise RuntimeError("chromium is not installed. Fix: apt-get install -y chromium (Debian's package)")
+        raise ToolError("chromium is not installed. Fix: apt-get install -y chromium (Debian's package)")
     return found
 
 
@@ -78,7 +80,7 @@ def synthetic(i: int, k: int, scan_s: float) -> float:
 
 def fill_store(
     settings: Settings, hours: float, tags: int, scan_s: float, end_us: int
-) -> tuple[int, list[dict[str, Any]]]:
+) -> tuple[int, list[KpiWindow]]:
     """HOURS of frames ending at end_us, written through the storage sink's own store; returns the samples
     written and the KPI windows the processor would have emitted for them (written later by the caller)."""
     from sinks.stores.registry import open_store
@@ -92,7 +94,7 @@ def fill_store(
     samples = 0
     try:
         batch: list[ReadingFrame] = []
-        scores: list[dict[str, Any]] = []
+        scores: list[AnomalyScore] = []
         for i in range(n):
             t = start + i * step
             vals = [synthetic(i, k, scan_s) for k in range(tags)]
@@ -123,10 +125,10 @@ def fill_store(
                 }
             )
             if len(batch) >= 5000:
-                store.write(batch, [], {"anomaly_score": scores})
+                store.write(Batch(frames=batch, anomaly_scores=scores))
                 samples += len(batch) * tags
                 batch, scores = [], []
-        oee = [
+        oee: list[OeeWindow] = [
             {
                 "asset": ASSET,
                 "window_start": w,
@@ -146,14 +148,16 @@ def fill_store(
                 "mtbf_s": 3300.0,
                 "mttr_s": 300.0,
                 "downtime_by_reason_s": {"jam": 200.0, "setup": 100.0},
+                "revision": 0,
+                "data_coverage": 1.0,
             }
             for w in range(start - start % (3600 * 10**6), end_us, 3600 * 10**6)
         ]
-        store.write(batch, [], {"anomaly_score": scores, "oee_window": oee})
+        store.write(Batch(frames=batch, anomaly_scores=scores, oee_windows=oee))
         samples += len(batch) * tags
     finally:
         store.close()
-    kpis = [
+    kpis: list[KpiWindow] = [
         {
             "asset": ASSET,
             "tag": tag,
@@ -172,18 +176,20 @@ def fill_store(
             "last_time": None,
             "time_weighted_avg": None,
             "rate_of_change": None,
+            "revision": 0,
+            "data_coverage": 1.0,
         }
         for (tag, ws), v in windows.items()
     ]
     return samples, kpis
 
 
-def add_kpi_windows(settings: Settings, kpis: list[dict[str, Any]]) -> None:
+def add_kpi_windows(settings: Settings, kpis: list[KpiWindow]) -> None:
     from sinks.stores.registry import open_store
 
     store = open_store(settings)
     try:
-        store.write([], kpis)
+        store.write(Batch(kpi_windows=kpis))
     finally:
         store.close()
 
@@ -283,7 +289,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_dashboard_bench(hours: float = 24.0, tags: int = 10, scan_s: float = 1.0, loads: int = 7) -> dict[str, Any]:
     """Two cases: only raw samples in the store (no processor ran), then with the processor's KPI windows."""
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
 
     with tempfile.TemporaryDirectory(prefix="dash-bench-") as tmp:
         port = free_port()

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 from plantstream.core.config import Settings
-from plantstream.core.records import ReadingFrame, reading_frame, sample
+from plantstream.core.records import OeeWindow, ReadingFrame, reading_frame, sample
+from sinks.batch import Batch
 
 US = 1_000_000
 
@@ -76,7 +77,7 @@ def fill_plant(settings: Settings, minutes: float, tags: int, scan_s: float, end
                     )
                 )
             m0 = end_us - end_us % (60 * US)
-            oee: list[dict[str, Any]] = [
+            oee: list[OeeWindow] = [
                 {
                     "asset": asset.path,
                     "window_start": m0 - (k + 1) * 60 * US,
@@ -96,10 +97,12 @@ def fill_plant(settings: Settings, minutes: float, tags: int, scan_s: float, end
                     "mtbf_s": None,
                     "mttr_s": None,
                     "downtime_by_reason_s": {},
+                    "revision": 0,
+                    "data_coverage": 1.0,
                 }
                 for k in range(max(1, int(minutes)))
             ]
-            store.write(frames, [], {"oee_window": oee})
+            store.write(Batch(frames=frames, oee_windows=oee))
             written += len(frames) * (tags + 2)
     finally:
         store.close()

@@ -17,8 +17,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from plantstream.core.errors import ToolError
 
-class DatasetMissing(RuntimeError):
+
+class DatasetMissing(ToolError, RuntimeError):
     """A data set is not in the cache; the text says how to get it there."""
 
 

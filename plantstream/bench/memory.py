@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plantstream.bench.alerts import NOTE
-from plantstream.bench.pipeline import machine, open_run, proc_usage, run_pipeline_section
+from plantstream.bench.common import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.bench.worker import fill_backlog
 from plantstream.core import runstats
 from plantstream.core.config import Settings

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from plantstream.bench.pipeline import machine, proc_usage
+from plantstream.bench.common import machine, proc_usage
 from plantstream.core.config import Settings
 from plantstream.core.records import ReadingFrame
 from producers import modbus_codec

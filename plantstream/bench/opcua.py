@@ -3,7 +3,7 @@
 Server side: `servers` asyncua processes (python -m plantstream.bench.opcua serve ...), each with its
 share of `nodes` Double variables, every one written `rate_hz` times a second. Client side: this
 process runs run_opcua_producer (one subscription per server, batching a publish cycle into one
-frame) into a FrameSink, i.e. Avro-encoded and acknowledged by Kafka.
+frame) into a Publisher, i.e. Avro-encoded and acknowledged by Kafka.
 
 Reported per run and as medians: changes/s offered by the servers (their measured write rate),
 changes/s received and emitted by the producer, frames/s acknowledged by Kafka, and the producer's
@@ -120,12 +120,12 @@ async def _measure(settings: Settings, seconds: float) -> dict[str, Any]:
     import schemas
     from plantstream.core import kafka_clients, topics
     from plantstream.core.runstats import RunStats
-    from producers.publisher import FrameSink
+    from producers.publisher import Publisher
     from producers.readers.opcua import run_opcua_producer
 
     stats = RunStats("bench-opcua", settings.pipeline.state_dir)
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    sink = FrameSink(settings, codec, stats)
+    sink = Publisher(settings, codec, stats)
     counted = {"samples": 0, "frames": 0}
 
     def emit(frame: ReadingFrame) -> None:
@@ -167,7 +167,7 @@ def run_opcua_bench(
 ) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient
 
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
     from plantstream.core import kafka_clients, topics
     from plantstream.up import Orchestrator
 

@@ -7,99 +7,23 @@ end-to-end latency quantiles (scan time to durably stored), lag over time, CPU a
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import platform
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 import schemas
+from plantstream.bench.common import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.simulators.synthetic import SyntheticPlant
 from plantstream.stack import kafka as local_kafka
 from plantstream.stack import registry as local_registry
-from plantstream.up import Child, Orchestrator, say
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_usage(pid: int) -> tuple[float, int]:
-    """(CPU seconds used so far, RSS bytes) of a process, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-        rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        return cpu, rss
-    except (OSError, IndexError, ValueError):
-        return 0.0, 0
-
-
-def machine() -> dict[str, Any]:
-    mem = 0
-    with contextlib.suppress(OSError, StopIteration):
-        mem = int(
-            next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1]
-        )
-    cpu = ""
-    try:
-        cpu = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
-        cpu = cpu.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "mem_gib": round(mem / 2**20, 1),
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-
-
-@dataclass
-class BenchRun:
-    """A benchmark's own run: the local stack (started unless configured), a run dir with its own
-    config file, topics and schemas. `close` stops what was started for it."""
-
-    base: Settings  # the caller's settings: they name the local stack
-    orch: Orchestrator
-    settings: Settings  # the run's
-    raw: dict[str, Any]
-    run_dir: Path
-
-    def spawn(self, component: str, *args: str) -> Child:
-        return self.orch.spawn(component, *args, env={"PLANTSTREAM_PIPELINE__STATE_DIR": str(self.run_dir)})
-
-    def close(self) -> None:
-        if self.orch.started_registry:
-            local_registry.stop(self.base)
-        if self.orch.started_kafka:
-            local_kafka.stop(self.base)
-
-
-def open_run(settings: Settings, name: str, build: Callable[[str, str, Path], dict[str, Any]]) -> BenchRun:
-    """Start the stack, make the run dir and apply the config `build(bootstrap, registry_url, run_dir)` returns."""
-    orch = Orchestrator(settings, None)
-    bootstrap, url = orch.start_stack()
-    run_dir = Path(orch.state_dir) / f"bench-{name}-{int(time.time())}"
-    run_dir.mkdir(parents=True)
-    raw = build(bootstrap, url, run_dir)
-    config = run_dir / "bench.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    run_settings = Settings(**raw)
-    topics.apply(run_settings, AdminClient(kafka_clients.admin_config(run_settings)))
-    topics.register_schemas(run_settings, kafka_clients.registry(run_settings))
-    orch.state_dir, orch.config_path = str(run_dir), str(config)
-    return BenchRun(settings, orch, run_settings, raw, run_dir)
+from plantstream.up import say
 
 
 class LoadGenerator:
@@ -149,19 +73,6 @@ class LoadGenerator:
         self.producer.flush(60)
 
 
-def run_pipeline_section(name: str, bootstrap: str, url: str, run_dir: Path, partitions: int = 6) -> dict[str, Any]:
-    """The `pipeline` settings every bench run shares: its own topic prefix and group, SQLite in its run
-    folder. Callers add windows, alert rules and the like."""
-    stamp = int(time.time())
-    return {
-        "kafka": {"bootstrap": bootstrap, "topic_prefix": f"{name}{stamp}.", "partitions": partitions},
-        "registry": {"url": url},
-        "storage": {"kind": "sqlite", "sqlite_path": str(run_dir / "bench.db")},
-        "state_dir": str(run_dir),
-        "group_id": f"{name}{stamp}",
-    }
-
-
 def _bench_config(settings: Settings, bootstrap: str, url: str, plant: SyntheticPlant, run_dir: Path) -> dict[str, Any]:
     return {
         **plant.config(),
@@ -202,6 +113,7 @@ def run_pipeline_bench(
     )
     series: list[dict[str, Any]] = []
     t0 = time.monotonic()
+    load_before = os.getloadavg()  # others' work on a shared machine shows here
     gen.thread.start()
     cpu0 = {n: proc_usage(p)[0] for n, p in pids.items()}
     mark: dict[str, Any] | None = None
@@ -247,11 +159,12 @@ def run_pipeline_bench(
     sink.stop(30)
     rep = topics.cluster_replication(bench_settings, AdminClient(kafka_clients.admin_config(bench_settings)))
     run.close()
+    load_after = os.getloadavg()
     offered = assets * tags * rate_hz
     return {
         "bench": "pipeline",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(),
+        "machine": {**machine(), "load_avg_1min_before_after": [round(x[0], 2) for x in (load_before, load_after)]},
         "kafka": {
             "brokers": len(k.nodes) if not settings.pipeline.kafka.bootstrap else None,
             "replication_factor": rep.factor,
@@ -305,7 +218,3 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_result(result: dict[str, Any], path: str | None) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(result, indent=2) + "\n")

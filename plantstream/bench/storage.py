@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plantstream.core.records import ReadingFrame, reading_frame, sample
+from sinks.batch import Batch
 from sinks.stores.base import Store
 
 T0 = 1_767_225_600_000_000
@@ -54,7 +55,7 @@ def time_run(store: Store, batches: list[list[ReadingFrame]]) -> dict[str, float
     samples = 0
     start = time.perf_counter()
     for b in batches:
-        samples += store.write(b, [])["samples"]
+        samples += store.write(Batch(frames=b))["samples"]
     elapsed = time.perf_counter() - start
     store.close()
     expected = sum(len(f["samples"]) for b in batches for f in b)

@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 import schemas
-from plantstream.bench.pipeline import machine, open_run, proc_usage, run_pipeline_section
+from plantstream.bench.common import machine, open_run, proc_usage, run_pipeline_section
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.simulators.synthetic import SyntheticPlant

@@ -34,6 +34,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from plantstream.core.errors import CoreError
+
 DEMO_CONFIG = Path(__file__).parent.parent / "demo" / "plant.yaml"
 
 ASSET_PATH_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){4}$")
@@ -1236,7 +1238,7 @@ class Settings(BaseSettings):
         return p
 
 
-class ConfigError(Exception):
+class ConfigError(CoreError):
     """A config file that cannot be used; the message names the file, the field and the fix."""
 
 

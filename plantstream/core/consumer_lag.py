@@ -8,17 +8,16 @@ it also counts what was read but not yet stored (a sink paused by a database out
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from plantstream.core import kafka_clients
+from plantstream.core import kafka_clients, logs
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 
-log = logging.getLogger("plantstream.core.consumer_lag")
+log = logs.get(__name__)
 
 LEVEL = "consumer_lag_records"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import ssl
@@ -10,14 +9,15 @@ import threading
 import time
 from typing import Any
 
-from plantstream.core import local_stack
+from plantstream.core import local_stack, logs
 from plantstream.core.config import Settings
+from plantstream.core.errors import CoreError
 from plantstream.core.serde import Registry, registry_client
 
-log = logging.getLogger("plantstream")
+log = logs.get(__name__)
 
 
-class BrokerNotConfigured(RuntimeError):
+class BrokerNotConfigured(CoreError, RuntimeError):
     pass
 
 

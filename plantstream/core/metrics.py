@@ -11,7 +11,6 @@ Everything counted with `RunStats.add` stays a counter with its `_total` name.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -19,10 +18,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from plantstream.core import logs
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats, base_component
 
-log = logging.getLogger("plantstream.core.metrics")
+log = logs.get(__name__)
 
 # fixed offsets, so a Prometheus scrape config can be written once per host
 PORT_OFFSETS = {

@@ -4,7 +4,8 @@ A broker outage makes every client retry several times a second; logging each re
 megabytes a minute onto the disk the store-and-forward buffer needs. Contract:
 - `OutageLog.report(condition, message, *args)` logs the first occurrence of a condition at once and
   then at most one line per `interval_s`, saying how many times it happened since the last line;
-  `OutageLog.resolved(condition, ...)` logs one line when the condition is over (if it was reported).
+  `OutageLog.resolved(condition, ...)` logs one line when the condition is over (if it was reported);
+  `forget(condition)` drops one silently (a device reader whose failure changed its cause).
 - `RateLimitFilter` does the same for log records of other libraries (aiokafka's connection errors):
   records of one logger with one message template pass once per interval, the passing one carrying
   the count of those held back. `limit_loggers(prefixes)` puts it on every logger under the prefixes.
@@ -67,6 +68,10 @@ class OutageLog:
 
     def active(self, condition: str) -> bool:
         return condition in self._seen
+
+    def forget(self, condition: str) -> None:
+        """Drop a condition without a line (another one took its place)."""
+        self._seen.pop(condition, None)
 
 
 class RateLimitFilter(logging.Filter):

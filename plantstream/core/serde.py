@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -21,18 +20,20 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 import schemas
+from plantstream.core import logs
+from plantstream.core.errors import CoreError
 
-log = logging.getLogger("plantstream.core.serde")
+log = logs.get(__name__)
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
 
 
-class DecodeError(ValueError):
+class DecodeError(CoreError, ValueError):
     """A message that is not a valid plantstream Avro record; the text says why."""
 
 
-class RegistryUnavailable(RuntimeError):
+class RegistryUnavailable(CoreError, RuntimeError):
     pass
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import (
@@ -15,10 +14,12 @@ from confluent_kafka.admin import (
 )
 
 import schemas
+from plantstream.core import logs
 from plantstream.core.config import Settings
+from plantstream.core.errors import CoreError
 from plantstream.core.serde import Registry
 
-log = logging.getLogger("plantstream.core.topics")
+log = logs.get(__name__)
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -87,7 +88,7 @@ def subject(settings: Settings, base: str) -> str:
     return f"{settings.topic(base)}-value"
 
 
-class ReplicationError(ValueError):
+class ReplicationError(CoreError, ValueError):
     pass
 
 

@@ -2,8 +2,8 @@
 
 Pure and reproducible from a seed: `make_schedule` draws the ground truth (asset, kind, start, end,
 tags), `FaultInjector.apply(asset, t, values)` (or `apply_faults`) changes one scan's values, and
-`NormalOperation` generates a pump's correlated signals so benchmarks need no sockets. The simulator
-can call `apply_faults` on its own values later.
+`NormalOperation` generates a pump's correlated signals so benchmarks need no sockets. The plant
+simulator applies them to its own values (fault_schedule.py).
 
 Normal operation of a centrifugal pump at relative speed s (affinity laws): flow ~ s, head/pressure
 ~ s², shaft power/current ~ s³; vibration grows with s²; bearing temperature follows the power with

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import math
 import os
 import socket
@@ -31,6 +30,7 @@ import numpy as np
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from plantstream.core import logs
 from plantstream.core.config import (
     ModbusRtuDevice,
     ModbusTag,
@@ -40,20 +40,21 @@ from plantstream.core.config import (
     TagRole,
     TagType,
 )
+from plantstream.core.errors import ToolError
 from plantstream.simulators import fault_schedule
+from plantstream.simulators.base import ServedSimulator
 from plantstream.simulators.faults import Fault, FaultInjector
-from plantstream.simulators.served import ServedSimulator
 from producers import modbus_codec
 from producers.modbus_codec import Value
 from producers.readers.base import now_us
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 # Function codes used to address a table when writing into pymodbus' datastore.
 _TABLE_FC = {RegisterTable.COIL: 1, RegisterTable.DISCRETE_INPUT: 2, RegisterTable.HOLDING: 3, RegisterTable.INPUT: 4}
 
 
-class SimulatorError(RuntimeError):
+class SimulatorError(ToolError, RuntimeError):
     """The simulator cannot serve the configured plant; the message says where and why."""
 
 

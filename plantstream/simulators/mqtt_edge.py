@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from plantstream.core import logs
 from plantstream.core.config import (
     ModbusTag,
     MqttDevice,
@@ -37,7 +37,7 @@ from plantstream.simulators.modbus import Machine, MachineState, profile_for
 from producers.readers import sparkplug_codec as codec
 from producers.readers.sparkplug_b_pb2 import DataType, Payload
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 _DATATYPES = {
     TagType.BOOL: DataType.Boolean,

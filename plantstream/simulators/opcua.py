@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from plantstream.core import logs
 from plantstream.core.config import (
     OpcUaDevice,
     OpcUaSecurityMode,
@@ -43,11 +43,12 @@ from plantstream.core.config import (
     TagRole,
     TagType,
 )
+from plantstream.core.errors import ToolError
+from plantstream.simulators.base import ServedSimulator
 from plantstream.simulators.modbus import Machine, MachineState, Profile, profile_for
-from plantstream.simulators.served import ServedSimulator
 from producers.readers.opcua import VARIANT_TYPES, ensure_certificate, int_range, load_certs, under_state_dir
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 SERVER_APP_URI = "urn:plantstream:opcua-simulator"
 PLANT_NAMESPACE = "urn:plantstream:plant"
@@ -72,7 +73,7 @@ _POLICIES = {
 }
 
 
-class OpcUaSimulatorError(RuntimeError):
+class OpcUaSimulatorError(ToolError, RuntimeError):
     """The OPC UA simulator cannot serve the configured plant; the message says where and why."""
 
 

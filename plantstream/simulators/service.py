@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from pydantic import ValidationError
 
+from plantstream.core import logs
 from plantstream.core.config import Settings, SimulatorSettings
 from plantstream.simulators.modbus import PlantSimulator
 from plantstream.simulators.opcua import OpcUaSimulator, opcua_devices
 from producers.service import run_until_signal
 
-log = logging.getLogger("plantstream.simulator")
+log = logs.get(__name__)
 
 
 def simulator_overrides(

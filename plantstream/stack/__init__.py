@@ -1,1 +1,2 @@
-"""Local stack launcher: Apache Kafka (KRaft) and a Confluent-compatible registry from Maven Central."""
+"""Local stack launcher: Apache Kafka (KRaft, 1 or 3 nodes), a Confluent-compatible registry, PostgreSQL and
+mosquitto, from Maven Central and Debian packages; no Docker."""

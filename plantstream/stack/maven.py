@@ -8,10 +8,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+from plantstream.core.errors import ToolError
+
 LOG4J_VERSION = "2.25.3"
 
 
-class FetchError(RuntimeError):
+class FetchError(ToolError, RuntimeError):
     pass
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 
+from plantstream.stack.process import StackError
+
 
 def pg_bindir() -> Path:
     found = shutil.which("pg_ctl")
@@ -24,7 +26,7 @@ def pg_bindir() -> Path:
         return Path(found).resolve().parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not candidates:
-        raise RuntimeError("PostgreSQL server binaries not found. Fix: apt-get install postgresql")
+        raise StackError("PostgreSQL server binaries not found. Fix: apt-get install postgresql")
     return Path(candidates[-1]).parent
 
 

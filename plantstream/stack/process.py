@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from plantstream.core.errors import ToolError
 from plantstream.core.local_stack import ProcessInfo, alive
 
 
@@ -75,7 +76,7 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-class StackError(RuntimeError):
+class StackError(ToolError, RuntimeError):
     """The local stack cannot start or stop; the message names the problem and the fix."""
 
 

@@ -45,7 +45,6 @@ Per-tag contributions: each signal's largest detector ratio, normalised to sum 1
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import pickle
 from collections import deque
@@ -55,6 +54,7 @@ from typing import Any, Protocol
 import numpy as np
 from river import stats
 
+from plantstream.core import logs
 from plantstream.core import machine_state as ms
 from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRole, TagType
 from processors import oee
@@ -64,7 +64,7 @@ from processors.anomaly.river_detectors import RiverModel
 
 Record = dict[str, Any]
 State = dict[str, Any]
-log = logging.getLogger("plantstream.anomaly")
+log = logs.get(__name__)
 
 _NUMERIC_TYPES = {t for t in TagType if t not in (TagType.BOOL, TagType.STRING)}
 # multivariate: 1 was the PCA T²/SPE model, 2 xreg-multiscale/2, 3 xreg-multiscale/3, 4 xreg-multiscale/4

@@ -24,13 +24,13 @@ after a newer one. `persist()` without a commit after it is what timers and the 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from plantstream.core import logs
 from processors.worker.kafka_outputs import KafkaOutputs
 from processors.worker.state import TableStore
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 
 class Checkpoint:

@@ -54,11 +54,13 @@ from typing import Any
 from faust.serializers import codecs
 from mode.services import WaitResults
 
+from plantstream.core.errors import ProcessorError
+
 # the versions every patch here was written for and tested with (tests/unit/test_faust_compat.py)
 TESTED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
 
 
-class UnsupportedVersions(RuntimeError):
+class UnsupportedVersions(ProcessorError, RuntimeError):
     """Installed Faust/mode/aiokafka versions differ from those the patches were tested with."""
 
 

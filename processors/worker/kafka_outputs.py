@@ -19,7 +19,6 @@ with an anomaly score per frame that was the largest cost after the models.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -28,17 +27,19 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from plantstream.core import logs
+from plantstream.core.errors import ProcessorError
 from plantstream.core.outage_log import OutageLog
 from processors.worker.outputs import Headers
 from processors.worker.stage import Kind
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 POLL_EVERY = 1000  # records between serving delivery callbacks while sending
 WAIT_STEP_S = 0.005  # how often a waiting checkpoint serves callbacks
 
 
-class DeliveryFailed(RuntimeError):
+class DeliveryFailed(ProcessorError, RuntimeError):
     """Kafka did not take a record: the checkpoint that covers it must not commit."""
 
 

@@ -18,19 +18,19 @@ Contract:
 
 from __future__ import annotations
 
-import logging
 import time
 import traceback
 from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
+from plantstream.core import logs
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
 from processors.worker.outputs import Outputs, dead_letter_headers
 from processors.worker.stage import Emit, Frame, Kind, Silence, Stage, StageFailure, Step
 from processors.worker.state import AssetState, AssetStates
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 _COUNTER = {Kind.KPI: "kpi_windows", Kind.OEE: "oee_windows", Kind.ANOMALY: "anomaly_scores"}
 

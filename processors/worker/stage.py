@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from plantstream.core.errors import ProcessorError
 from processors.worker.state import AssetState
 
 Frame = dict[str, Any]  # a decoded ReadingFrame (schemas/reading_frame.avsc)
@@ -61,7 +62,7 @@ class Silence:
     idle_us: int | None  # how long the asset has been silent, once past idle_after_s (else None)
 
 
-class StageFailure(Exception):
+class StageFailure(ProcessorError):
     """Raised by a stage given several frames, to name the one that failed (see the module doc)."""
 
     def __init__(self, index: int, records: list[Emit], cause: BaseException) -> None:

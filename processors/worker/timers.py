@@ -11,15 +11,15 @@ offset hole means frames the consumer never delivered).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
+from plantstream.core import logs
 from plantstream.core.runstats import RunStats
 from processors.worker.state import AssetState
 
-log = logging.getLogger("plantstream.processor")
+log = logs.get(__name__)
 
 
 class InputOffsets:

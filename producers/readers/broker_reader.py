@@ -12,21 +12,20 @@ goes to the dead-letter topic; the reader goes on.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from plantstream.core import logs
 from plantstream.core.config import MqttBroker, Settings
-from plantstream.core.records import Alert, ReadingFrame, Sample
+from plantstream.core.records import Sample
 from plantstream.core.runstats import RunStats
-from producers.dead_letters import DeadLetterSink
-from producers.device_events import EventEmit, OutageTracker
-from producers.readers.base import Emit, now_us, wait_stop
+from producers.device_events import EventEmit
+from producers.readers.base import DeviceReader, Emit, now_us, wait_stop
 from producers.readers.framing import FrameAssembler
 from producers.readers.mqtt_client import MqttConnection, Will
 from producers.readers.mqtt_payload import BadInput
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 MAX_LOGGED_TOPICS = 1000  # distinct (topic, kind) pairs logged one by one; beyond, one line per kind
 
@@ -54,10 +53,10 @@ class DeadLetters(Protocol):
     ) -> None: ...
 
 
-class BrokerReader:
-    """Subclasses map messages to devices (`handle`) and give the subscriptions."""
+class BrokerReader(DeviceReader):
+    """A DeviceReader for the devices of one broker; subclasses give the subscriptions and map messages."""
 
-    kind = "mqtt"  # client id part and log label
+    protocol = "mqtt"  # also the client id part
 
     def __init__(
         self,
@@ -76,23 +75,18 @@ class BrokerReader:
         self.broker_name = broker_name
         self.broker: MqttBroker = settings.pipeline.mqtt.brokers[broker_name]
         self.devices = list(devices)
-        self._emit = emit
-        self._stats = stats
-        self._on_event = on_event
         self._dead = dead_letters
         self._persistent_qos1 = persistent_qos1
         self.assemblers = [
             FrameAssembler(d.name, d.asset, producer_id, d.frame_period_s, tags=d.tags) for d in self.devices
         ]
-        self._outages = [OutageTracker(d.name, d.asset, [t.name for t in d.tags]) for d in self.devices]
-        self._gap_marked = [False] * len(self.devices)
         self._logged: set[tuple[str, str]] = set()
         self._unacked = 0
         self._down_cause = ""
         self.connection = MqttConnection(
             self.broker,
             name=broker_name,
-            client_id=self.broker.client_id or f"plantstream-{self.kind}-{broker_name}",
+            client_id=self.broker.client_id or f"plantstream-{self.protocol}-{broker_name}",
             local_port=settings.pipeline.mqtt.local_port,
             subscriptions=self.subscriptions(),
             on_message=self.on_message,
@@ -100,6 +94,10 @@ class BrokerReader:
             on_down=self._down,
             will=self.will,
             password=self.broker.password.get_secret_value() if self.broker.password else None,
+        )
+        super().__init__(
+            self.devices, emit, subject=self.connection.where, log=log, stats=stats, on_event=on_event,
+            report_each_cause=True,
         )
 
     @property
@@ -123,9 +121,8 @@ class BrokerReader:
     def acked(self, mids: list[int]) -> None:
         """These QoS 1 messages were acknowledged (their frames are on disk)."""
 
-    def disconnected(self) -> list[int]:
-        """Called when the connection is lost: the device indexes that go dark (default: all)."""
-        return list(range(len(self.devices)))
+    def disconnected(self) -> None:
+        """Called when the connection is lost (or cannot be made), before every device is marked down."""
 
     # --- running -------------------------------------------------------------------------------------
 
@@ -152,9 +149,9 @@ class BrokerReader:
     def _cut(self, asm: FrameAssembler, *, ack: bool = True) -> None:
         out = asm.cut(now_us())
         for frame in out.frames:
-            self._send(frame)
+            self.send(frame)
         if out.duplicates:
-            self._add("samples_duplicate", out.duplicates)
+            self.add_stat("samples_duplicate", out.duplicates)
         self._unacked -= len(out.acks)
         if ack:
             for mid in out.acks:
@@ -169,7 +166,7 @@ class BrokerReader:
         if mid is not None:
             asm.ack_later(mid)
             self._unacked += 1
-        self._add("samples_read", len(samples))
+        self.add_stat("samples_received", len(samples))
         if asm.size >= 5000 or self._unacked >= self.broker.max_unacked:
             self.cut_all(force=True)
 
@@ -177,69 +174,46 @@ class BrokerReader:
         if mid is not None:
             self.connection.ack(mid)
 
-    def _send(self, frame: ReadingFrame) -> None:
-        self._add("frames_produced")
-        bad = sum(1 for s in frame["samples"] if s["quality"] == "BAD")
-        if bad:
-            self._add("samples_bad", bad)
-        self._emit(frame)
-
     # --- connection state ------------------------------------------------------------------------------
 
     def _up(self, session_present: bool) -> None:
-        self._add("mqtt_connects")
-        if self._down_cause:
-            log.info("%s: connected again", self.connection.where)
+        self.add_stat("mqtt_connects")
+        self.report_recovery("connected again")
         self._down_cause = ""
         self.connected(session_present)
 
     def _down(self, cause: str) -> None:
         if cause != self._down_cause:
-            log.warning(
-                "%s: %s; its devices' tags are BAD until it is back (retrying with backoff)",
-                self.connection.where,
-                cause,
-            )
-            self._add("mqtt_connection_losses")
+            self.add_stat("mqtt_connection_losses")
         self._down_cause = cause
+        self.report_failure(cause, "its devices' tags are BAD until it is back (retrying with backoff)")
         for di, asm in enumerate(self.assemblers):
             # unacknowledged QoS 1 messages of a persistent session come again: their samples wait for that
             self._cut(asm, ack=False) if not self._persistent_qos1(di) else self._drop_open(asm)
         self._unacked = 0
         self.acked([])
-        for di in self.disconnected():
-            self.device_down(di, f"{self.connection.where}: {cause}")
+        self.disconnected()
+        for di in range(len(self.devices)):
+            self.mark_down(di, f"{self.connection.where}: {cause}")
 
     def _drop_open(self, asm: FrameAssembler) -> None:
         dropped = asm.cut(now_us())
         asm.seq -= len(dropped.frames)  # they were never sent: no sequence gap
 
-    def device_down(self, di: int, cause: str) -> None:
-        if self._gap_marked[di]:
-            return
-        self._gap_marked[di] = True
+    def mark_down(self, di: int, cause: str) -> None:
+        """Device `di` is out of sight: what it sent so far goes out, then one frame of BAD tags (once per
+        outage) and the RAISED device-down alert."""
         asm = self.assemblers[di]
         if asm.opened_at is not None:
             self._cut(asm)
-        at = now_us()
-        self._send(asm.bad_frame(self.devices[di].tags, at))
-        self._add("connection_gaps")
-        self._event(self._outages[di].observe(False, at, cause))
-
-    def device_up(self, di: int) -> None:
-        self._gap_marked[di] = False
-        self._event(self._outages[di].observe(True, now_us()))
-
-    def _event(self, event: Alert | None) -> None:
-        if event is not None and self._on_event is not None:
-            self._on_event(event)
+        self.device_down(di, cause, gap=lambda at: asm.bad_frame(self.devices[di].tags, at))
 
     # --- bad input ---------------------------------------------------------------------------------------
 
     def bad_input(self, topic: str, payload: bytes, problems: Sequence[BadInput], di: int | None = None) -> None:
         """Count each problem, log it once per (topic, kind), send the raw payload to the dead letters once."""
         for p in problems:
-            self._add(f"bad_{p.kind}")
+            self.add_stat(f"bad_{p.kind}")
             key = (topic, p.kind) if len(self._logged) < MAX_LOGGED_TOPICS else ("*", p.kind)
             if key not in self._logged:
                 self._logged.add(key)
@@ -254,7 +228,7 @@ class BrokerReader:
                     p.kind,
                     p.kind,
                 )
-        self._add("dead_letters")
+        self.add_stat("dead_letters")
         if self._dead is not None:
             asset = self.devices[di].asset if di is not None else None
             self._dead.emit(
@@ -267,9 +241,6 @@ class BrokerReader:
                 device=self.devices[di].name if di is not None else None,
             )
 
-    def _add(self, name: str, n: int = 1) -> None:
-        if self._stats is not None:
-            self._stats.add(name, n)
 
 
 def group_by_broker(devices: Sequence[Any]) -> dict[str, list[Any]]:
@@ -278,6 +249,3 @@ def group_by_broker(devices: Sequence[Any]) -> dict[str, list[Any]]:
         out.setdefault(d.broker, []).append(d)
     return out
 
-
-def make_dead_letters(settings: Settings, stage: str) -> DeadLetterSink:
-    return DeadLetterSink(settings, stage)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -23,22 +22,23 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from plantstream.core import logs
 from plantstream.core.config import ModbusRtuDevice, ModbusTag, ModbusTcpDevice, RegisterTable, Settings
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import ReadingFrame, Sample, reading_frame, sample
 from plantstream.core.runstats import RunStats
 from producers import modbus_codec
-from producers.device_events import EventEmit, OutageTracker
+from producers.device_events import EventEmit
 from producers.modbus_codec import ReadBlock, Value
-from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
+from producers.readers.base import DeviceReader, Emit, default_producer_id, now_us, run_readers, wait_stop
 from producers.report_by_exception import ExceptionFilter
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 T = TypeVar("T")
 ModbusDevice = ModbusTcpDevice | ModbusRtuDevice
 ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
 
-ERROR_LOG_INTERVAL_S = 30.0
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 30.0
 
@@ -59,7 +59,7 @@ EXCEPTION_NAMES = {
 }
 
 
-class ReadFailed(Exception):
+class ReadFailed(ProducerError):
     """One read request did not return data; `cause` is the operator-facing reason."""
 
     def __init__(self, cause: str, *, device_silent: bool = False) -> None:
@@ -69,8 +69,10 @@ class ReadFailed(Exception):
         self.device_silent = device_silent
 
 
-class ModbusPoller:
-    """Polls one device over its own connection and emits one frame per scan."""
+class ModbusPoller(DeviceReader):
+    """Polls one device over its own connection (or its serial bus) and sends one frame per scan."""
+
+    protocol = "modbus"
 
     def __init__(
         self,
@@ -85,22 +87,16 @@ class ModbusPoller:
     ) -> None:
         """`client`/`bus_lock`: shared by the RTU devices of one serial port (default: a client of its own)."""
         self.device = device
-        self._emit = emit
+        super().__init__([device], emit, subject=f"Modbus device {self.label}", log=log, stats=stats, on_event=on_event)
         self._producer_id = producer_id
-        self._stats = stats
         self._blocks = modbus_codec.plan_reads(device.tags)
         self._exceptions = ExceptionFilter.for_tags(device.tags)
         self._client = client or make_client(device)
         self._bus_lock = bus_lock
-        self._on_event = on_event
-        self._outage = OutageTracker(device.name, device.asset, [t.name for t in device.tags])
         self.seq = 0
         self._backoff_s = RECONNECT_MIN_S
         self._next_connect_at = 0.0
         self._connect_cause = ""
-        self._last_report_at: float | None = None
-        self._reported_failing = False
-        self._unreported_failed_scans = 0
 
     @property
     def blocks(self) -> list[ReadBlock]:
@@ -129,10 +125,9 @@ class ModbusPoller:
                 if frame["samples"]:
                     frame["seq"] = self.seq
                     self.seq += 1
-                    self._emit(frame)
-                    self._count_frame(frame)
+                    self.send(frame)
                 else:
-                    self._add_stat("frames_suppressed")
+                    self.add_stat("frames_suppressed")
                 next_at = self._next_tick(next_at, interval)
                 if await wait_stop(stop, next_at - time.monotonic()):
                     return
@@ -156,7 +151,7 @@ class ModbusPoller:
             except ReadFailed as e:
                 if e.device_silent:
                     silent_cause = e.cause
-                self._add_stat("read_errors")
+                self.add_stat("read_errors")
                 failures.append((f"{block.describe()} [{', '.join(t.name for t in block.tags)}]", e.cause))
                 samples.update((t.name, _sample(t, scan_time, None)) for t in block.tags)
                 continue
@@ -228,7 +223,7 @@ class ModbusPoller:
             raise ReadFailed(self._connect_cause, device_silent=True)
         started = time.monotonic()
         if await self._client.connect():
-            if self._reported_failing:
+            if self.health().last_error:
                 log.info("Modbus device %s: connected again", self.label)
             return
         # pymodbus reports only success; a fast failure is a refusal, a slow one a silent host
@@ -264,51 +259,20 @@ class ModbusPoller:
         if late <= 0:
             return due
         missed = math.ceil(late / interval)
-        self._add_stat("polls_skipped", missed)
+        self.add_stat("polls_skipped", missed)
         return due + missed * interval
 
     def _report(self, failures: list[tuple[str, str]]) -> None:
-        now = time.monotonic()
-        if not failures:
-            if self._reported_failing:
-                log.info("Modbus device %s: all reads OK again", self.label)
-                self._reported_failing = False
-            return
-        if self._last_report_at is not None and now - self._last_report_at < ERROR_LOG_INTERVAL_S:
-            self._unreported_failed_scans += 1
-            return
-        more = (
-            f" ({self._unreported_failed_scans} more failing scan(s) since the last report)"
-            if self._unreported_failed_scans
-            else ""
-        )
-        log.warning(
-            "Modbus device %s: read failed: %s; these tags are BAD until it recovers%s (reported at most every %g s)",
-            self.label,
-            _describe_failures(failures),
-            more,
-            ERROR_LOG_INTERVAL_S,
-        )
-        self._last_report_at = now
-        self._reported_failing = True
-        self._unreported_failed_scans = 0
+        if failures:
+            self.report_failure(f"read failed: {_describe_failures(failures)}", "these tags are BAD until it recovers")
+        else:
+            self.report_recovery("all reads OK again")
 
     def _track_outage(self, silent_cause: str | None, scan_time: int) -> None:
-        event = self._outage.observe(silent_cause is None, scan_time, silent_cause or "")
-        if event is not None and self._on_event is not None:
-            self._on_event(event)
-
-    def _count_frame(self, frame: ReadingFrame) -> None:
-        samples = frame["samples"]
-        self._add_stat("frames_produced")
-        self._add_stat("samples_read", len(samples))
-        bad = sum(1 for s in samples if s["quality"] == "BAD")
-        if bad:
-            self._add_stat("samples_bad", bad)
-
-    def _add_stat(self, name: str, n: int = 1) -> None:
-        if self._stats is not None:
-            self._stats.add(name, n)
+        if silent_cause is None:
+            self.device_up(0, scan_time)
+        else:
+            self.device_down(0, silent_cause, scan_time)
 
 
 def _describe_failures(failures: list[tuple[str, str]]) -> str:
@@ -405,7 +369,7 @@ async def run_modbus_producer(
     """Poll every configured Modbus device (TCP and RTU) until `stop` is set.
 
     `emit` is called with each frame from the event loop thread; it must not block for long (a
-    FrameSink blocks only while librdkafka's local queue is full). Counters go to `stats`:
+    Publisher blocks only while librdkafka's local queue is full). Counters go to `stats`:
     frames_produced, samples_read (all samples, GOOD or BAD), samples_bad, read_errors (failed
     requests) and polls_skipped (ticks missed because a scan overran its interval). `on_event` gets
     one device-down Alert record (RAISED) per outage and one CLEARED on recovery.
@@ -422,8 +386,4 @@ async def run_modbus_producer(
             len(p.blocks),
             ", ".join(b.describe() for b in p.blocks),
         )
-    try:
-        await run_devices(((f"modbus-poll-{p.device.name}", p.run(stop)) for p in pollers), stop, stats)
-    finally:
-        for p in pollers:
-            p.close()
+    await run_readers(pollers, stop, stats)

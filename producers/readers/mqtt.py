@@ -10,28 +10,28 @@ broker_reader.py), so arrival-time samples are not doubled either.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import cast
 
 import paho.mqtt.client as mqtt
 
+from plantstream.core import logs
 from plantstream.core.config import MqttDevice, Settings
 from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit
-from producers.readers.base import Emit, default_producer_id, now_us, run_devices
+from producers.readers.base import Emit, default_producer_id, now_us, run_readers
 from producers.readers.broker_reader import BrokerReader, DeadLetters, group_by_broker
 from producers.readers.mqtt_mapping import MqttMapping, filter_covers, topic_filter
 from producers.readers.mqtt_payload import BadInput
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 RECENT_MESSAGES = 4096
 
 
 class MqttReader(BrokerReader):
-    kind = "mqtt"
+    protocol = "mqtt"
 
     def __init__(
         self,
@@ -82,7 +82,7 @@ class MqttReader(BrokerReader):
         topic = msg.topic
         payload = cast(bytes, msg.payload)  # paho hands over bytes
         mid = msg.mid if msg.qos else None
-        self._add("messages")
+        self.add_stat("messages")
         try:
             di, samples, problems = self.mapping.decode(topic, payload, now_us())
         except BadInput as e:
@@ -91,7 +91,7 @@ class MqttReader(BrokerReader):
             return
         key = (topic, payload)
         if msg.dup and key in self._recent:
-            self._add("messages_redelivered")
+            self.add_stat("messages_redelivered")
             self.ack_now(mid)
             return
         if mid is None:
@@ -138,4 +138,4 @@ async def run_mqtt_producer(
     ]
     for r in readers:
         log.info("reading %d mqtt device(s) from %s", len(r.devices), r.connection.where)
-    await run_devices(((f"mqtt-{r.broker_name}", r.run(stop)) for r in readers), stop, stats)
+    await run_readers(readers, stop, stats)

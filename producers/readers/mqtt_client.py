@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import ssl
 import time
@@ -26,9 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from plantstream.core import logs
 from plantstream.core.config import MqttBroker
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 OnMessage = Callable[[mqtt.MQTTMessage], None]
 

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from plantstream.core.config import TagType
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import Quality
 
 Value = bool | int | float | str | None
@@ -29,6 +30,8 @@ _INT_RANGES = {
     TagType.UINT64: (0, 2**64 - 1),
 }
 _FLOATS = (TagType.FLOAT32, TagType.FLOAT64)
+_FLOAT_OR_ANY = frozenset({TagType.FLOAT32, TagType.FLOAT64, None})
+_STR_OR_ANY = frozenset({TagType.STRING, None})
 _AVRO_LONG_MIN, _AVRO_LONG_MAX = -(2**63), 2**63 - 1
 _TRUE = frozenset({"true", "on", "yes", "1"})
 _FALSE = frozenset({"false", "off", "no", "0"})
@@ -41,7 +44,7 @@ _QUALITY_NAMES: dict[str, Quality] = {
 }
 
 
-class BadInput(ValueError):
+class BadInput(ProducerError, ValueError):
     """A message that cannot become samples; `kind` names the counter (malformed_json, wrong_datatype, ...)."""
 
     def __init__(self, kind: str, reason: str) -> None:
@@ -155,6 +158,11 @@ def typed_value(raw: Any, kind: TagType | None, scale: float = 1.0, offset: floa
     """`raw` checked against the tag's expected type and scaled; BadInput("wrong_datatype") when it does not fit."""
     if raw is None:
         return None
+    t = type(raw)
+    if scale == 1 and offset == 0 and (  # the common cases, without the checks below
+        (t is float and kind in _FLOAT_OR_ANY and math.isfinite(raw)) or (t is str and kind in _STR_OR_ANY)
+    ):
+        return raw
     if kind is None:
         value = _untyped(raw)
     elif kind is TagType.BOOL:

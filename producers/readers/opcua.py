@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import re
 import socket
 import time
@@ -35,16 +34,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from plantstream.core import logs
 from plantstream.core.config import OpcUaDevice, OpcUaSecurityMode, OpcUaSecurityPolicy, OpcUaTag, Settings, TagType
+from plantstream.core.errors import ProducerError
 from plantstream.core.records import Quality, ReadingFrame, Sample, reading_frame, sample
 from plantstream.core.runstats import RunStats
-from producers.device_events import EventEmit, OutageTracker
-from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
+from producers.device_events import EventEmit
+from producers.readers.base import DeviceReader, Emit, default_producer_id, now_us, run_readers, wait_stop
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 CLIENT_APP_URI = "urn:plantstream:opcua-producer"
-ERROR_LOG_INTERVAL_S = 30.0
 DISCONNECT_TIMEOUT_S = 2.0
 MAX_SAMPLES_PER_FRAME = 5000  # ~250 kB of Avro
 _AVRO_LONG_MIN, _AVRO_LONG_MAX = -(2**63), 2**63 - 1
@@ -249,7 +249,7 @@ def describe_error(e: BaseException, device: OpcUaDevice, cert_path: Path | None
     return f"{type(e).__name__}: {e}"
 
 
-class ServerNotTrusted(Exception):
+class ServerNotTrusted(ProducerError):
     """The server's certificate is not in the device's server_trust_dir."""
 
 
@@ -346,8 +346,10 @@ def _time_of(dv: ua.DataValue) -> int | None:
 # --- one device -----------------------------------------------------------------------------------
 
 
-class OpcUaDeviceReader:
+class OpcUaDeviceReader(DeviceReader):
     """One device's session: connect, subscribe (or poll), mark gaps, reconnect with backoff."""
+
+    protocol = "opcua"
 
     def __init__(
         self,
@@ -360,18 +362,20 @@ class OpcUaDeviceReader:
         on_event: EventEmit | None = None,
     ) -> None:
         self.device = device
-        self._on_event = on_event
-        self._outage = OutageTracker(device.name, device.asset, [t.name for t in device.tags])
+        super().__init__(
+            [device],
+            emit,
+            subject=f"OPC UA device {self.label}",
+            log=log,
+            stats=stats,
+            on_event=on_event,
+            report_each_cause=True,
+        )
         self._settings = settings
-        self._emit = emit
-        self._stats = stats
         self.frames = FrameBuilder(device, producer_id)
         self._node_ids = [ua.NodeId.from_string(t.node_id) for t in device.tags]
         self._cert, self._key = client_cert_paths(settings, device)
         self._bad_tags: dict[int, str] = {}  # tag index -> the status that made it BAD (logged once)
-        self._last_cause = ""
-        self._last_report_at = 0.0
-        self._gap_marked = False
         self.connected = asyncio.Event()
         self.connects = 0
 
@@ -386,20 +390,16 @@ class OpcUaDeviceReader:
             try:
                 client = await self._connect()
             except Exception as e:  # every connect failure: report, mark the gap, retry later
-                self._report(describe_error(e, d, self._cert if self._secure else None))
-                self._mark_gap()
+                self._failed(describe_error(e, d, self._cert if self._secure else None))
                 if await wait_stop(stop, backoff):
                     return
                 backoff = min(2 * backoff, d.reconnect_max_s)
                 continue
             backoff = d.reconnect_min_s
-            if self._last_cause:
-                log.info("OPC UA device %s: connected again", self.label)
-                self._last_cause = ""
+            self.report_recovery("connected again")
             self.connects += 1
-            self._add_stat("opcua_connects")
-            self._track_outage(True)
-            self._gap_marked = False
+            self.add_stat("opcua_connects")
+            self.device_up(0)
             lost = asyncio.Event()
             cause: list[str] = []
 
@@ -420,8 +420,7 @@ class OpcUaDeviceReader:
                 self.connected.clear()
                 await _disconnect(client)
             if not stop.is_set():
-                self._report(cause[0] if cause else "connection lost")
-                self._mark_gap()
+                self._failed(cause[0] if cause else "connection lost")
                 if await wait_stop(stop, backoff):
                     return
 
@@ -514,7 +513,7 @@ class OpcUaDeviceReader:
                 w.cancel()
 
     def _on_batch(self, changes: list[Change]) -> None:
-        self._add_stat("data_changes", len(changes))
+        self.add_stat("data_changes", len(changes))
         for c in changes:
             if c.tag in self._bad_tags and quality_of(c.status) != "BAD":
                 log.info("OPC UA device %s: tag %r has values again", self.label, self.device.tags[c.tag].name)
@@ -524,7 +523,7 @@ class OpcUaDeviceReader:
         for start in range(0, len(changes), MAX_SAMPLES_PER_FRAME):
             frame = self.frames.frame(changes[start : start + MAX_SAMPLES_PER_FRAME], scan_time)
             if frame is not None:
-                self._send(frame)
+                self.send(frame)
 
     def _tags_rejected(self, rejected: dict[int, ua.StatusCode]) -> None:
         """Tags the server refused: BAD now, logged once each by name with the cause and the fix."""
@@ -548,7 +547,7 @@ class OpcUaDeviceReader:
             )
             self._bad_tags[i] = name
         if rejected:
-            self._send(self.frames.bad_frame(sorted(rejected), now_us()))
+            self.send(self.frames.bad_frame(sorted(rejected), now_us()))
 
     # --- polling mode ------------------------------------------------------------------------------
 
@@ -561,7 +560,7 @@ class OpcUaDeviceReader:
         next_at = time.monotonic()
         while not stop.is_set() and not lost.is_set():
             values = await asyncio.wait_for(client.uaclient.read(params), d.timeout_s)
-            self._add_stat("polls")
+            self.add_stat("polls")
             rejected: dict[int, ua.StatusCode] = {}
             changes = []
             for i, dv in enumerate(values):
@@ -584,42 +583,11 @@ class OpcUaDeviceReader:
 
     # --- bookkeeping -------------------------------------------------------------------------------
 
-    def _mark_gap(self) -> None:
-        """One frame of BAD samples when the device becomes unreachable (not one per retry)."""
-        if self._gap_marked:
-            return
-        self._gap_marked = True
-        self._add_stat("connection_gaps")
-        at = now_us()
-        self._send(self.frames.bad_frame(range(len(self.device.tags)), at))
-        self._track_outage(False, at)
-
-    def _track_outage(self, reachable: bool, at: int | None = None) -> None:
-        event = self._outage.observe(reachable, at or now_us(), self._last_cause)
-        if event is not None and self._on_event is not None:
-            self._on_event(event)
-
-    def _send(self, frame: ReadingFrame) -> None:
-        samples = frame["samples"]
-        self._add_stat("frames_produced")
-        self._add_stat("samples_read", len(samples))
-        bad = sum(1 for s in samples if s["quality"] == "BAD")
-        if bad:
-            self._add_stat("samples_bad", bad)
-        self._emit(frame)
-
-    def _report(self, cause: str) -> None:
-        now = time.monotonic()
-        if cause == self._last_cause and now - self._last_report_at < ERROR_LOG_INTERVAL_S:
-            return
-        self._last_cause, self._last_report_at = cause, now
-        log.warning(
-            "OPC UA device %s: %s; its tags are BAD until it recovers (retrying with backoff)", self.label, cause
-        )
-
-    def _add_stat(self, name: str, n: int = 1) -> None:
-        if self._stats is not None:
-            self._stats.add(name, n)
+    def _failed(self, cause: str) -> None:
+        """Report the cause; the first failure of an outage sends one frame of BAD samples (not one per retry)."""
+        self.report_failure(cause, "its tags are BAD until it recovers (retrying with backoff)")
+        every_tag = range(len(self.device.tags))
+        self.device_down(0, cause, gap=lambda at: self.frames.bad_frame(every_tag, at))
 
 
 def session_security(client: Client, username: str | None) -> str:
@@ -670,7 +638,7 @@ async def run_opcua_producer(
             d.security_policy.value,
             d.security_mode.value,
         )
-    await run_devices(((f"opcua-{r.device.name}", r.run(stop)) for r in readers), stop, stats)
+    await run_readers(readers, stop, stats)
 
 
 # --- browse ---------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ and logged once; messages of an unconfigured device are bad input (dead letters)
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import Sequence
@@ -21,19 +20,20 @@ from typing import Any, cast
 import paho.mqtt.client as mqtt
 import yaml
 
+from plantstream.core import logs
 from plantstream.core.config import Settings, SparkplugDevice, SparkplugMetric, TagType
 from plantstream.core.records import Sample, sample
 from plantstream.core.runstats import RunStats
 from producers.device_events import EventEmit
 from producers.readers import sparkplug_codec as codec
-from producers.readers.base import Emit, default_producer_id, now_us, run_devices, wait_stop
+from producers.readers.base import Emit, default_producer_id, now_us, run_readers, wait_stop
 from producers.readers.broker_reader import BrokerReader, DeadLetters, group_by_broker
 from producers.readers.mqtt_client import MqttConnection, Will
 from producers.readers.mqtt_payload import BadInput, typed_value
 from producers.readers.sparkplug_b_pb2 import DataType
 from producers.readers.sparkplug_host import HostEvents, MetricValue, ScopeKey, SparkplugHost
 
-log = logging.getLogger(__name__)
+log = logs.get(__name__)
 
 # Sparkplug datatypes -> the config's tag types (--discover)
 TAG_TYPES: dict[int, TagType] = {
@@ -56,7 +56,7 @@ TAG_TYPES: dict[int, TagType] = {
 
 
 class SparkplugReader(BrokerReader):
-    kind = "sparkplug"
+    protocol = "sparkplug"
 
     def __init__(
         self,
@@ -106,9 +106,8 @@ class SparkplugReader(BrokerReader):
             codec.state_topic(self.host_id), codec.state_payload(True, self._state_ts), qos=1, retain=True
         )
 
-    def disconnected(self) -> list[int]:
-        gone = self.host.connection_lost()
-        return [self._by_scope[k] for k in gone if k in self._by_scope]
+    def disconnected(self) -> None:
+        self.host.connection_lost()  # every session is unknown now: data needs new births
 
     async def announce_offline(self) -> None:
         """A clean shutdown: the retained STATE says offline (the will covers an unclean one)."""
@@ -137,7 +136,7 @@ class SparkplugReader(BrokerReader):
         topic_text = msg.topic
         payload = cast(bytes, msg.payload)
         mid = msg.mid if msg.qos else None
-        self._add("messages")
+        self.add_stat("messages")
         topic = codec.parse_topic(topic_text)
         if topic is None or topic.kind in ("NCMD", "DCMD", "STATE"):
             self.ack_now(mid)
@@ -158,14 +157,14 @@ class SparkplugReader(BrokerReader):
         if ev.rebirth is not None:
             self._ask_rebirth(topic, ev.rebirth)
         if ev.duplicate:
-            self._add("messages_duplicate")
+            self.add_stat("messages_duplicate")
         problems = list(ev.problems)
         for key in ev.online:
             if (i := self._by_scope.get(key)) is not None:
                 self.device_up(i)
         for key, cause in ev.offline:
             if (i := self._by_scope.get(key)) is not None:
-                self.device_down(i, cause)
+                self.mark_down(i, cause)
         if di is None and topic.kind in ("NDATA", "DDATA"):
             problems.insert(0, BadInput("unconfigured_topic", "no configured device maps this node/device"))
         elif ev.values and di is not None:
@@ -200,7 +199,7 @@ class SparkplugReader(BrokerReader):
         return live, history
 
     def _unmapped(self, di: int, name: str) -> None:
-        self._add("metrics_unmapped")
+        self.add_stat("metrics_unmapped")
         if (di, name) not in self._unmapped_logged and len(self._unmapped_logged) < 10000:
             self._unmapped_logged.add((di, name))
             log.info(
@@ -215,7 +214,7 @@ class SparkplugReader(BrokerReader):
         )
         if sent:
             self.rebirths_sent += 1
-            self._add("rebirth_requests")
+            self.add_stat("rebirth_requests")
             log.info("Sparkplug edge node %s/%s: Rebirth requested (%s)", topic.group, topic.node, reason)
 
 
@@ -241,7 +240,7 @@ async def run_sparkplug_producer(
     ]
     for r in readers:
         log.info("Sparkplug host %r: %d device(s) on %s", r.host_id, len(r.devices), r.connection.where)
-    await run_devices(((f"sparkplug-{r.broker_name}", r.run(stop)) for r in readers), stop, stats)
+    await run_readers(readers, stop, stats)
 
 
 # --- discover --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from plantstream.core.records import Quality
 from producers.readers import sparkplug_codec as codec
@@ -33,8 +34,7 @@ class MetricDef:
     unit: str
 
 
-@dataclass(frozen=True)
-class MetricValue:
+class MetricValue(NamedTuple):  # a tuple: one is made per metric, so it must be cheap
     name: str
     time_us: int
     value: bool | int | float | str | None

@@ -15,10 +15,11 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from plantstream.core.config import AlertRoute, EmailChannel, MqttChannel, WebhookChannel
+from plantstream.core.errors import SinkError
 from sinks.alerts import formatting as fmt
 
 
-class DeliveryError(Exception):
+class DeliveryError(SinkError):
     """The receiver did not take the alert; the message is a reason without secrets."""
 
 

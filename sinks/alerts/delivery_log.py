@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ class DeliveryLog:
         with self._lock:
             self._db.close()
 
-    def record(self, alerts: Iterable[dict[str, Any]], channels: Sequence[AlertRoute], now: float) -> int:
+    def record(self, alerts: Iterable[Mapping[str, Any]], channels: Sequence[AlertRoute], now: float) -> int:
         """Record every routed (alert, channel) as pending, or silenced; rows already there are kept as
         they are. One transaction. Returns the number of new pending rows."""
         new = 0
@@ -95,7 +95,7 @@ class DeliveryLog:
                 raise
         return new
 
-    def _record_one(self, a: dict[str, Any], ch: AlertRoute, now: float) -> int:
+    def _record_one(self, a: Mapping[str, Any], ch: AlertRoute, now: float) -> int:
         status = "silenced" if self._silenced(a, ch) else "pending"
         cur = self._db.execute(
             "INSERT OR IGNORE INTO deliveries (alert_id, state, channel, asset, rule, time_us, alert, status, next_at)"
@@ -114,7 +114,7 @@ class DeliveryLog:
         )
         return 1 if cur.rowcount == 1 and status == "pending" else 0
 
-    def _silenced(self, a: dict[str, Any], ch: AlertRoute) -> bool:
+    def _silenced(self, a: Mapping[str, Any], ch: AlertRoute) -> bool:
         if a["state"] == "CLEARED":
             # the clear of a silenced raise is silenced too: no CLEARED without its RAISED
             row = self._db.execute(

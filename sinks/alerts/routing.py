@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -11,7 +12,7 @@ from plantstream.core.config import AlertRetrySettings, AlertRoute
 SEVERITY_RANK = {"INFO": 0, "WARNING": 1, "CRITICAL": 2}
 
 
-def routes_to(channel: AlertRoute, alert: dict[str, Any]) -> bool:
+def routes_to(channel: AlertRoute, alert: Mapping[str, Any]) -> bool:
     """The channel wants this alert: severity at or above its minimum and the asset matches a glob."""
     if SEVERITY_RANK.get(str(alert["severity"]), 0) < SEVERITY_RANK[channel.min_severity]:
         return False

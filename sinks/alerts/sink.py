@@ -10,26 +10,24 @@ repeat, with the same X-Plantstream-Delivery id to drop it by).
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-from confluent_kafka import Consumer, KafkaError, KafkaException
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import logs, metrics, topics
 from plantstream.core.config import AlertingSettings, AlertRoute, Settings
-from plantstream.core.consumer_lag import LagMeter
 from plantstream.core.runstats import RunStats
-from plantstream.core.serde import DecodeError
 from sinks.alerts.channels import Sender, make_sender
 from sinks.alerts.delivery_log import Delivery, DeliveryLog
 from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch
+from sinks.batch import Batch
+from sinks.runner import SinkRunner
 
-log = logging.getLogger("plantstream.sink.alerts")
+log = logs.get(__name__)
+
+COMPONENT = "sink-alerts"
 
 IDLE_POLL_S = 1.0  # workers also wake on new rows; this only bounds how late a retry can start
 
@@ -132,16 +130,36 @@ class ChannelWorker(threading.Thread):
         log.info("channel %s: delivered %d alert state change(s)", self.cfg.name, len(batch))
 
 
-def commit(consumer: Consumer) -> None:
-    try:
-        consumer.commit(asynchronous=False)
-    except KafkaException as e:
-        # the rows are in the delivery log already: a redelivery only finds them there
-        log.warning("offset commit failed (%s); the alerts will be redelivered and ignored", e)
+class DeliveryLogDestination:
+    """The sink runner's destination: each batch's alerts recorded as pending deliveries, then the workers woken."""
+
+    def __init__(self, dlog: DeliveryLog, alerting: AlertingSettings, workers: list[ChannelWorker]) -> None:
+        self.dlog = dlog
+        self.alerting = alerting
+        self.workers = workers
+
+    def write(self, batch: Batch) -> dict[str, int]:
+        return {"deliveries_recorded": self.dlog.record(batch.alerts, self.alerting.channels, time.time())}
+
+    def maintain(self) -> None:
+        pass
+
+    def account(self, batch: Batch, written: dict[str, int], stats: RunStats) -> None:
+        new = written["deliveries_recorded"]
+        stats.add("alerts_in", len(batch.alerts))
+        stats.add("deliveries_recorded", new)
+        for a in batch.alerts:
+            log.info("alert %s %s %s %s %s", a["severity"], a["state"], a["asset"], a["rule"], a["alert_id"])
+        if new:
+            for w in self.workers:
+                w.wake.set()
+
+    def close(self) -> None:
+        pass  # the delivery log outlives the consumer: the workers may still be sending from it
 
 
 def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | None = None) -> None:
-    stats = stats or RunStats("sink-alerts", settings.pipeline.state_dir)
+    stats = stats or RunStats(COMPONENT, settings.pipeline.state_dir)
     metrics.serve(settings, stats)
     alerting = settings.pipeline.alerting
     if not alerting.channels:
@@ -153,50 +171,22 @@ def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | 
     workers = [ChannelWorker(c, make_sender(c), dlog, alerting, stats, stop) for c in alerting.channels]
     for w in workers:
         w.start()
-    consumer: Consumer | None = None
     try:
-        if not kafka_clients.wait_for_broker(settings, "sink-alerts", stop=stop):
-            return
-        decoder = kafka_clients.registry(settings).decoder(schemas.ALERT)
-        topic = settings.topic(topics.ALERTS)
-        consumer = Consumer(
-            kafka_clients.consumer_config(settings, f"{settings.pipeline.group_id}-sink-alerts", "sink-alerts")
-        )
-        consumer.subscribe([topic])
-        lag = LagMeter(consumer, [topic], stats)
         log.info("alert sink: %d channel(s), delivery log %s", len(workers), dlog.path)
-        while not stop.is_set():
-            msgs = consumer.consume(num_messages=500, timeout=0.5)
-            alerts: list[dict[str, Any]] = []
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consumer error: %s", err)
-                    continue
-                try:
-                    alerts.append(decoder.decode(m.value()))
-                except DecodeError as e:
-                    stats.add("undecodable")
-                    log.warning("skipping undecodable alert %s[%s]@%s: %s", topic, m.partition(), m.offset(), e)
-            if msgs:
-                new = dlog.record(alerts, alerting.channels, time.time())
-                commit(consumer)
-                stats.add("alerts_in", len(alerts))
-                stats.add("deliveries_recorded", new)
-                for a in alerts:
-                    log.info("alert %s %s %s %s %s", a["severity"], a["state"], a["asset"], a["rule"], a["alert_id"])
-                if new:
-                    for w in workers:
-                        w.wake.set()
-            lag.maybe_refresh()
-            stats.flush()
+        runner = SinkRunner(
+            settings,
+            COMPONENT,
+            {settings.topic(topics.ALERTS): schemas.ALERT},
+            DeliveryLogDestination(dlog, alerting, workers),
+            stats,
+            batch_size=500,
+            flush_interval_s=0.5,
+        )
+        runner.run(stop)
     finally:
         stop.set()
         for w in workers:
             w.wake.set()
-        if consumer is not None:
-            consumer.close()
         # a worker inside a send finishes it (each bounded by its channel timeout) before the log closes
         deadline = time.monotonic() + max((getattr(c, "timeout_s", 5.0) for c in alerting.channels), default=0) + 1
         for w in workers:

@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from plantstream.core.config import DashboardSettings
+from plantstream.core.errors import SinkError
 from sinks.dashboard.sessions import LoginLimiter, SessionStore
 from sinks.dashboard.users import User, UsersFile
 
@@ -38,7 +39,7 @@ PUBLIC = frozenset({"/login", "/api/login", "/static/login.js", "/static/app.css
 ActionHandler = Callable[[web.Request, User], Awaitable[web.StreamResponse]]
 
 
-class ExposureError(ValueError):
+class ExposureError(SinkError, ValueError):
     """The dashboard would serve other machines without authentication."""
 
 

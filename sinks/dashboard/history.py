@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from plantstream.core import logs
 from plantstream.core.config import Settings
 from sinks.dashboard.viewmodel import merge_buckets, series_from_buckets
 
-log = logging.getLogger("sinks.dashboard")
+log = logs.get(__name__)
 
 
 class Dialect:

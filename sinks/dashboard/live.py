@@ -8,7 +8,6 @@ restarted dashboard again starts at "now"; the page gets older data from the sto
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +16,11 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 import schemas
-from plantstream.core import kafka_clients, topics
+from plantstream.core import kafka_clients, logs, topics
 from plantstream.core.config import Settings
 from plantstream.core.serde import DecodeError
 
-log = logging.getLogger("sinks.dashboard")
+log = logs.get(__name__)
 
 # topic base -> (record kind the page knows, reader schema)
 FEEDS = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from plantstream.core import logs
 from plantstream.core import machine_state as ms
 from plantstream.core.config import Settings
 from plantstream.core.pipeline_status import Sampler
@@ -50,7 +50,7 @@ from sinks.dashboard.viewmodel import (
     trend_tags,
 )
 
-log = logging.getLogger("sinks.dashboard")
+log = logs.get(__name__)
 STATIC = Path(__file__).parent / "static"
 FLUSH_S = 0.25  # frames and anomaly scores are coalesced per asset and pushed at most this often
 HEALTH_S = 3.0

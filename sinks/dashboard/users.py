@@ -20,6 +20,8 @@ import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from plantstream.core.errors import SinkError
+
 ROLES = ("viewer", "operator", "admin")
 # what each role may do; an alarm action handler asks for its action, a page for "view"
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -33,7 +35,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("plantstream: no such user")
 
 
-class UsersFileError(ValueError):
+class UsersFileError(SinkError, ValueError):
     pass
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,11 +30,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from plantstream.core import logs
 from plantstream.core.config import PostgresSettings, RetentionSettings
+from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import QUALITY, newest_revisions, split_value
+from sinks.stores.rows import flatten, newest_revisions
 
-log = logging.getLogger("plantstream.sink.postgres")
+log = logs.get(__name__)
 
 DAY_US = 86_400_000_000
 # advisory lock ids (arbitrary constants): schema migrations, partition DDL
@@ -371,15 +372,7 @@ def _insert_sql(t: Table) -> sql.Composed:
     )
 
 
-def staged_records(t: Table, records: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Staging rows of decoded records; a revised table gets one row per key (the highest revision), as one
-    INSERT ... ON CONFLICT DO UPDATE may not touch a row twice."""
-    if "revision" in t.column_names:
-        records = newest_revisions(records, t.key)
-    return [record_row(t, r) for r in records]
-
-
-def record_row(t: Table, r: dict[str, Any]) -> tuple[Any, ...]:
+def record_row(t: Table, r: Mapping[str, Any]) -> tuple[Any, ...]:
     """A decoded Avro record as a staging row: maps as JSON text, the rest as decoded (a record from before
     revisions existed is revision 0)."""
     return tuple(
@@ -390,6 +383,14 @@ def record_row(t: Table, r: dict[str, Any]) -> tuple[Any, ...]:
         else r.get(c)
         for c, typ in t.columns
     )
+
+
+def staged_records(t: Table, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Staging rows of decoded records; a revised table gets one row per key (the highest revision), as one
+    INSERT ... ON CONFLICT DO UPDATE may not touch a row twice."""
+    if "revision" in t.column_names:
+        records = newest_revisions(records, t.key)
+    return [record_row(t, r) for r in records]
 
 
 class PostgresStore:
@@ -536,43 +537,15 @@ class PostgresStore:
             self._known_partitions.clear()
             return list(self._run(go))
 
-    def write(
-        self,
-        frames: Iterable[Mapping[str, Any]],
-        kpis: Iterable[dict[str, Any]],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, int]:
-        """Store a batch in one transaction; returns the rows actually inserted per table.
-
-        `records`: other decoded results by kind (oee_window, anomaly_score, alert)."""
-        frame_rows: list[tuple[Any, ...]] = []
-        sample_rows: list[tuple[Any, ...]] = []
-        frame_days: set[int] = set()
-        sample_days: set[int] = set()
-        for f in frames:
-            asset = f["asset"]
-            samples = f["samples"]
-            frame_rows.append(
-                (
-                    f["producer_id"],
-                    f["device"],
-                    f["seq"],
-                    asset,
-                    f["scan_time"],
-                    len(samples),
-                    bool(f.get("historical", False)),
-                    bool(f.get("buffered", False)),
-                )
-            )
-            frame_days.add(f["scan_time"] // DAY_US)
-            for s in samples:
-                ts = s["source_time"]
-                sample_days.add(ts // DAY_US)
-                num, text = split_value(s["value"])
-                sample_rows.append((asset, s["tag"], ts, num, text, QUALITY[s["quality"]]))
-        kpi_rows = staged_records(KPI_WINDOWS, kpis)
+    def write(self, batch: Batch) -> dict[str, int]:
+        """Store a batch in one transaction; returns the rows actually inserted per table."""
+        frame_rows, sample_rows = flatten(batch.frames)
+        frame_days = {r[4] // DAY_US for r in frame_rows}
+        sample_days = {r[2] // DAY_US for r in sample_rows}
+        kpi_rows = staged_records(KPI_WINDOWS, batch.kpi_windows)
+        records = batch.results()
         extra = []
-        for kind, recs in (records or {}).items():
+        for kind, recs in records.items():
             t = RECORD_KINDS[kind]
             rows = staged_records(t, recs)
             i = t.column_names.index(t.time_column)
@@ -586,7 +559,7 @@ class PostgresStore:
             ]
         )
         out = {"frames": n_frames, "samples": n_samples, "kpi_windows": n_kpi}
-        out.update({kind: n for kind, n in zip(records or {}, n_extra, strict=True)})
+        out.update({kind: n for kind, n in zip(records, n_extra, strict=True)})
         return out
 
     def write_records(self, kind: str, records: Iterable[dict[str, Any]]) -> int:

@@ -1,8 +1,9 @@
-"""Sample rows as every store keeps them: a value split into number and text, quality as a small int."""
+"""Frames and samples as every store keeps them (written once): a frame row, and a sample row per sample
+with its value split into number and text and its quality as a small int."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 QUALITY = {"GOOD": 0, "UNCERTAIN": 1, "BAD": 2}
@@ -19,14 +20,57 @@ def split_value(v: Any) -> tuple[float | None, str | None]:
     return None, str(v)
 
 
-def newest_revisions(records: Iterable[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
+def columns(record: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """The record's values of these fields, in this order: a row for a table with these columns."""
+    return tuple(record[n] for n in names)
+
+
+FrameRow = tuple[str, str, int, str, int, int, bool, bool]  # producer_id, device, seq, asset, scan_time, n, hist, buf
+SampleRow = tuple[str, str, int, float | None, str | None, int]  # asset, tag, source_time, number, text, quality
+
+
+def flatten(frames: Iterable[Mapping[str, Any]]) -> tuple[list[FrameRow], list[SampleRow]]:
+    """The frames table's rows and the samples table's rows of a batch of ReadingFrames, in one pass."""
+    frame_rows: list[FrameRow] = []
+    sample_rows: list[SampleRow] = []
+    for f in frames:
+        asset = f["asset"]
+        samples = f["samples"]
+        frame_rows.append(
+            (
+                f["producer_id"],
+                f["device"],
+                f["seq"],
+                asset,
+                f["scan_time"],
+                len(samples),
+                bool(f.get("historical", False)),
+                bool(f.get("buffered", False)),
+            )
+        )
+        for s in samples:
+            num, text = split_value(s["value"])
+            sample_rows.append((asset, s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
+    return frame_rows, sample_rows
+
+
+def newest_revisions(records: Iterable[Mapping[str, Any]], key: Sequence[str]) -> list[Mapping[str, Any]]:
     """One record per natural key, the one with the highest `revision` (a correction after late data
     supersedes the first result), in the order the keys first appeared. A store upserts these, keeping a
     stored row whose revision is higher, so the order of batches does not matter either."""
-    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    out: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for r in records:
         k = tuple(r[c] for c in key)
         old = out.get(k)
         if old is None or int(r.get("revision") or 0) > int(old.get("revision") or 0):
             out[k] = r
     return list(out.values())
+
+
+def revised_columns(record: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """`columns` of a window record: one from before revisions and coverage existed is revision 0, coverage
+    unknown."""
+    return tuple(
+        int(record.get(n) or 0) if n == "revision" else record.get(n) if n == "data_coverage" else record[n]
+        for n in names
+    )

@@ -12,13 +12,14 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from plantstream.core.config import RetentionSettings
+from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import QUALITY, newest_revisions, split_value
+from sinks.stores.rows import flatten, newest_revisions, revised_columns
 
 MIGRATIONS: list[str] = [
     # 1: the thin path's tables
@@ -154,7 +155,7 @@ RECORD_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
 }
-# kinds whose rows are revised: (natural key); the row with the higher revision stands
+# kinds whose rows are revised, by natural key: the row with the higher revision stands
 REVISED: dict[str, tuple[str, ...]] = {"oee_window": ("asset", "window_start", "window_end")}
 KPI_KEY = ("asset", "tag", "window_start", "window_end")
 
@@ -267,41 +268,19 @@ class SqliteStore:
             self.db.execute("COMMIT")
         return len(MIGRATIONS)
 
-    def write(
-        self,
-        frames: Iterable[Mapping[str, Any]],
-        kpis: Iterable[dict[str, Any]],
-        records: dict[str, list[dict[str, Any]]] | None = None,
-    ) -> dict[str, int]:
+    def write(self, batch: Batch) -> dict[str, int]:
         """Store a batch in one transaction; returns the rows actually inserted per table."""
-        frame_rows = []
-        sample_rows = []
-        for f in frames:
-            frame_rows.append(
-                (
-                    f["producer_id"],
-                    f["device"],
-                    f["seq"],
-                    f["asset"],
-                    f["scan_time"],
-                    len(f["samples"]),
-                    int(f.get("historical", False)),
-                    int(f.get("buffered", False)),
-                )
-            )
-            for s in f["samples"]:
-                num, text = split_value(s["value"])
-                sample_rows.append((f["asset"], s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
-        kpi_rows = [_row(k, KPI_COLUMNS) for k in newest_revisions(kpis, KPI_KEY)]
+        frame_rows, sample_rows = flatten(batch.frames)
+        kpi_rows = [revised_columns(k, KPI_COLUMNS) for k in newest_revisions(batch.kpi_windows, KPI_KEY)]
         with self._unavailable_on_transient():
-            return self._write_rows(frame_rows, sample_rows, kpi_rows, records)
+            return self._write_rows(frame_rows, sample_rows, kpi_rows, batch.results())
 
     def _write_rows(
         self,
-        frame_rows: list[tuple[Any, ...]],
-        sample_rows: list[tuple[Any, ...]],
+        frame_rows: Sequence[tuple[Any, ...]],
+        sample_rows: Sequence[tuple[Any, ...]],
         kpi_rows: list[tuple[Any, ...]],
-        records: dict[str, list[dict[str, Any]]] | None,
+        records: dict[str, list[Any]],
     ) -> dict[str, int]:
         cur = self.db.cursor()
         cur.execute("BEGIN")
@@ -316,7 +295,7 @@ class SqliteStore:
             cur.executemany(upsert_sql("kpi_windows", KPI_COLUMNS, KPI_KEY), kpi_rows)
             n_kpi = self.db.total_changes - before
             extra: dict[str, int] = {}
-            for kind, recs in (records or {}).items():
+            for kind, recs in records.items():
                 table, columns = RECORD_COLUMNS[kind]
                 before = self.db.total_changes
                 key = REVISED.get(kind)

@@ -383,7 +383,7 @@ def record(report: Report, scenario: str) -> None:
     pause in stored data per scenario over the runs recorded so far."""
     if not RESULTS_FILE:
         return
-    from plantstream.bench.pipeline import machine
+    from plantstream.bench.common import machine
 
     path = Path(RESULTS_FILE)
     doc: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"runs": []}

@@ -1,7 +1,7 @@
 """In-process pipeline for device-side faults: device producer -> real Kafka -> storage sink -> SQLite.
 
 The producer runs in the test's event loop (so a test can stop a device server or stall its link
-at a chosen moment) and hands frames to the real FrameSink; the storage sink runs in a thread.
+at a chosen moment) and hands frames to the real Publisher; the storage sink runs in a thread.
 No subprocesses: each scenario costs seconds, not a worker start-up.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
-from producers.service import frame_sink
-from sinks.storage import run_storage_sink, store_path
+from producers.service import frame_publisher
+from sinks.storage import run_storage_sink
+from sinks.stores.registry import sqlite_path
 from tests.helpers import prepare_topics, wait_for
 
 DeviceProducer = Callable[..., Coroutine[Any, Any, None]]
@@ -46,7 +47,7 @@ class Live:
 
 
 def count(settings: Settings, sql: str) -> int:
-    db = store_path(settings)
+    db = sqlite_path(settings)
     if not db.exists():
         return 0
     with sqlite3.connect(db) as c:
@@ -93,7 +94,7 @@ async def live_pipeline(settings: Settings, produce: DeviceProducer) -> AsyncIte
     """
     prepare_topics(settings)
     live = Live()
-    sink = frame_sink(settings, "producer-fault", live.stats)
+    sink = frame_publisher(settings, "producer-fault", live.stats)
     sink_stop = threading.Event()
     sink_thread = threading.Thread(
         target=run_storage_sink, args=(settings, sink_stop, RunStats("sink-storage")), name="fault-sink", daemon=True

@@ -19,7 +19,7 @@ import pytest
 from plantstream.core import runstats
 from plantstream.core.config import Settings
 from plantstream.stack import kafka
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.faults.checker import SOAK, check_run
 from tests.helpers import wait_for
@@ -78,13 +78,13 @@ def test_broker_sigkill_loses_no_acked_frame(stack: Stack, tmp_path: Path, clean
             up.kill()
         kafka.start(s)  # leave the session's broker running for the tests after this one
     summary = json.loads(out.read_text().strip().splitlines()[-1])
-    with sqlite3.connect(store_path(settings)) as db:
+    with sqlite3.connect(sqlite_path(settings)) as db:
         per_device = db.execute("SELECT device, COUNT(*), MIN(seq), MAX(seq) FROM frames GROUP BY device").fetchall()
     report = check_run(
         "broker-sigkill",
         settings,
         summary["frames_produced"],
-        store_path(settings),
+        sqlite_path(settings),
         kpis=True,
         alerts=True,
         kills=KILLS,

@@ -30,8 +30,8 @@ from plantstream.core.consumer_lag import committed_lag
 from plantstream.core.runstats import RunStats
 from plantstream.simulators.modbus import PlantSimulator
 from producers.readers.modbus import run_modbus_producer
-from producers.service import frame_sink
-from sinks.storage import store_path
+from producers.service import frame_publisher
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.faults.checker import SOAK, TopicRecord, check_run, compare_kpis, read_topic, recompute_kpis
 from tests.faults.live import count, storage_sink_thread
@@ -108,7 +108,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
 ) -> None:
     if stack.proxy_port is None or stack.external_port is None:
         pytest.skip("needs the project's own broker with an external listener (not KAFKA_BOOTSTRAP or Docker)")
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     started = time.monotonic()
     device_port = free_port()
     raw = plant_raw(
@@ -126,7 +126,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
     raw["pipeline"]["kafka"]["bootstrap"] = f"127.0.0.1:{stack.proxy_port}"
     settings = Settings(**raw)  # every pipeline client: through the proxy only
     config = write_config(tmp_path, raw)
-    db = store_path(settings)
+    db = sqlite_path(settings)
     prepare_topics(direct)
 
     proxy = await StallProxy("127.0.0.1", stack.external_port, listen_port=stack.proxy_port).start()
@@ -141,7 +141,7 @@ async def test_broker_link_stall_loses_and_duplicates_nothing(
     worker = spawn_cli(config, "process", log=worker_log)
     sink = None
     try:
-        sink = await asyncio.to_thread(frame_sink, settings, "producer-stall", stats)
+        sink = await asyncio.to_thread(frame_publisher, settings, "producer-stall", stats)
 
         def emit(frame: dict[str, Any]) -> None:
             frames.append(frame)

@@ -22,9 +22,9 @@ import schemas
 from plantstream.core import topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.store_forward import DiskBuffer
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw
 from tests.faults.checker import check_run, read_topic
 from tests.faults.live import count, storage_sink_thread
@@ -94,7 +94,7 @@ def test_full_buffer_drops_oldest_and_alarms(
         return [r.getMessage() for r in caplog.records]
 
     with caplog.at_level(logging.INFO), storage_sink_thread(settings):
-        sink = FrameSink(
+        sink = Publisher(
             device_side,
             codec,
             stats,
@@ -140,7 +140,7 @@ def test_full_buffer_drops_oldest_and_alarms(
         "buffer-full",
         settings,
         sent,
-        store_path(settings),
+        sqlite_path(settings),
         sent_keys=[("full", "plc", s) for s in range(sent)],
         refused=dropped,
         no_kpis="no-worker-runs",

@@ -17,7 +17,7 @@ from plantstream.simulators.opcua import OpcUaSimulator
 from producers.readers.base import now_us
 from producers.readers.modbus import run_modbus_producer
 from producers.readers.opcua import run_opcua_producer
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw
 from tests.faults.checker import SOAK, check_run
 from tests.faults.live import live_pipeline
@@ -63,7 +63,7 @@ async def test_modbus_device_stopped_and_restarted(stack: Stack, tmp_path: Path)
     finally:
         await sim.close()
     report = check_run(
-        "device-modbus-restart", settings, len(live.frames), store_path(settings), outages=OUTAGES
+        "device-modbus-restart", settings, len(live.frames), sqlite_path(settings), outages=OUTAGES
     ).emit()
     report.assert_ok()
     assert report.extra["samples_bad_stored"] > 0, "the outage must be stored as BAD samples"
@@ -113,7 +113,9 @@ async def test_opcua_server_restarted_under_a_subscription(stack: Stack, tmp_pat
             await asyncio.sleep(0.3)
     finally:
         await sim.close()
-    report = check_run("device-opcua-restart", settings, len(live.frames), store_path(settings), outages=OUTAGES).emit()
+    report = check_run(
+        "device-opcua-restart", settings, len(live.frames), sqlite_path(settings), outages=OUTAGES
+    ).emit()
     report.assert_ok()
     assert report.extra["samples_bad_stored"] > 0, "the outage must be stored as BAD samples"
     assert seqs_have_no_gap(live.frames)

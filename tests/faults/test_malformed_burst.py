@@ -17,8 +17,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
-from producers.publisher import FrameSink
-from sinks.storage import store_path
+from producers.publisher import Publisher
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import BadInput, FrameKey, check_run, read_raw
 from tests.faults.live import count, storage_sink_thread
@@ -112,8 +112,8 @@ def test_burst_of_bad_messages(stack: Stack, tmp_path: Path, clean_env: None, ca
     with storage_sink_thread(settings):
         assert produce_each(settings, settings.topic(topics.READINGS), items) == []
         stats = RunStats("producer-burst")
-        producer = FrameSink(settings, frame_codec(settings), stats)
-        with caplog.at_level(logging.ERROR, logger="producers.publisher"):
+        producer = Publisher(settings, frame_codec(settings), stats)
+        with caplog.at_level(logging.ERROR, logger="plantstream.producers.publisher"):
             for j in range(TOO_LARGE):
                 producer.emit(too_large_frame(j))
             assert producer.close(10) == 0
@@ -149,7 +149,7 @@ def test_burst_of_bad_messages(stack: Stack, tmp_path: Path, clean_env: None, ca
         "malformed-burst",
         settings,
         len(good),
-        store_path(settings),
+        sqlite_path(settings),
         kpis=True,
         kpis_complete=True,
         sent_keys=good,

@@ -15,7 +15,7 @@ from plantstream.core.config import Settings
 from plantstream.simulators.modbus import PlantSimulator
 from producers.readers.base import now_us
 from producers.readers.modbus import run_modbus_producer
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw
 from tests.faults.checker import SOAK, check_run
 from tests.faults.live import live_pipeline
@@ -31,7 +31,7 @@ TIMEOUT_S = 0.4
 async def test_modbus_link_stall_turns_bad_then_recovers(
     stack: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="producers")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers")
     device_port = free_port()
     raw = plant_raw(tmp_path, stack, metrics={"enabled": False}, simulator={"update_interval_s": 0.05})
     raw["devices"] = [d for d in raw["devices"] if d["protocol"] == "modbus_tcp"]
@@ -76,7 +76,7 @@ async def test_modbus_link_stall_turns_bad_then_recovers(
         "network-stall-modbus",
         settings,
         len(live.frames),
-        store_path(settings),
+        sqlite_path(settings),
         stalls=STALLS,
         stall_s=round(sum(stalled_for), 1),
     ).emit()

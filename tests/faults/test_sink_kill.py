@@ -11,7 +11,7 @@ import pytest
 
 from plantstream.core import topics
 from plantstream.core.config import Settings
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import SOAK, check_run
 from tests.faults.live import count
@@ -54,7 +54,7 @@ def test_sink_sigkill_mid_stream_stores_each_acked_frame_once(stack: Stack, tmp_
     prepare_topics(settings)
     codec = frame_codec(settings)
     readings = settings.topic(topics.READINGS)
-    db = store_path(settings)
+    db = sqlite_path(settings)
     log = tmp_path / "sink.log"
     sent = 0
 

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 import schemas
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, plant_raw, write_config
 from tests.faults.checker import SOAK, KpiKey, check_run, compare_kpis, frame_key, read_topic, recompute_kpis
 from tests.faults.live import count, storage_sink_thread
@@ -186,7 +186,7 @@ def test_worker_sigkill_at_random_points_equals_uninterrupted_run(
         "worker-sigkill",
         settings,
         len(frames),
-        store_path(settings),
+        sqlite_path(settings),
         kpis=True,
         kpis_complete=True,
         sent_keys=[frame_key(f) for f in frames],

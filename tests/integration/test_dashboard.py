@@ -34,7 +34,8 @@ from sinks.dashboard import users
 from sinks.dashboard.acks import AckStore
 from sinks.stores.registry import open_store
 from tests.conftest import REPO, Stack, free_port, plant_raw, write_config
-from tests.helpers import prepare_topics, produce, stop, wait_for
+from tests.helpers import as_batch, prepare_topics, produce, stop, wait_for
+from tests.system import require
 
 pytestmark = pytest.mark.integration
 
@@ -186,7 +187,7 @@ def seed_store(settings: Settings, now: int) -> None:
     }
     store = open_store(settings)
     try:
-        store.write(frames, [], {"oee_window": oee, "alert": [stored_alert], "anomaly_score": scores})
+        store.write(as_batch(frames, [], {"oee_window": oee, "alert": [stored_alert], "anomaly_score": scores}))
     finally:
         store.close()
 
@@ -208,7 +209,7 @@ def store_states(settings: Settings, value: int, t0: int, t1: int) -> None:
     ]
     store = open_store(settings)
     try:
-        store.write(frames, [])
+        store.write(as_batch(frames, []))
     finally:
         store.close()
 
@@ -310,7 +311,7 @@ def dash(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Das
 
 @pytest.fixture(scope="module")
 def browser(dash: Dash) -> Iterator[Any]:
-    pytest.importorskip("playwright")
+    require("chromium")  # playwright drives Debian's chromium (no `playwright install`)
     from playwright.sync_api import sync_playwright
 
     from plantstream.bench.dashboard import launch_chromium

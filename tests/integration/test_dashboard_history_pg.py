@@ -10,6 +10,7 @@ import pytest
 from sinks.dashboard.history import SqlHistory, postgres_history, sqlite_history
 from sinks.stores.postgres import PostgresStore
 from sinks.stores.sqlite import SqliteStore
+from tests.helpers import as_batch
 
 pytestmark = pytest.mark.integration
 
@@ -158,10 +159,10 @@ def answers(h: SqlHistory) -> dict[str, Any]:
 def test_postgres_history_equals_sqlite(pg_dsn: str, tmp_path: Path) -> None:
     frames, kpis, records = dataset()
     lite = SqliteStore(tmp_path / "s.db")
-    lite.write(frames, kpis, records)
+    lite.write(as_batch(frames, kpis, records))
     lite.close()
     pgs = PostgresStore(pg_dsn)
-    pgs.write(frames, kpis, records)
+    pgs.write(as_batch(frames, kpis, records))
     pgs.close()
     a = sqlite_history(tmp_path / "s.db")
     b = postgres_history(pg_dsn, 5)

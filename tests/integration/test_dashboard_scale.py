@@ -17,6 +17,7 @@ import pytest
 from plantstream.bench.dashboard import free_port, launch_chromium, start_server, stop_server, wait_port
 from plantstream.bench.dashboard_plant import fill_plant, plant_settings
 from tests.conftest import REPO
+from tests.system import require
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +25,7 @@ ARTIFACTS = REPO / "build" / "test-artifacts"
 
 
 def test_thousand_assets_tree_search_and_select() -> None:
-    pytest.importorskip("playwright")
+    require("chromium")  # playwright drives Debian's chromium (no `playwright install`)
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="dash-scale-") as tmp:

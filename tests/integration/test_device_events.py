@@ -13,8 +13,8 @@ import pytest
 from plantstream.core import topics
 from plantstream.core.config import Settings
 from plantstream.simulators.modbus import PlantSimulator
-from producers.device_events import AlertSink
 from producers.readers.modbus import run_modbus_producer
+from producers.service import event_publisher
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_all, decoder, prepare_topics
 
@@ -48,7 +48,7 @@ async def test_outage_raises_once_and_clears_once(tmp_path: Path, stack: Stack) 
             assert time.monotonic() < deadline, "timed out"
             await asyncio.sleep(0.02)
 
-    alerts = AlertSink.for_settings(settings)
+    alerts = event_publisher(settings, "producer-ev")
     press, pump = PlantSimulator(only(raw, "press1-plc")), PlantSimulator(only(raw, "pump1-vfd"))
     stop = asyncio.Event()
     await press.start()

@@ -20,7 +20,7 @@ from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.simulators.modbus import PlantSimulator
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.readers.modbus import run_modbus_producer
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import prepare_topics
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 async def produce_from_simulator(settings: Settings, seconds: float) -> tuple[list[dict[str, Any]], RunStats]:
     stats = RunStats("producer-modbus")
     codec = kafka_clients.registry(settings).codec(topics.subject(settings, topics.READINGS), schemas.READING_FRAME)
-    sink = FrameSink(settings, codec, stats)
+    sink = Publisher(settings, codec, stats)
     sent: list[dict[str, Any]] = []
 
     def emit(frame: dict[str, Any]) -> None:

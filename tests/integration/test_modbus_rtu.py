@@ -8,7 +8,6 @@ tty layer with RTU framing and CRCs, as on a real RS-485 adapter.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,12 +22,14 @@ from producers.readers.base import now_us
 from producers.readers.modbus import make_pollers
 from tests.conftest import plant_raw
 from tests.integration.test_modbus_sim import assert_frame_matches, every_type_device, producing
+from tests.system import require
 
-pytestmark = [
-    pytest.mark.usefixtures("clean_env"),
-    pytest.mark.timeout(15),
-    pytest.mark.skipif(shutil.which("socat") is None, reason="needs socat (apt-get install socat; .ci/run does)"),
-]
+pytestmark = [pytest.mark.usefixtures("clean_env", "socat"), pytest.mark.timeout(15)]
+
+
+@pytest.fixture
+def socat() -> str:
+    return require("socat")
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The Modbus producer against the plant simulator over real TCP sockets (no Kafka needed).
 
-Also the FrameSink against a real librdkafka producer pointed at a port where no broker listens,
+Also the Publisher against a real librdkafka producer pointed at a port where no broker listens,
 which is enough to see failed deliveries reported and a full queue never dropping a frame.
 """
 
@@ -26,7 +26,7 @@ from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec
 from plantstream.simulators.modbus import MachineState, PlantSimulator, SimulatorError
 from producers import modbus_codec
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.readers.base import now_us
 from producers.readers.modbus import run_modbus_producer
 from tests.conftest import free_port, plant_raw
@@ -281,7 +281,7 @@ async def silent_server() -> AsyncIterator[int]:
 async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     sim_settings = Settings(**demo_raw(tmp_path, port))
     async with silent_server() as hung_port:
@@ -313,7 +313,9 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
     assert stats.get("read_errors") > 0 and stats.get("samples_bad") > 0
 
     warnings = [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "producers.readers.modbus"
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "plantstream.producers.readers.modbus"
     ]
     refused = [m for m in warnings if "'pump1-vfd'" in m]
     hung = [m for m in warnings if "'packer1-plc'" in m]
@@ -323,7 +325,7 @@ async def test_dead_devices_are_bad_and_do_not_slow_the_others(
 
 
 async def test_illegal_address_is_bad_with_a_clear_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     sim_settings = Settings(**demo_raw(tmp_path, port))
     raw = demo_raw(tmp_path, port)
@@ -342,7 +344,7 @@ async def test_illegal_address_is_bad_with_a_clear_log(tmp_path: Path, caplog: p
 
 
 async def test_decode_error_marks_only_that_tag(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     sim_raw = demo_raw(tmp_path, port)
     # a constant 12000 rpm = 0x2EE0: byte 0xE0 is not ASCII, so reading it as text must fail
@@ -365,7 +367,7 @@ async def test_decode_error_marks_only_that_tag(tmp_path: Path, caplog: pytest.L
 
 
 async def test_reconnects_after_the_device_comes_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="producers")
+    caplog.set_level(logging.INFO, logger="plantstream.producers")
     port = free_port()
     settings = Settings(**demo_raw(tmp_path, port))
 
@@ -523,7 +525,7 @@ def test_sink_keys_by_asset_and_encodes_the_frame(tmp_path: Path) -> None:
     fake = FakeProducer()
     stats = RunStats("producer-modbus")
     codec = Codec(schemas.READING_FRAME, 42)
-    sink = FrameSink(sink_settings(tmp_path), codec, stats, producer=fake)  # type: ignore[arg-type]
+    sink = Publisher(sink_settings(tmp_path), codec, stats, producer=fake)  # type: ignore[arg-type]
     frame = a_frame(3)
     sink.emit(frame)
     assert sink.close(1) == 0
@@ -544,7 +546,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
 
 async def test_sink_reports_failed_deliveries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(
+    sink = Publisher(
         sink_settings(tmp_path),
         Codec(schemas.READING_FRAME, 1),
         stats,
@@ -563,7 +565,7 @@ async def test_sink_reports_failed_deliveries(tmp_path: Path, caplog: pytest.Log
 
 async def test_sink_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(
+    sink = Publisher(
         sink_settings(tmp_path),
         Codec(schemas.READING_FRAME, 1),
         stats,
@@ -586,7 +588,7 @@ async def test_sink_waits_for_room_instead_of_dropping(tmp_path: Path) -> None:
 
 def test_sink_close_returns_the_undelivered_count(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     stats = RunStats("producer-modbus")
-    sink = FrameSink(
+    sink = Publisher(
         sink_settings(tmp_path), Codec(schemas.READING_FRAME, 1), stats, config_overrides={"message.timeout.ms": 60_000}
     )
     sink.emit(a_frame(0))

@@ -19,9 +19,9 @@ import pytest
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.readers.mqtt import run_mqtt_producer
-from producers.service import frame_sink
+from producers.service import frame_publisher
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 
@@ -66,8 +66,8 @@ def settings_for(tmp_path: Path, stack: Stack, port: int, **device: Any) -> Sett
 @contextlib.asynccontextmanager
 async def producer(settings: Settings) -> AsyncIterator[RunStats]:
     stats = RunStats("producer-mqtt", settings.pipeline.state_dir)
-    sink = frame_sink(settings, "producer-mqtt", stats)
-    dead = DeadLetterSink(settings, "producer-mqtt")
+    sink = frame_publisher(settings, "producer-mqtt", stats)
+    dead = DeadLetterPublisher(settings, "producer-mqtt")
     events: list[dict[str, Any]] = []
     stats.events = events  # type: ignore[attr-defined]
     stop = asyncio.Event()
@@ -145,7 +145,7 @@ async def test_topic_per_tag_json_umh_and_bad_input(tmp_path: Path, stack: Stack
             pub.send(umh, b"{not json")
             pub.send(f"{base}/speed", "13.0")
             pub.close()
-            await until(lambda: stats.get("samples_read") >= 6 and stats.get("dead_letters") >= 3)
+            await until(lambda: stats.get("samples_received") >= 6 and stats.get("dead_letters") >= 3)
             await asyncio.sleep(0.5)
         got = frames(settings, lambda fs: sum(len(f["samples"]) for f in fs) >= 6)
         by_tag: dict[str, list[Any]] = {}
@@ -187,7 +187,7 @@ async def test_broker_restart_no_duplicate_no_loss(tmp_path: Path, stack: Stack)
                 pub.c.publish(topic, str(i), qos=1)
             await until(lambda: pub.acked >= 300)
             pub.close()
-            await until(lambda: stats.get("samples_read") >= 50)  # some are in, held in an open frame
+            await until(lambda: stats.get("samples_received") >= 50)  # some are in, held in an open frame
             broker.stop()  # SIGTERM: it saves its sessions and queued messages
             await until(lambda: stats.get("mqtt_connection_losses") >= 1)
             broker.start()
@@ -197,7 +197,7 @@ async def test_broker_restart_no_duplicate_no_loss(tmp_path: Path, stack: Stack)
                 pub.c.publish(topic, str(i), qos=1)
             await until(lambda: pub.acked >= 100)
             pub.close()
-            await until(lambda: stats.get("frames_acked") >= 1 and stats.get("samples_read") >= 400, 30)
+            await until(lambda: stats.get("frames_acked") >= 1 and stats.get("samples_received") >= 400, 30)
             await asyncio.sleep(2.5)
         got = frames(settings, lambda fs: len([s for f in fs for s in f["samples"] if s["value"] is not None]) >= 400)
         values = [s["value"] for f in got for s in f["samples"] if s["tag"] == "count" and s["value"] is not None]

@@ -1,6 +1,6 @@
 """The OPC UA producer against the OPC UA simulator over real loopback sockets (asyncua on both sides).
 
-Kafka is needed only by the last test (frames through FrameSink into a real broker).
+Kafka is needed only by the last test (frames through Publisher into a real broker).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from plantstream.core import topics
 from plantstream.core.config import OpcUaDevice, OpcUaTag, Settings
 from plantstream.core.runstats import RunStats
 from plantstream.simulators.opcua import OpcUaSimulator
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from producers.readers.base import now_us
 from producers.readers.opcua import CLIENT_APP_URI, browse_tags, browse_yaml, ensure_certificate, run_opcua_producer
 from tests.conftest import Stack, free_port, plant_raw
@@ -248,7 +248,7 @@ async def test_secure_session_with_certificates_trust_lists_and_password(
 
 async def test_wrong_password_fails_with_a_clear_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     s = settings_for(tmp_path, [tag("temp")], {"users": {"operator": "s3cret"}}, username="operator", password="nope")
-    caplog.set_level(logging.WARNING, logger="producers.readers.opcua")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers.readers.opcua")
     async with OpcUaSimulator(s), producing(s) as frames:
         await until(lambda: "wrong username or password" in caplog.text, 8, "the password error")
     assert "press1-opcua" in caplog.text and "'operator'" in caplog.text and "nope" not in caplog.text
@@ -270,7 +270,7 @@ async def test_untrusted_client_certificate_fails_with_a_clear_error(
         client_cert=str(cert),
         client_key=str(key),
     )
-    caplog.set_level(logging.WARNING, logger="producers.readers.opcua")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers.readers.opcua")
     async with OpcUaSimulator(s), producing(s) as frames:
         await until(lambda: "rejected the client certificate" in caplog.text, 10, "the certificate error")
     assert str(cert) in caplog.text and "trust list" in caplog.text
@@ -286,7 +286,7 @@ async def test_untrusted_server_certificate_is_refused(tmp_path: Path, caplog: p
         security_mode="Sign",
         server_trust_dir=str(tmp_path / "no-servers"),
     )
-    caplog.set_level(logging.WARNING, logger="producers.readers.opcua")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers.readers.opcua")
     async with OpcUaSimulator(s), producing(s):
         await until(lambda: "server_trust_dir" in caplog.text, 8, "the server certificate error")
     assert "press1-opcua" in caplog.text
@@ -302,7 +302,7 @@ async def test_unknown_node_id_marks_that_tag_bad_while_others_flow(
     device = s.devices[0]
     assert isinstance(device, OpcUaDevice)
     served = device.model_copy(update={"tags": device.tags[:1]})  # the server lacks `pressure`
-    caplog.set_level(logging.WARNING, logger="producers.readers.opcua")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers.readers.opcua")
     async with OpcUaSimulator(s, devices=[served]), producing(s) as frames:
         await until(lambda: len(samples(frames, "temp")) >= 5, 5, "values of the known tag")
     bad = samples(frames, "pressure")
@@ -338,7 +338,7 @@ async def test_frames_reach_kafka_as_avro_reading_frames(tmp_path: Path, stack: 
     s = settings_for(tmp_path, [tag(t, t) for t in TYPED], stack=stack)
     prepare_topics(s)
     stats = RunStats("producer-opcua", s.pipeline.state_dir)
-    sink = FrameSink(s, frame_codec(s), stats)
+    sink = Publisher(s, frame_codec(s), stats)
     sent: list[dict[str, Any]] = []
 
     def emit(frame: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from asyncua import Client, ua
 from plantstream.core.config import OpcUaDevice, Settings
 from plantstream.simulators.opcua import OpcUaSimulator
 from producers.readers.opcua import run_opcua_producer
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -55,7 +55,7 @@ async def test_demo_opcua_line_reads_over_sign_and_encrypt_with_generated_truste
     assert isinstance(device, OpcUaDevice)
     state = Path(s.pipeline.state_dir)
     assert not state.exists()  # a fresh clone: no certificate anywhere yet
-    caplog.set_level("INFO", logger="producers.readers.opcua")
+    caplog.set_level("INFO", logger="plantstream.producers.readers.opcua")
     frames: list[dict[str, Any]] = []
     async with OpcUaSimulator(s):
         # the server offers only SignAndEncrypt endpoints, each with its (generated) certificate
@@ -142,7 +142,7 @@ def test_up_with_the_demo_plant_stores_opcua_frames_read_over_sign_and_encrypt(
     log = (Path(settings.pipeline.state_dir) / "logs" / "producer-opcua.log").read_text()
     assert SESSION_LINE in log, log[-2000:]
     assert "plantstream-demo" not in log
-    with sqlite3.connect(store_path(settings)) as db:
+    with sqlite3.connect(sqlite_path(settings)) as db:
         per_device = dict(db.execute("SELECT device, COUNT(*) FROM frames GROUP BY device").fetchall())
         good_tags = {
             r[0]

@@ -14,7 +14,7 @@ import pytest
 
 from plantstream.core.config import Settings
 from plantstream.stack import kafka
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_demo_pipeline_over_tls_and_scram(secured: dict, tmp_path: Path) -> None
     assert summary["frames_acked"] > 50 and summary["frames_failed"] == 0
     assert summary["frames_stored"] == summary["frames_acked"]
     assert summary["kpi_windows"] > 0
-    with sqlite3.connect(store_path(Settings(**raw))) as db:
+    with sqlite3.connect(sqlite_path(Settings(**raw))) as db:
         assert db.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == summary["frames_acked"]
     assert PASSWORD not in proc.stderr and PASSWORD not in proc.stdout  # secrets are never printed
 

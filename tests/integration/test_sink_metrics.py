@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from plantstream import status
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 from tests.integration.test_alert_delivery import alert, produce_alerts
@@ -73,7 +73,7 @@ def test_storage_sink_lag_and_latency_metrics_and_a_locked_sqlite_file(
     codec = frame_codec(settings)
     readings = settings.topic(topics.READINGS)
     group = f"{settings.pipeline.group_id}-sink-storage"
-    db = store_path(settings)
+    db = sqlite_path(settings)
     port = base + 4
     log = tmp_path / "sink.log"
 

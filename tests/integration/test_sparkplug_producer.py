@@ -23,9 +23,9 @@ from confluent_kafka.serialization import StringDeserializer
 from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.stack.mosquitto import Mosquitto
-from producers.dead_letters import DeadLetterSink
+from producers.dead_letters import DeadLetterPublisher
 from producers.readers.sparkplug import run_sparkplug_producer
-from producers.service import frame_sink
+from producers.service import frame_publisher
 from tests.conftest import Stack, free_port, plant_raw
 from tests.helpers import consume_until, decoder, prepare_topics
 from tests.servers import MqttRecorder, retained
@@ -78,8 +78,8 @@ def settings_for(tmp_path: Path, stack: Stack, port: int) -> Settings:
 @contextlib.asynccontextmanager
 async def host(settings: Settings) -> AsyncIterator[tuple[RunStats, list[dict[str, Any]]]]:
     stats = RunStats("producer-sparkplug", settings.pipeline.state_dir)
-    sink = frame_sink(settings, "producer-sparkplug", stats)
-    dead = DeadLetterSink(settings, "producer-sparkplug")
+    sink = frame_publisher(settings, "producer-sparkplug", stats)
+    dead = DeadLetterPublisher(settings, "producer-sparkplug")
     events: list[dict[str, Any]] = []
     stop = asyncio.Event()
     task = asyncio.ensure_future(
@@ -132,7 +132,7 @@ async def test_sparkplug_host_end_to_end(tmp_path: Path, stack: Stack) -> None:
             state = [json.loads(m.payload) for m in retained(port, "spBv1.0/STATE/plantstream", 0.5)]
             assert [s["online"] for s in state] == [True]
             edge.connect()
-            await until(lambda: stats.get("samples_read") >= 4, what="births framed")
+            await until(lambda: stats.get("samples_received") >= 4, what="births framed")
             edge.data("Filler2", [(10, DT.Float, 0.75), (11, DT.Int16, 40)])
             edge.data(None, [(1, DT.Double, 62.0)])
             hist_ms = 1_600_000_000_000
@@ -153,7 +153,7 @@ async def test_sparkplug_host_end_to_end(tmp_path: Path, stack: Stack) -> None:
             edge.connect()
             await until(lambda: sum(e["state"] == "CLEARED" for e in events) >= 2, what="device-down cleared")
             edge.data("Filler2", [(11, DT.Int16, 50)])
-            await until(lambda: stats.get("samples_read") >= 16, what="data after rebirth")
+            await until(lambda: stats.get("samples_received") >= 16, what="data after rebirth")
             await asyncio.sleep(0.5)
         edge.close()
         assert [json.loads(m.payload)["online"] for m in retained(port, "spBv1.0/STATE/plantstream", 0.5)] == [False]

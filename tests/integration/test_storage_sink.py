@@ -13,7 +13,7 @@ import pytest
 import schemas
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 
@@ -89,7 +89,7 @@ def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, 
     ]
     # each window twice: at-least-once upstream may emit a window again; the store keeps one row
     produce(settings, settings.topic(topics.KPI), [(k["asset"].encode(), kpi_codec.encode(k)) for k in kpis * 2])
-    db = store_path(settings)
+    db = sqlite_path(settings)
 
     sink = spawn_cli(config, "sink", "storage", log=tmp_path / "sink.log")
     try:

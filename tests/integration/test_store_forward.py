@@ -15,6 +15,9 @@ import schemas
 from plantstream.core import runstats, topics
 from plantstream.core.config import Settings
 from plantstream.stack import kafka
+from producers.device_events import OutageTracker
+from producers.readers.base import now_us
+from producers.service import event_publisher
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import consume_all, decoder, prepare_topics, spawn_cli, stop, wait_for
 
@@ -92,3 +95,37 @@ def test_outage_kill_restart_loses_nothing(stack: Stack, tmp_path: Path, clean_e
     )
     run1_last = max(f["scan_time"] for fs in by_run[run1].values() for f in fs) / 1e6
     assert run1_last > outage_started + OUTAGE_S / 2 - 2, "run 1's frames from the outage survived its kill -9"
+
+
+def test_a_device_event_raised_while_kafka_is_down_arrives_after_it_returns(
+    stack: Stack, tmp_path: Path, clean_env: None
+) -> None:
+    """Device-down alerts go through the store-and-forward buffer too: a CLEARED produced during a broker
+    outage, by a producer that then stops before the broker is back, is delivered by the next run."""
+    if stack.launcher_settings is None:
+        pytest.skip("needs the project's own broker to stop it")
+    settings = Settings(**plant_raw(tmp_path, stack))
+    prepare_topics(settings)
+    tracker = OutageTracker("press1-plc", settings.devices[0].asset, ["temperature"])
+    raised = tracker.observe(False, now_us(), "cannot connect")
+    assert raised is not None
+    first = event_publisher(settings, "producer-ev")
+    first.emit(raised)
+    wait_for(lambda: not len(first._producer), 30, what="the RAISED acknowledged")
+    kafka.stop(stack.launcher_settings)
+    try:
+        time.sleep(3)
+        cleared = tracker.observe(True, now_us())
+        assert cleared is not None
+        first.emit(cleared)
+        assert first.close(timeout=5) == 0  # nothing lost: the CLEARED waits on disk
+    finally:
+        kafka.start(stack.launcher_settings)
+    second = event_publisher(settings, "producer-ev")  # the next run of the producer, same buffer file
+    try:
+        dec = decoder(settings, schemas.ALERT)
+        got = [dec.decode(m.value()) for m in consume_all(settings, settings.topic(topics.ALERTS), 2, timeout=60)]
+    finally:
+        second.close(timeout=10)
+    assert [a["state"] for a in got] == ["RAISED", "CLEARED"], got
+    assert got[0]["alert_id"] == got[1]["alert_id"] and got[1] == cleared

@@ -18,7 +18,7 @@ import pytest
 from plantstream.core import runstats
 from plantstream.core.config import Settings
 from plantstream.stack import kafka
-from sinks.storage import store_path
+from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import wait_for
 
@@ -70,7 +70,7 @@ def test_up_survives_broker_restart_without_losing_acked_frames(stack: Stack, tm
     assert summary["dead_letters"] == 0
     assert summary["kpi_windows"] > 0
 
-    with sqlite3.connect(store_path(settings)) as db:
+    with sqlite3.connect(sqlite_path(settings)) as db:
         stored = db.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
         per_device = db.execute("SELECT device, COUNT(*), MIN(seq), MAX(seq) FROM frames GROUP BY device").fetchall()
         samples = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]

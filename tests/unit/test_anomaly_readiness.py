@@ -56,7 +56,7 @@ def test_frames_only_when_minutes_are_off() -> None:
 
 def test_the_model_says_when_it_is_ready(caplog: pytest.LogCaptureFixture) -> None:
     stage = AnomalyStage(overrides={"m": AnomalySettings(model="multivariate", warmup_frames=200)})
-    with caplog.at_level(logging.INFO, logger="plantstream.anomaly"):
+    with caplog.at_level(logging.INFO, logger="plantstream.processors.anomaly.model"):
         for f in frames(correlated(210), 1.0):
             stage.score("m", f)
     assert any("anomaly model ready after 200 frames" in r.getMessage() for r in caplog.records)

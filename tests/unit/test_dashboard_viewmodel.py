@@ -14,6 +14,7 @@ from sinks.dashboard.acks import AckStore
 from sinks.dashboard.history import sqlite_history
 from sinks.dashboard.ranges import nice_bucket_us
 from sinks.stores.sqlite import SqliteStore
+from tests.helpers import as_batch
 
 US = 1_000_000
 
@@ -89,7 +90,7 @@ def test_sql_downsampling_equals_reference(tmp_path: Path) -> None:
                 ],
             }
         )
-    store.write(frames, [])
+    store.write(as_batch(frames, []))
     store.close()
     hist = sqlite_history(tmp_path / "s.db")
     width = nice_bucket_us(2000 * 700_000, 50)
@@ -235,7 +236,7 @@ def test_kpi_windows_stand_in_for_covered_samples(tmp_path: Path) -> None:
                     "rate_of_change": None,
                 }
             )
-    store.write(frames, kpis)
+    store.write(as_batch(frames, kpis))
     store.close()
     hist = sqlite_history(tmp_path / "s.db")
     width = 5 * minute

@@ -16,6 +16,7 @@ from sinks.dashboard import auth, machine, oee_view, ranges, users
 from sinks.dashboard.history import sqlite_history
 from sinks.dashboard.sessions import LoginLimiter, SessionStore
 from sinks.stores.sqlite import SqliteStore
+from tests.helpers import as_batch
 
 US = 1_000_000
 MIN = 60 * US
@@ -124,7 +125,7 @@ def test_state_changes_from_sqlite_equal_the_reference(tmp_path: Path) -> None:
         for i, v in enumerate(values)
         if not 45 <= i < 55  # a 10 s silence inside the third run
     ]
-    store.write(frames, [])
+    store.write(as_batch(frames, []))
     store.close()
     hist = sqlite_history(tmp_path / "s.db")
     rows, before, last = hist.state_changes("e.s.a.l.m", "state", NOW + 10 * US, NOW + 100 * US, 5 * US)

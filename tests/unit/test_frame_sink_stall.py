@@ -1,4 +1,4 @@
-"""FrameSink says so when Kafka stops acknowledging over a link that stays open (a stall)."""
+"""Publisher says so when Kafka stops acknowledging over a link that stays open (a stall)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from plantstream.core.config import Settings
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec
 from producers import publisher
-from producers.publisher import FrameSink
+from producers.publisher import Publisher
 from tests.conftest import plant_raw
 
 # an address in the environment (KAFKA_BOOTSTRAP, left by an in-process `up`) would win over the test's
@@ -42,10 +42,10 @@ def silent_broker() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
-def sink_to(tmp_path: Path, port: int, stats: RunStats) -> FrameSink:
+def sink_to(tmp_path: Path, port: int, stats: RunStats) -> Publisher:
     raw = plant_raw(tmp_path)
     raw["pipeline"]["kafka"].update(bootstrap=f"127.0.0.1:{port}", topic_prefix="t1.")
-    return FrameSink(Settings(**raw), Codec(schemas.READING_FRAME, 1), stats)
+    return Publisher(Settings(**raw), Codec(schemas.READING_FRAME, 1), stats)
 
 
 def wait_until(cond: object, timeout: float) -> bool:
@@ -61,7 +61,7 @@ def test_frames_without_acks_over_an_open_link_log_one_warning(
     tmp_path: Path, silent_broker: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(publisher, "STALL_WARN_S", 0.6)
-    caplog.set_level(logging.WARNING, logger="producers.publisher")
+    caplog.set_level(logging.WARNING, logger="plantstream.producers.publisher")
     stats = RunStats("producer-test")
     sink = sink_to(tmp_path, silent_broker, stats)
     try:

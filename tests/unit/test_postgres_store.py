@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from plantstream.core.config import RetentionSettings
 from sinks.stores.postgres import DAY_US, MIGRATIONS, PostgresStore, period_bounds, period_of
+from tests.helpers import as_batch
 from tests.unit.test_sqlite_store import frames, kpi, result_records
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -37,8 +38,8 @@ def test_period_names_and_bounds() -> None:
 def test_redelivery_inserts_nothing_and_values_round_trip(pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
     batch = shifted(frames(10), T0)
-    assert store.write(batch, [kpi(1.0)]) == {"frames": 10, "samples": 30, "kpi_windows": 1}
-    again = store.write(shifted(frames(15), T0), [kpi(1.0)])
+    assert store.write(as_batch(batch, [kpi(1.0)])) == {"frames": 10, "samples": 30, "kpi_windows": 1}
+    again = store.write(as_batch(shifted(frames(15), T0), [kpi(1.0)]))
     assert again == {"frames": 5, "samples": 15, "kpi_windows": 0}
     assert (store.count("frames"), store.count("samples"), store.count("kpi_windows")) == (15, 45, 1)
     with psycopg.connect(pg_dsn) as c:
@@ -54,7 +55,7 @@ def test_redelivery_inserts_nothing_and_values_round_trip(pg_dsn: str) -> None:
 
 def test_partitions_created_per_day_and_month(pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
-    store.write(shifted(frames(2), T0) + shifted(frames(2, "p2"), T0 + 3 * DAY_US), [kpi(1.0)])
+    store.write(as_batch(shifted(frames(2), T0) + shifted(frames(2, "p2"), T0 + 3 * DAY_US), [kpi(1.0)]))
     assert store.partitions("samples") == ["samples_p20260101", "samples_p20260104"]
     assert store.partitions("frames") == ["frames_p20260101", "frames_p20260104"]
     assert store.partitions("kpi_windows") == ["kpi_windows_p197001"]
@@ -63,8 +64,8 @@ def test_partitions_created_per_day_and_month(pg_dsn: str) -> None:
 def test_retention_drops_old_partitions_keeps_young(pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
     now = T0 + 40 * DAY_US
-    store.write(shifted(frames(3), T0), [])  # 40 days old
-    store.write(shifted(frames(3, "p2"), now - DAY_US), [])  # 1 day old
+    store.write(as_batch(shifted(frames(3), T0), []))  # 40 days old
+    store.write(as_batch(shifted(frames(3, "p2"), now - DAY_US), []))  # 1 day old
     store.write_records(
         "alert",
         [
@@ -88,7 +89,7 @@ def test_retention_drops_old_partitions_keeps_young(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as c:
         assert c.execute("SELECT DISTINCT producer_id FROM frames").fetchall() == [("p2",)]
     # a late frame for an expired day comes back in a new partition instead of failing
-    assert store.write(shifted(frames(1, "late"), T0), [])["samples"] == 3
+    assert store.write(as_batch(shifted(frames(1, "late"), T0), []))["samples"] == 3
 
 
 def test_migrations_idempotent_and_safe_concurrently(pg_dsn: str) -> None:
@@ -169,8 +170,8 @@ def test_copy_of_10k_samples(pg_dsn: str) -> None:
         }
         for i in range(250)
     ]
-    assert store.write(batch, [])["samples"] == 10_000
-    assert store.write(batch, [])["samples"] == 0
+    assert store.write(as_batch(batch, []))["samples"] == 10_000
+    assert store.write(as_batch(batch, []))["samples"] == 0
     assert store.count("samples") == 10_000
 
 
@@ -196,9 +197,15 @@ def test_other_results_in_the_same_batch(pg_dsn: str) -> None:
     store = PostgresStore(pg_dsn)
     both = result_records(T0)
     records = {"oee_window": both["oee_window"], "alert": both["alert"]}
-    written = store.write(shifted(frames(2), T0), [], records)
+    written = store.write(as_batch(shifted(frames(2), T0), [], records))
     assert (written["frames"], written["oee_window"], written["alert"]) == (2, 1, 1)
-    assert store.write([], [], records) == {"frames": 0, "samples": 0, "kpi_windows": 0, "oee_window": 0, "alert": 0}
+    assert store.write(as_batch([], [], records)) == {
+        "frames": 0,
+        "samples": 0,
+        "kpi_windows": 0,
+        "oee_window": 0,
+        "alert": 0,
+    }
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT oee, downtime_by_reason_s->>'jam' FROM oee_windows").fetchone() == (0.6, "10.0")
     store.close()
@@ -209,10 +216,10 @@ def test_a_correction_replaces_the_first_result(pg_dsn: str) -> None:
 
     store = PostgresStore(pg_dsn)
     oee = {**result_records()["oee_window"][0], "window_start": T0, "window_end": T0 + 60_000_000}
-    store.write([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]})
-    store.write([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]})
-    store.write([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]})  # a redelivered first result
-    store.write([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {})  # both in one batch: one row per key
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]}))
+    store.write(as_batch([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]}))
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]}))  # a redelivered first result
+    store.write(as_batch([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {}))  # both in one batch: one row per key
     with psycopg.connect(pg_dsn) as c:
         assert c.execute("SELECT mean, revision FROM kpi_windows").fetchall() == [(3.0, 2)]
         assert c.execute("SELECT oee, revision, data_coverage FROM oee_windows").fetchall() == [(0.7, 1, 1.0)]

@@ -10,6 +10,7 @@ from plantstream.core.config import RetentionSettings
 from sinks.stores import sqlite
 from sinks.stores.postgres import DAY_US, PostgresStore
 from sinks.stores.sqlite import SqliteStore
+from tests.helpers import as_batch
 from tests.unit.test_postgres_store import T0, shifted
 from tests.unit.test_sqlite_store import frames, kpi
 
@@ -21,8 +22,8 @@ def window(start_us: int) -> dict:
 
 
 def load(store: SqliteStore | PostgresStore) -> None:
-    store.write(shifted(frames(4, "old"), NOW - 45 * DAY_US), [window(NOW - 800 * DAY_US)])
-    store.write(shifted(frames(6, "young"), NOW - 2 * DAY_US), [window(NOW - 100 * DAY_US)])
+    store.write(as_batch(shifted(frames(4, "old"), NOW - 45 * DAY_US), [window(NOW - 800 * DAY_US)]))
+    store.write(as_batch(shifted(frames(6, "young"), NOW - 2 * DAY_US), [window(NOW - 100 * DAY_US)]))
 
 
 def test_sqlite_deletes_expired_rows_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

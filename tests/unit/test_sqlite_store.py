@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sinks.stores.sqlite import MIGRATIONS, SqliteStore
+from tests.helpers import as_batch
 
 
 def frames(n: int, producer: str = "p1") -> list[dict]:
@@ -51,9 +52,9 @@ def kpi(mean: float) -> dict:
 
 def test_redelivery_inserts_nothing(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
-    assert store.write(frames(10), [kpi(1.0)]) == {"frames": 10, "samples": 30, "kpi_windows": 1}
+    assert store.write(as_batch(frames(10), [kpi(1.0)])) == {"frames": 10, "samples": 30, "kpi_windows": 1}
     # a batch replayed after a crash, overlapping the stored one
-    again = store.write(frames(15), [kpi(1.0)])
+    again = store.write(as_batch(frames(15), [kpi(1.0)]))
     assert again["frames"] == 5 and again["samples"] == 15
     assert store.count("frames") == 15 and store.count("samples") == 45 and store.count("kpi_windows") == 1
     rows = store.db.execute(
@@ -121,7 +122,7 @@ def result_records(t0: int = 0) -> dict[str, list[dict]]:
 def test_other_results_are_stored_once(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     records = result_records()
-    assert store.write([], [], records) == {
+    assert store.write(as_batch([], [], records)) == {
         "frames": 0,
         "samples": 0,
         "kpi_windows": 0,
@@ -129,7 +130,7 @@ def test_other_results_are_stored_once(tmp_path: Path) -> None:
         "anomaly_score": 1,
         "alert": 1,
     }
-    assert store.write([], [], records)["alert"] == 0  # a redelivery changes nothing
+    assert store.write(as_batch([], [], records))["alert"] == 0  # a redelivery changes nothing
     assert [store.count(t) for t in ("oee_windows", "anomaly_scores", "alerts")] == [1, 1, 1]
     row = store.db.execute("SELECT oee, downtime_by_reason_s FROM oee_windows").fetchone()
     assert row == (0.6, '{"jam": 10.0}')
@@ -143,12 +144,12 @@ def revised(rec: dict, revision: int, **changes: object) -> dict:
 def test_a_correction_replaces_the_first_result_and_older_revisions_change_nothing(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     oee = result_records()["oee_window"][0]
-    store.write([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]})
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]}))
     # the correction after late data: revision 1 replaces revision 0
-    store.write([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]})
+    store.write(as_batch([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]}))
     # a redelivered revision 0, and a batch holding both revisions (the newest wins either way)
-    store.write([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]})
-    store.write([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {})
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]}))
+    store.write(as_batch([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {}))
     assert store.db.execute("SELECT mean, revision FROM kpi_windows").fetchall() == [(3.0, 2)]
     assert store.db.execute("SELECT oee, revision, data_coverage FROM oee_windows").fetchall() == [(0.7, 1, 1.0)]
 
@@ -171,6 +172,6 @@ def test_alarm_events_are_stored_once(tmp_path: Path) -> None:
         "alert_id": "x1",
         "severity": "CRITICAL",
     }
-    assert store.write([], [], {"alarm_event": [event]})["alarm_event"] == 1
-    assert store.write([], [], {"alarm_event": [event]})["alarm_event"] == 0
+    assert store.write(as_batch([], [], {"alarm_event": [event]}))["alarm_event"] == 1
+    assert store.write(as_batch([], [], {"alarm_event": [event]}))["alarm_event"] == 0
     assert store.db.execute("SELECT user, to_state FROM alarm_events").fetchone() == ("alice", "ACKED")

@@ -11,6 +11,7 @@ import pytest
 import sinks.stores.sqlite
 from sinks.stores.base import StoreUnavailable
 from sinks.stores.sqlite import SqliteStore, unavailable_reason
+from tests.helpers import as_batch
 from tests.unit.test_sqlite_store import frames
 from tests.unit.tmpfs import small_disk  # noqa: F401  (fixture)
 
@@ -19,17 +20,17 @@ def test_locked_by_another_program_then_released(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(sinks.stores.sqlite, "BUSY_TIMEOUT_S", 0.2)
     db = tmp_path / "plant.db"
     store = SqliteStore(db)
-    store.write(frames(10), [])
+    store.write(as_batch(frames(10), []))
     other = sqlite3.connect(db, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # e.g. an sqlite3 shell with an open write transaction
     try:
         with pytest.raises(StoreUnavailable) as e:
-            store.write(frames(20), [])
+            store.write(as_batch(frames(20), []))
         assert str(db) in str(e.value) and "locked" in str(e.value) and "Fix:" in str(e.value)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert store.write(frames(20), []) == {"frames": 10, "samples": 30, "kpi_windows": 0}
+    assert store.write(as_batch(frames(20), [])) == {"frames": 10, "samples": 30, "kpi_windows": 0}
     assert store.count("frames") == 20 and store.count("samples") == 60
     store.close()
 
@@ -45,10 +46,10 @@ def test_disk_full_then_freed(small_disk: Path) -> None:  # noqa: F811
         except OSError:
             pass  # ENOSPC: the disk is full
     with pytest.raises(StoreUnavailable) as e:
-        store.write(frames(2000), [])
+        store.write(as_batch(frames(2000), []))
     assert "disk is full" in str(e.value) and "Fix:" in str(e.value) and str(small_disk) in str(e.value)
     filler.unlink()
-    assert store.write(frames(2000), [])["frames"] == 2000  # the whole batch, nothing half written before
+    assert store.write(as_batch(frames(2000), []))["frames"] == 2000  # the whole batch, nothing half written before
     assert store.count("frames") == 2000
     store.close()
 

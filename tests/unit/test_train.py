@@ -15,6 +15,7 @@ from plantstream.core.config import Settings
 from plantstream.train import TrainError, readings_partition, train
 from processors.anomaly import AnomalyStage
 from sinks.stores.sqlite import SqliteStore
+from tests.helpers import as_batch
 
 ASSET = "a.b.c.d.e"
 S = 1_000_000
@@ -55,7 +56,7 @@ def settings(tmp_path: Path, **extra: object) -> Settings:
 
 def test_train_from_the_store_gives_a_ready_checkpoint_the_stage_restores(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "plant.db")
-    store.write(normal_frames(500), [])
+    store.write(as_batch(normal_frames(500)))
     store.close()
     state = train(settings(tmp_path), ASSET)
     assert state["trained"] and state["warmup"] == 300 and state["features"]["tags"] == ["x", "y", "z"]

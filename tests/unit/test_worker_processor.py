@@ -175,7 +175,7 @@ def test_a_failing_stage_dead_letters_the_frame_and_the_others_go_on(caplog: pyt
     stages.insert(1, bomb)
     proc, states, _, out = worker(settings, stages=stages)
     frames = frames_of(plant, 40)
-    with caplog.at_level(logging.ERROR, logger="plantstream.processor"):
+    with caplog.at_level(logging.ERROR, logger="plantstream.processors.worker"):
         for m in messages(frames):
             proc.process(*m)
     assert [int(h["ps-source-offset"]) for _, _, h in out.dead_letters] == [3, 5, 9]
