@@ -208,4 +208,3 @@ def _pause_all(consumer: Consumer) -> None:
     assigned = consumer.assignment()
     if assigned:
         consumer.pause(assigned)
-

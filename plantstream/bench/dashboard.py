@@ -78,9 +78,7 @@ def synthetic(i: int, k: int, scan_s: float) -> float:
     return 50 + 10 * math.sin(i * scan_s / 600 + k) + (i % 7) * 0.1
 
 
-def fill_store(
-    settings: Settings, hours: float, tags: int, scan_s: float, end_us: int
-) -> tuple[int, list[KpiWindow]]:
+def fill_store(settings: Settings, hours: float, tags: int, scan_s: float, end_us: int) -> tuple[int, list[KpiWindow]]:
     """HOURS of frames ending at end_us, written through the storage sink's own store; returns the samples
     written and the KPI windows the processor would have emitted for them (written later by the caller)."""
     from sinks.stores.registry import open_store

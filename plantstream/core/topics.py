@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import (
@@ -74,6 +75,14 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ALARM_STATE, schemas.ALARM_STATE, 0, "compact", doc="lifecycle state of every alarm; key = asset/rule"),
     TopicSpec(ALARM_EVENTS, schemas.ALARM_EVENT, 365, doc="alarm transitions and refused commands; key = asset path"),
 )
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (consistent_random: CRC-32 of the key) puts a keyed
+    record in: every plantstream producer uses it, so the readings and the alarm commands of an asset are
+    on the same partition number (the worker owning it gets both). Java clients default to murmur2: they
+    must set the partition themselves (docs/topics.md)."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 def spec_for(settings: Settings, topic: str) -> TopicSpec | None:

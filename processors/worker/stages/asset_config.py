@@ -17,6 +17,7 @@ class AssetConfig:
         self._rules: dict[str, list[AlertRule]] = {}
         self._silence: dict[str, int | None] = {}
         self._interval: dict[str, float | None] = {}
+        self._alarms: dict[str, dict[str, AlertRule]] = {}
         self.allowed_lateness_us = int(settings.pipeline.windows.allowed_lateness_s * 1_000_000)
 
     def silence_us(self, asset: str) -> int | None:
@@ -33,6 +34,21 @@ class AssetConfig:
         if asset not in self._profiles:
             self._profiles[asset] = oee.profile_for(self.settings, asset)
         return self._profiles[asset]
+
+    def alarms(self, asset: str) -> dict[str, AlertRule]:
+        """The asset's alarms: its alert rules by name."""
+        got = self._alarms.get(asset)
+        if got is None:
+            got = self._alarms[asset] = {r.name: r for r in self.rules(asset)}
+        return got
+
+    def known(self, asset: str) -> bool:
+        """Whether the plant config declares the asset."""
+        try:
+            self.settings.asset(asset)
+        except KeyError:
+            return False
+        return True
 
     def rules(self, asset: str) -> list[AlertRule]:
         rules = self._rules.get(asset)
