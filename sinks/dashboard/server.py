@@ -263,6 +263,16 @@ class Hub:
     def acks(self) -> dict[str, dict[str, Any]]:
         return self.model.acks() if self.model is not None else {}
 
+    def alert_rows(self) -> list[dict[str, Any]]:
+        """Active alerts, and cleared ones whose alarm still waits for an acknowledgement (ISA-18.2: returned
+        to normal unacknowledged, or latched)."""
+        rows = [self.alert_row(a) for a in self.board.active(self.acks())]
+        for a in self.board.cleared():
+            row = self.alert_row(a)
+            if row["alarm"] is not None and row["alarm"]["state"] in ("RTN_UNACK", "LATCHED"):
+                rows.append(row)
+        return rows
+
     def alert_row(self, shown: dict[str, Any]) -> dict[str, Any]:
         """An alert as the page lists it: with its acknowledgement and its alarm's lifecycle state."""
         alarm = self.model.alarm(shown["asset"], shown["rule"]) if self.model is not None else None
@@ -314,7 +324,7 @@ class Hub:
             "status": status,
             "tree_oee": {a: v["oee"] for a, v in self.oee.items()},
             "oee": self.oee.get(asset) if asset is not None else None,
-            "alerts": [self.alert_row(a) for a in self.board.active(self.acks())],
+            "alerts": self.alert_rows(),
             "health": self.health_view(),
             "asset": asset,
             "live": self.asset_live(asset) if asset in self.asset_cfg else None,

@@ -561,7 +561,9 @@ function renderDowntime(rows) {
 // --- alerts ---
 function renderAlerts() {
   const tb = el("tbody");
-  const rows = [...S.alerts.values()].filter((a) => a.state === "RAISED")
+  // active alerts, and cleared ones whose alarm waits for an acknowledgement (returned to normal, or latched)
+  const waiting = (a) => a.alarm && (a.alarm.state === "RTN_UNACK" || a.alarm.state === "LATCHED");
+  const rows = [...S.alerts.values()].filter((a) => a.state === "RAISED" || waiting(a))
     .sort((a, b) => (!!a.ack - !!b.ack) || (b.time - a.time));
   if (!rows.length) tb.append(el("tr", {}, el("td", { class: "empty", text: "no active alerts" })));
   for (const a of rows) {
@@ -586,7 +588,7 @@ function renderAlerts() {
     if (err) actions.append(el("div", { class: "alarm-error small dead", text: err }));
     tb.append(el("tr", { class: "alert" + (a.ack ? " acked" : "") + (shelved ? " shelved" : ""), "data-alert-id": a.alert_id, "data-rule": a.rule, "data-alarm-state": st },
       el("td", { class: "sev-" + a.severity, text: a.severity }),
-      el("td", {}, el("div", { text: `${a.rule} · ${a.asset.split(".").pop()}` }),
+      el("td", {}, el("div", { text: `${a.rule} · ${a.asset.split(".").pop()}${waiting(a) ? " · " + (st === "LATCHED" ? "latched" : "returned to normal") : ""}` }),
         el("div", { class: "empty", text: a.message || "" }), el("div", { class: "empty", text: when(a.time) })),
       el("td", {}, actions)));
   }
