@@ -26,9 +26,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from plantstream.core.outage_log import OutageLog
 from plantstream.core.records import Alert, ReadingFrame
@@ -57,27 +57,6 @@ async def wait_stop(stop: asyncio.Event, delay: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
     return stop.is_set()
-
-
-async def run_devices(
-    workers: Iterable[tuple[str, Coroutine[Any, Any, None]]], stop: asyncio.Event, stats: RunStats | None
-) -> None:
-    """Run one task per device until `stop`; flush `stats` every second so `plantstream up` shows progress."""
-
-    async def flush_stats(s: RunStats) -> None:
-        while not await wait_stop(stop, STATS_FLUSH_INTERVAL_S):
-            s.flush()
-
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for name, work in workers:
-                tg.create_task(work, name=name)
-            if stats is not None:
-                tg.create_task(flush_stats(stats), name="producer-stats")
-            await stop.wait()
-    finally:
-        if stats is not None:
-            stats.flush()
 
 
 # --- the interface ----------------------------------------------------------------------------------
@@ -228,9 +207,22 @@ class DeviceReader(abc.ABC):
 
 
 async def run_readers(readers: Sequence[DeviceReader], stop: asyncio.Event, stats: RunStats | None) -> None:
-    """Run every reader in a task of its own until `stop`; every reader is closed on the way out."""
+    """Run every reader in a task of its own until `stop`, flushing `stats` every second so `plantstream up`
+    shows progress; every reader is closed on the way out."""
+
+    async def flush_stats(s: RunStats) -> None:
+        while not await wait_stop(stop, STATS_FLUSH_INTERVAL_S):
+            s.flush()
+
     try:
-        await run_devices(((r.task_name, r.run(stop)) for r in readers), stop, stats)
+        async with asyncio.TaskGroup() as tg:
+            for r in readers:
+                tg.create_task(r.run(stop), name=r.task_name)
+            if stats is not None:
+                tg.create_task(flush_stats(stats), name="producer-stats")
+            await stop.wait()
     finally:
         for r in readers:
             r.close()
+        if stats is not None:
+            stats.flush()
