@@ -81,6 +81,7 @@ class Plant:
     hooks: HttpReceiver
     tmp: Path
     procs: dict[str, subprocess.Popen[bytes]]
+    config: Path
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return httpx.get(self.base + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=15, **kw)
@@ -197,7 +198,7 @@ def plant(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
                 env=clean_env(),
                 start_new_session=True,
             )
-    p = Plant(settings, stack, f"http://127.0.0.1:{port}", hooks, tmp, procs)
+    p = Plant(settings, stack, f"http://127.0.0.1:{port}", hooks, tmp, procs, config)
     try:
         # the worker announces every configured asset once it owns the partitions: the whole plant
         def announced() -> bool:
@@ -294,6 +295,17 @@ def test_it_system_reads_the_whole_plant_from_the_compacted_state_topic_as_the_a
         schema = doc["paths"][path.replace(PRESS, "{path}")]["get"]["responses"]["200"]["content"]
         jsonschema.validate(body, {**schema["application/json"]["schema"], "components": doc["components"]})
     assert plant.get("/api/v1/assets/demo.nowhere.x.y.z").status_code == 404
+    # `plantstream tail plant.state.v1 --latest`: the plant, one line per asset, as the topic holds it
+    out = subprocess.run(
+        [sys.executable, "-m", "plantstream", "--config", str(plant.config), "tail", "plant.state.v1", "--latest"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [ln["key"] for ln in lines] == sorted(it), out.stderr[-2000:]
+    assert all(ln["value"]["asset"] == ln["key"] for ln in lines)
 
 
 def alarm(plant: Plant, asset: str, rule: str) -> dict[str, Any]:
