@@ -165,7 +165,12 @@ def _resolve_silence(state: AssetState, t: int, size: int, allowed_lateness: int
         state.update(snap)
         state["snap"], state["revs"] = None, revs
         return
+    _forget_silence(state, size)
+
+
+def _forget_silence(state: AssetState, size: int) -> None:
     state["snap"] = None
+    done = _emitted_until(state)
     # emitted windows can be emitted again only through a rollback: keep the revisions of open ones
     state["revs"] = {k: v for k, v in state["revs"].items() if done is None or int(k) + size > done}
 
@@ -178,18 +183,22 @@ def advance_idle(
     idle_us: int,
     hop: int | None = None,
     silence: int | None = None,
+    allowed_lateness: int | None = None,
 ) -> list[dict[str, Any]]:
     """Close windows of an asset silent for `idle_us` of wall time: event time is taken to have moved on
     as much. Nothing happens until the silence is longer than the grace period. The state before the
-    first such close of a silence is kept for a rollback (module doc)."""
+    first such close of a silence is kept for a rollback (module doc), until the silence is longer than
+    `allowed_lateness`."""
     if "revs" not in state:
         _upgrade(state)
     if state["max_t"] is None or idle_us <= grace:
         return []
+    if state["snap"] is not None and allowed_lateness is not None and idle_us > allowed_lateness:
+        _forget_silence(state, size)  # data this late would go to the late topic anyway
     wm = state["max_t"] + idle_us - grace
     if state["wm"] is not None and wm <= state["wm"]:
         return []
-    if state["snap"] is None:
+    if state["snap"] is None and (allowed_lateness is None or idle_us <= allowed_lateness):
         state["snap"] = copy.deepcopy({k: v for k, v in state.items() if k not in ("snap", "revs")})
     state["wm"] = wm
     return close_until(state, asset, size, wm, hop or size, silence)

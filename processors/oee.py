@@ -381,12 +381,23 @@ def _resolve_silence(state: OeeState, t: int, allowed_lateness: int | None) -> N
         state.update(snap)
         state["snap"], state["revs"] = None, revs
         return
+    _forget_silence(state)
+
+
+def _forget_silence(state: OeeState) -> None:
     state["snap"] = None
     # emitted buckets can be emitted again only through a rollback: keep the revisions of open ones
     state["revs"] = {k: v for k, v in state["revs"].items() if k in state["buckets"]}
 
 
-def advance_idle(state: OeeState, profile: AssetProfile, size: int, grace: int, idle_us: int) -> list[dict]:
+def advance_idle(
+    state: OeeState,
+    profile: AssetProfile,
+    size: int,
+    grace: int,
+    idle_us: int,
+    allowed_lateness: int | None = None,
+) -> list[dict]:
     """Close the windows and shifts of an asset silent for ``idle_us`` of wall time, as if its event time
     had moved on as much (watermark = last event time + idle_us - grace); nothing while idle_us <= grace.
 
@@ -400,12 +411,15 @@ def advance_idle(state: OeeState, profile: AssetProfile, size: int, grace: int, 
     a failure and its windows close; until then it holds them, as in apply_frame.
 
     The state before the first idle close of a silence is kept (``snap``): if the data then arrives
-    late (store and forward), apply_frame rolls back to it and the closed windows are emitted again.
+    late (store and forward), apply_frame rolls back to it and the closed windows are emitted again. The
+    copy is dropped once the silence is longer than ``allowed_lateness``.
     """
     if "revs" not in state:
         _upgrade(state)
     if state["max_t"] is None or idle_us <= grace:
         return []
+    if state["snap"] is not None and allowed_lateness is not None and idle_us > allowed_lateness:
+        _forget_silence(state)  # data this late would go to the late topic anyway
     # max_t stays the last real event time: the silence counts from it. The watermark goes no further
     # than the end of the window of the last event (plus the micro-stop threshold while a stop is
     # being timed, so a silent stop can still become a failure): a silent asset gets its open windows
@@ -421,7 +435,7 @@ def advance_idle(state: OeeState, profile: AssetProfile, size: int, grace: int, 
     wm = min(last + idle_us - grace, cap)
     if state["wm"] is not None and wm <= state["wm"]:
         return []
-    if state["snap"] is None:
+    if state["snap"] is None and (allowed_lateness is None or idle_us <= allowed_lateness):
         state["snap"] = _snapshot(state)
     state["wm"] = wm
     _silence(state, profile, wm, size)

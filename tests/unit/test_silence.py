@@ -254,3 +254,17 @@ def test_idle_ticks_of_any_length_close_what_one_long_silence_closes(tick_s: flo
         idle += tick_s
     assert [r["window_start"] for r in stepped] == [r["window_start"] for r in once]
     assert (once[-1]["window_start"] - T0) // S == 95 and once[-1]["failures"] == 0
+
+
+def test_the_copy_before_a_silence_goes_once_the_silence_outlasts_the_allowed_lateness() -> None:
+    st, o = event_windows.new_state(), oee.new_state()
+    p = profile()
+    for t in range(0, 30):
+        event_windows.apply_frame(st, frame(t, x=1.0, state=1), SIZE, GRACE)
+        oee.apply_frame(o, frame(t, state=1), p, SIZE, GRACE)
+    event_windows.advance_idle(st, ASSET, SIZE, GRACE, 100 * S, allowed_lateness=3600 * S)
+    oee.advance_idle(o, p, SIZE, GRACE, 100 * S, 3600 * S)
+    assert st["snap"] is not None and o["snap"] is not None
+    event_windows.advance_idle(st, ASSET, SIZE, GRACE, 3601 * S, allowed_lateness=3600 * S)
+    oee.advance_idle(o, p, SIZE, GRACE, 3601 * S, 3600 * S)
+    assert st["snap"] is None and o["snap"] is None and st["revs"] == {} and o["revs"] == {}

@@ -35,6 +35,13 @@ class KpiWindows(FrameByFrame):
             return []
         limit = self.config.silence_us(state.asset) if self.config is not None else None
         closed = event_windows.advance_idle(
-            state.windows, state.asset, self.size_us, self.grace_us, silence.idle_us, self.hop_us, limit
+            state.windows,
+            state.asset,
+            self.size_us,
+            self.grace_us,
+            silence.idle_us,
+            self.hop_us,
+            limit,
+            self.allowed_lateness_us,
         )
         return [Emit(Kind.KPI, r) for r in closed]
