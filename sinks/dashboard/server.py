@@ -292,7 +292,8 @@ class Hub:
         return feed.view()
 
     def health_view(self) -> dict[str, Any]:
-        return {**self.health, "feed": self.feed_view(), "browsers": len(self.subscribers)}
+        figures = self.model.figures(now_us()) if self.model is not None and self.model.alarms else None
+        return {**self.health, "feed": self.feed_view(), "browsers": len(self.subscribers), "alarms": figures}
 
     def oee_window(self, rec: dict[str, Any]) -> dict[str, Any]:
         a = self.asset_cfg.get(rec["asset"])

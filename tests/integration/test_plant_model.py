@@ -509,5 +509,8 @@ def test_browser_operator_acknowledges_and_shelves_and_kafka_says_so(plant: Plan
             page.click(f"{row} button.unshelve")
             page.wait_for_selector(f"{row}[data-alarm-state='ACKED']")
             assert alarm_on_kafka(plant, CNC, "cnc-vibration")["state"] == "ACKED"
+            # the ISA-18.2 figures on the page, from the alarm states on Kafka
+            figure = "#alarm-figures tr[data-figure='alarms, last 10 min'] td.num"
+            page.wait_for_function(f"Number(document.querySelector(\"{figure}\").textContent) >= 2")
         finally:
             browser.close()

@@ -612,9 +612,26 @@ async function alarmAction(id, action, body) {
 }
 
 // --- pipeline health: the numbers `plantstream status` prints ---
+// the ISA-18.2 figures over every alarm of the plant (plant.alarm-state.v1), as the worker's metrics say them
+function renderAlarmFigures(f) {
+  const tb = el("tbody");
+  if (!f) tb.append(el("tr", {}, el("td", { class: "empty", text: "no alarm states yet" })));
+  else {
+    const row = (k, v, cls) => tb.append(el("tr", { "data-figure": k }, el("td", { text: k }), el("td", { class: "num " + (cls || ""), text: String(v) })));
+    row("alarms, last 10 min", f.per_10min, f.per_10min > 2 ? "warn" : "");
+    row("per 10 min, 24 h average", f.avg_per_10min_24h.toFixed(2));
+    row("standing (active now)", f.standing);
+    row("stale (active > 24 h)", f.stale, f.stale ? "warn" : "");
+    row("chattering", f.chattering.length, f.chattering.length ? "warn" : "");
+    row("shelved · suppressed · out of service", `${f.shelved} · ${f.suppressed} · ${f.out_of_service}`);
+    for (const m of f.most_frequent.slice(0, 5)) tb.append(el("tr", { class: "small dim" }, el("td", { text: "↳ " + m.alarm.split(".").pop() }), el("td", { class: "num", text: `${m.activations} (${(100 * m.share).toFixed(0)} %)` })));
+  }
+  $("#alarm-figures tbody").replaceWith(tb);
+}
 function renderHealth() {
   const h = S.health;
   if (!h) return;
+  renderAlarmFigures(h.alarms);
   const note = $("#health-note");
   note.textContent = h.error ? h.error : (h.feed && h.feed.state !== "live" ? `dashboard feed: ${h.feed.detail}` : "");
   note.className = "small " + (h.error ? "dead" : "dim");
