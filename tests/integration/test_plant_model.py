@@ -1,5 +1,6 @@
-"""The plant's live model on Kafka (issue 17), over the real broker and registry, with the real worker,
-dashboard, storage sink and alert sink as processes:
+"""The plant's live model on Kafka (issue 17), over the real broker and registry, with two real workers
+in one group (the broker shows each holding the same partitions of the readings and the alarm commands),
+the dashboard, the storage sink and the alert sink as processes:
 
 - plant.state.v1: an IT system with nothing but confluent_kafka reads the compacted topic from its
   beginning and has the whole plant, the same as the dashboard's read API serves (GET /api/v1/assets),
@@ -32,7 +33,8 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, DeserializingConsumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, DeserializingConsumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import StringDeserializer
@@ -184,7 +186,9 @@ def plant(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
     prepare_topics(settings)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name, args in (
+        # two workers in one group: each asset's commands must reach the one that owns its readings
         ("worker", ["process"]),
+        ("worker-2", ["process", "--instance", "2"]),
         ("dashboard", ["dashboard"]),
         ("alerts", ["sink", "alerts"]),
         ("storage", ["sink", "storage"]),
@@ -209,6 +213,9 @@ def plant(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
                 return False
 
         wait_for(announced, 90, 0.5, "every asset announced on plant.state.v1")
+        wait_for(lambda: len(members(settings)) == 2 and all(r for r, _ in members(settings)), 60, 0.5, "two workers")
+        for readings, commands in members(settings):
+            assert readings == commands, "a worker must hold the same partitions of the readings and the commands"
         yield p
     finally:
         for proc in procs.values():
@@ -216,6 +223,26 @@ def plant(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
         hooks.close()
         text = "".join((tmp / f"{n}.log").read_text(errors="replace") for n in procs)
         assert TOKEN not in text and not any(pw in text for pw in PASSWORDS.values())
+
+
+def members(settings: Settings) -> list[tuple[set[int], set[int]]]:
+    """Each member of the worker group, as the broker reports it: (readings partitions, commands partitions)."""
+    admin = AdminClient(kafka_clients.admin_config(settings))
+    group = f"{settings.pipeline.group_id}-processor"
+    try:
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except KafkaException:
+        return []
+    out = []
+    for m in desc.members:
+        tps = m.assignment.topic_partitions if m.assignment else []
+        out.append(
+            (
+                {tp.partition for tp in tps if tp.topic == settings.topic(topics.READINGS)},
+                {tp.partition for tp in tps if tp.topic == settings.topic(topics.ALARM_COMMANDS)},
+            )
+        )
+    return out
 
 
 def stream_frames(settings: Settings, stop_event: threading.Event, vibration: float = 2.0) -> threading.Thread:
@@ -295,6 +322,9 @@ def test_it_system_reads_the_whole_plant_from_the_compacted_state_topic_as_the_a
         schema = doc["paths"][path.replace(PRESS, "{path}")]["get"]["responses"]["200"]["content"]
         jsonschema.validate(body, {**schema["application/json"]["schema"], "components": doc["components"]})
     assert plant.get("/api/v1/assets/demo.nowhere.x.y.z").status_code == 404
+    # the asset tree's status comes from the same topic: offline, and why
+    tree = plant.get("/api/state").json()["status"]
+    assert (tree[PRESS]["online"], tree[PRESS]["reason"]) == (False, "silence")
     # `plantstream tail plant.state.v1 --latest`: the plant, one line per asset, as the topic holds it
     out = subprocess.run(
         [sys.executable, "-m", "plantstream", "--config", str(plant.config), "tail", "plant.state.v1", "--latest"],
@@ -448,7 +478,11 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
     figures = plant.get("/api/v1/alarms").json()["figures"]
     assert figures["per_10min"] >= 2 and figures["standing"] >= 1
     assert figures["most_frequent"][0]["alarm"] == f"{PRESS}/press-oil-hot"
-    counts = runstats.read_all(s.pipeline.state_dir)["processor"]["counts"]
+    runs = runstats.read_all(s.pipeline.state_dir)
+    counts: dict[str, int] = {}
+    for name in ("processor", "processor-2"):  # one figure per worker, for the assets it owns: summed
+        for k, v in runs[name]["counts"].items():
+            counts[k] = counts.get(k, 0) + v
     assert counts["alarms_per_10min"] >= 2 and counts["commands_rejected"] >= 1 and counts["commands_applied"] >= 3
 
 
@@ -511,6 +545,6 @@ def test_browser_operator_acknowledges_and_shelves_and_kafka_says_so(plant: Plan
             assert alarm_on_kafka(plant, CNC, "cnc-vibration")["state"] == "ACKED"
             # the ISA-18.2 figures on the page, from the alarm states on Kafka
             figure = "#alarm-figures tr[data-figure='alarms, last 10 min'] td.num"
-            page.wait_for_function(f"Number(document.querySelector(\"{figure}\").textContent) >= 2")
+            page.wait_for_function(f'Number(document.querySelector("{figure}").textContent) >= 2')
         finally:
             browser.close()
