@@ -61,6 +61,7 @@ def _root(
 ) -> None:
     """plantstream: shop-floor data from OPC UA and Modbus devices to Kafka, KPIs, storage and alerts."""
     ctx_state.config_path = config
+    ctx_state._settings = None  # loaded for this invocation (in-process runners invoke the app more than once)
     logs.configure(log_level)
 
 
@@ -469,9 +470,9 @@ def dashboard_cmd(
 def _users_file(file: str | None) -> Path:
     from sinks.dashboard.auth import users_path
 
-    s = ctx_state.settings()
     if file:
         return Path(file)
+    s = ctx_state.settings()
     p = users_path(s.pipeline.dashboard, s.pipeline.state_dir)
     if p is None:
         raise _fail("no users file: pass --file or set pipeline.dashboard.users_file (e.g. users.yaml)", 2)

@@ -422,8 +422,10 @@ class Hub:
             )
         out["oee"] = so_far
         records = self.history.oee_windows(asset, now - 8 * 86_400 * US, now + 1, shifts=True)
+        # a closed shift's factors from its record's times and counts, as the shift so far: a shift with planned
+        # busy time in which the machine never ran reads OEE 0
         out["last_shifts"] = [
-            {**oee_view.window_view(r, a.ideal_cycle_time_s), "name": r.get("shift")}
+            {**oee_view.combine([r], a.ideal_cycle_time_s), "name": r.get("shift")}
             for r in sorted(records, key=lambda r: -int(r["window_start"]))[:LAST_SHIFTS]
         ]
         out["machine"] = self.machine_view(asset)

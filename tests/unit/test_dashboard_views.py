@@ -329,3 +329,22 @@ def test_login_limiter_per_address_and_name() -> None:
     lim.failed("user:cy")
     lim.succeeded("user:cy")
     assert lim.retry_after("user:cy") == 0
+
+
+def test_users_command_writes_hashes(tmp_path: Path, clean_env: None) -> None:
+    from typer.testing import CliRunner
+
+    from plantstream.cli import app
+
+    path = tmp_path / "users.yaml"
+    run = CliRunner().invoke
+    got = run(
+        app, ["users", "add", "ann", "--role", "operator", "--file", str(path), "--password-stdin"], "s3cret-pw\n"
+    )
+    assert got.exit_code == 0, got.output
+    assert users.UsersFile(path).verify("ann", "s3cret-pw") is not None and "s3cret-pw" not in path.read_text()
+    assert run(app, ["users", "list", "--file", str(path)]).output == "ann\toperator\n"
+    bad = run(app, ["users", "add", "bob", "--role", "boss", "--file", str(path), "--password-stdin"], "long-enough\n")
+    assert bad.exit_code == 2 and "role must be one of" in bad.output
+    assert run(app, ["users", "remove", "ann", "--file", str(path)]).exit_code == 0
+    assert run(app, ["users", "remove", "ann", "--file", str(path)]).exit_code == 1

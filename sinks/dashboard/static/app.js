@@ -644,7 +644,7 @@ function renderHealth() {
       el("td", { text: c.component }),
       el("td", { class: "stage-" + c.state, text: c.state, title: `counters written ${c.updated_age_s} s ago` }),
       el("td", { class: "num", text: rate }),
-      el("td", { class: "num", text: lag + (c.dead_letters ? ` · ${c.dead_letters} dead letters` : "") })));
+      el("td", { class: "small", text: lag + (c.dead_letters ? ` · ${c.dead_letters} dead letters` : "") })));
   }
   $("#health tbody").replaceWith(tb);
   const tt = el("tbody");
