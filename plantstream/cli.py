@@ -379,8 +379,12 @@ InstanceOpt = Annotated[
 def process(instance: InstanceOpt = 1) -> None:
     """Run the Faust stream processor (KPI windows, dead letters)."""
     from processors.worker.app import run_worker
+    from processors.worker.faust_compat import UnsupportedVersions
 
-    run_worker(ctx_state.settings(), instance=instance)
+    try:
+        run_worker(ctx_state.settings(), instance=instance)
+    except UnsupportedVersions as e:
+        raise _fail(str(e), 2) from e
 
 
 @app.command("train")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
 from plantstream.core.records import Alert
 from plantstream.core.runstats import RunStats
+from plantstream.core.shutdown import StopOnSignal
 
 if TYPE_CHECKING:
     from producers.publisher import Publisher
@@ -22,12 +24,20 @@ log = logs.get(__name__)
 DeviceProducer = Callable[..., Awaitable[None]]
 
 
-def run_until_signal(body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None) -> None:
+def run_until_signal(
+    body: Callable[[asyncio.Event], Awaitable[None]], duration: float | None, stopper: StopOnSignal | None = None
+) -> None:
+    """Run `body` until SIGINT/SIGTERM (or `duration`); with a `stopper` (installed first thing) the signal
+    is taken by it, which also bounds the time the stop may take."""
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if stopper is not None:
+            stopper.on_stop(lambda: loop.call_soon_threadsafe(stop.set))
+        else:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
         await body(stop)
@@ -87,6 +97,10 @@ def _run_device_producer(
     from producers.device_events import log_event
 
     stats = RunStats(component, settings.pipeline.state_dir)
+    # before any thread starts: a signal stops the readers, then the publishers deliver what they can within
+    # the stop deadline (what Kafka has not acknowledged stays in the store-and-forward buffer for next time)
+    stop_within = settings.pipeline.shutdown_timeout_s
+    stopper = StopOnSignal(component, stop_within, stats.flush).install()
     metrics.serve(settings, stats)
     # no wait for the broker here: librdkafka queues frames (and the disk buffer keeps them) until it answers
     sink = frame_publisher(settings, component, stats)
@@ -103,13 +117,15 @@ def _run_device_producer(
     if dead is not None:
         extra["dead_letters"] = dead
     try:
-        run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration)
+        run_until_signal(lambda stop: run(settings, sink.emit, stop, stats, **extra), duration, stopper)
     finally:
-        undelivered = sink.close(timeout=60)
+        # every close within the stop deadline (a broker that is gone answers none of them)
+        end = time.monotonic() + max(3.0, stop_within - 3)
+        undelivered = sink.close(timeout=max(1.0, end - time.monotonic() - 2))
         if events is not None:
-            events.close(timeout=10)
+            events.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
         if dead is not None:
-            dead.close(timeout=10)
+            dead.close(timeout=max(0.5, min(10.0, end - time.monotonic())))
         stats.flush()
     if undelivered:
         log.error("%d frame(s) were not acknowledged by Kafka before shutdown", undelivered)
@@ -161,15 +177,15 @@ def run_replay(settings: Settings, source: str | None, speed: float | None) -> i
         )
         return 2
     stats = RunStats("producer-replay", settings.pipeline.state_dir)
+    stopper = StopOnSignal("producer-replay", settings.pipeline.shutdown_timeout_s, stats.flush).install()
     sink = frame_publisher(settings, "producer-replay", stats)
     stopping = False
 
-    def on_signal(*_: Any) -> None:
+    def on_signal() -> None:
         nonlocal stopping
         stopping = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    stopper.on_stop(on_signal)
     results = []
     code = 0
     try:

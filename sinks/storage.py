@@ -8,7 +8,6 @@ lost. Retention runs at start and every `pipeline.storage.retention.interval_min
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -16,6 +15,7 @@ import schemas
 from plantstream.core import logs, metrics, topics
 from plantstream.core.config import RetentionSettings, Settings
 from plantstream.core.runstats import RunStats, instance_name
+from plantstream.core.shutdown import StopOnSignal
 from sinks.batch import Batch
 from sinks.runner import SinkRunner
 from sinks.stores.base import Store
@@ -101,6 +101,6 @@ def run_storage_sink(
 
 def main(settings: Settings, instance: int = 1) -> None:
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    # a signal asks for an orderly stop, within a deadline: closing a consumer may wait for a broker that is gone
+    StopOnSignal("the storage sink", settings.pipeline.shutdown_timeout_s).install().on_stop(stop.set)
     run_storage_sink(settings, stop, instance=instance)

@@ -277,6 +277,17 @@ class WindowSettings(Strict):
         return self
 
 
+class WorkerSettings(Strict):
+    """The stream worker (`plantstream process`) beyond its windows: docs/worker.md."""
+
+    stall_exit_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="exit (non-zero, naming the partitions) when partitions it holds make no progress while "
+        "the broker holds records for them for this long; `plantstream up` restarts it. 0 = never",
+    )
+
+
 class PostgresSettings(Strict):
     """Where the PostgreSQL store is; `dsn` (libpq conninfo or URL) wins over the separate fields."""
 
@@ -1109,6 +1120,7 @@ class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     windows: WindowSettings = WindowSettings()
+    worker: WorkerSettings = WorkerSettings()
     storage: StorageSettings = StorageSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     opcua_server: OpcUaServerSettings = OpcUaServerSettings()
@@ -1121,6 +1133,11 @@ class Pipeline(Strict):
     state_topic: StateTopicSettings = StateTopicSettings()
     alarms: AlarmSettings = AlarmSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
+    shutdown_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="SIGTERM ends every long-running component within this time whatever Kafka does",
+    )
     group_id: str = "plantstream"
     workers: int = Field(default=1, ge=1, le=32, description="Faust worker processes `plantstream up` runs")
     alerts: list[AlertRule] = Field(default_factory=list)

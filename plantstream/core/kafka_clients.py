@@ -75,6 +75,7 @@ def client_id(component: str) -> str:
 
 def producer_config(settings: Settings, component: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
+        "logger": logs.LIBRDKAFKA,
         "bootstrap.servers": bootstrap(settings),
         "client.id": client_id(component),
         # no duplicates on retry, nothing acknowledged before every in-sync replica has it
@@ -92,6 +93,7 @@ def producer_config(settings: Settings, component: str, **extra: Any) -> dict[st
 
 def consumer_config(settings: Settings, group: str, component: str, **extra: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
+        "logger": logs.LIBRDKAFKA,
         "bootstrap.servers": bootstrap(settings),
         "client.id": client_id(component),
         "group.id": group,
@@ -108,7 +110,7 @@ def consumer_config(settings: Settings, group: str, component: str, **extra: Any
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": bootstrap(settings), **security_config(settings)}
+    return {"logger": logs.LIBRDKAFKA, "bootstrap.servers": bootstrap(settings), **security_config(settings)}
 
 
 def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:

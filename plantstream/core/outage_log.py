@@ -6,19 +6,23 @@ megabytes a minute onto the disk the store-and-forward buffer needs. Contract:
   then at most one line per `interval_s`, saying how many times it happened since the last line;
   `OutageLog.resolved(condition, ...)` logs one line when the condition is over (if it was reported);
   `forget(condition)` drops one silently (a device reader whose failure changed its cause).
-- `RateLimitFilter` does the same for log records of other libraries (aiokafka's connection errors):
-  records of one logger with one message template pass once per interval, the passing one carrying
-  the count of those held back. `limit_loggers(prefixes)` puts it on every logger under the prefixes.
+- `RateLimitFilter` does the same for log records of other libraries (aiokafka's and librdkafka's
+  connection errors): records of one logger whose messages differ only in numbers pass once per
+  interval, the passing one carrying the count of those held back. `limit_logging(prefixes)` applies
+  it to every record of the loggers under the prefixes, wherever they are handled.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 DEFAULT_INTERVAL_S = 60.0
+# the client libraries that log every retry during a broker outage
+NOISY_LOGGERS = ("librdkafka", "aiokafka", "faust", "mode")
 
 
 @dataclass(slots=True)
@@ -74,19 +78,48 @@ class OutageLog:
         self._seen.pop(condition, None)
 
 
-class RateLimitFilter(logging.Filter):
-    """Lets one record per (logger, level, message template) through per interval, with a count."""
+def shape(message: str) -> str:
+    """A message with its numbers blanked: the retries of one condition (ports, node ids, "after 0ms")
+    look alike. Libraries that log preformatted text (librdkafka: "%s [%s] %s") are told apart this way."""
+    return _DIGITS.sub("#", message)[:300]
 
-    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+
+_DIGITS = re.compile(r"\d+")
+
+
+class RateLimitFilter(logging.Filter):
+    """Lets one record per (logger, level, message shape) through per interval, with a count.
+
+    Only records of loggers under `prefixes` are limited (all when empty), and only WARNING and up."""
+
+    def __init__(
+        self,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        prefixes: Iterable[str] = (),
+    ) -> None:
         super().__init__()
         self.interval_s = interval_s
         self._clock = clock
+        self.prefixes = tuple(prefixes)
+        self._dotted = tuple(p + "." for p in self.prefixes)
         self._seen: dict[tuple[str, int, str], _Seen] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:  # only the noise of failures is limited
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        name = record.name
+        if self.prefixes and name not in self.prefixes and not name.startswith(self._dotted):
+            return True
+        # one verdict per record: the filter may sit on its logger and on a handler both
+        verdict: bool | None = getattr(record, "_ps_rate_verdict", None)
+        if verdict is None:
+            verdict = self._judge(record)
+            record._ps_rate_verdict = verdict
+        return verdict
+
+    def _judge(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, shape(record.getMessage()))
         now = self._clock()
         seen = self._seen.get(key)
         if seen is None:
@@ -102,18 +135,26 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
-def limit_loggers(prefixes: Iterable[str], interval_s: float = DEFAULT_INTERVAL_S) -> RateLimitFilter:
-    """Put one shared `RateLimitFilter` on every existing logger named by or under the prefixes.
+def limit_logging(prefixes: Iterable[str], interval_s: float = DEFAULT_INTERVAL_S) -> RateLimitFilter:
+    """Limit the records of the loggers under `prefixes` (see `RateLimitFilter`) wherever they are handled.
 
-    Logger filters apply only to records logged on that very logger (not to those propagated from its
-    children), hence every logger; call it after the library's modules are imported."""
-    limiter = RateLimitFilter(interval_s)
+    One shared filter goes on every handler of the root logger (which every logger propagates to,
+    created now or later) and on every existing logger under the prefixes (whose records a handler
+    of its own would otherwise see first). Idempotent: call it again after logging is set up anew."""
+    global _limiter
     prefixes = tuple(prefixes)
-    names = [
-        n for n in logging.Logger.manager.loggerDict if n in prefixes or n.startswith(tuple(p + "." for p in prefixes))
-    ]
-    for name in {*prefixes, *names}:
+    if _limiter is None or _limiter.prefixes != prefixes:
+        _limiter = RateLimitFilter(interval_s, prefixes=prefixes)
+    limiter = _limiter
+    for handler in logging.getLogger().handlers:
+        if limiter not in handler.filters:
+            handler.addFilter(limiter)
+    dotted = tuple(p + "." for p in prefixes)
+    for name in [n for n in logging.Logger.manager.loggerDict if n in prefixes or n.startswith(dotted)]:
         logger = logging.getLogger(name)
         if limiter not in logger.filters:
             logger.addFilter(limiter)
     return limiter
+
+
+_limiter: RateLimitFilter | None = None

@@ -12,6 +12,8 @@ Faust name used is in processors/worker/faust_compat.py.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import Any
 
@@ -20,9 +22,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 import schemas
-from plantstream.core import kafka_clients, metrics, topics
+from plantstream.core import kafka_clients, logs, metrics, topics
 from plantstream.core.config import Settings
+from plantstream.core.outage_log import NOISY_LOGGERS, limit_logging
 from plantstream.core.runstats import RunStats, instance_name
+from plantstream.core.shutdown import StopOnSignal
 from processors.anomaly import AnomalyStage
 from processors.worker import faust_compat
 from processors.worker.checkpoint import Checkpoint
@@ -42,6 +46,13 @@ from processors.worker.stages import (
 )
 from processors.worker.state import AssetStates, TableStore
 from processors.worker.timers import InputOffsets, SilenceClock
+from processors.worker.watchdog import Watchdog, describe
+
+log = logs.get(__name__)
+
+WATCH_EVERY_S = 5.0
+RECOVERY = "table recovery"
+EXIT_STALLED = 3  # the watchdog's exit code
 
 # output kind -> (topic constant, schema name)
 OUTPUT_TOPICS = {
@@ -176,6 +187,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         # One frame at a time: Faust's take_events batching lost a moved partition's frames on
         # rebalance (tests/integration/test_two_workers.py).
         faust_compat.install(app)  # the agents start before the first rebalance completes
+        limit_logging(NOISY_LOGGERS)
         process = processor.process
         note = offsets.note
         # iterating the stream itself: `stream.events()` is one more async generator step per frame
@@ -225,6 +237,48 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
             await checkpoint.persist()
         outputs.poll()
 
+    watchdog = Watchdog(settings.pipeline.worker.stall_exit_s)
+
+    @app.timer(WATCH_EVERY_S)
+    async def watch_progress() -> None:
+        # no progress on held partitions while the broker holds records for them: exit, so that a
+        # restart (plantstream up) recovers; a Faust defect once kept a worker in table recovery for good
+        if watchdog.stall_after_s <= 0:
+            return
+        now = time.monotonic()
+        mine = owned()
+        try:
+            ends = await asyncio.wait_for(app.consumer.highwaters(*mine), WATCH_EVERY_S) if mine else {}
+            work: dict[str, tuple[int, int]] = {}
+            for tp in mine:
+                end = ends.get(tp)
+                last = offsets.last.get(tp.partition)
+                position = last + 1 if last is not None else await asyncio.wait_for(app.consumer.position(tp), 2.0)
+                if end is not None and position is not None:
+                    work[f"{readings_topic}[{tp.partition}]"] = (position, end)
+        except Exception:  # the broker does not answer: no evidence either way
+            watchdog.unknown()
+            return
+        remaining = faust_compat.recovery_remaining(app)
+        if remaining:
+            work[RECOVERY] = (-remaining, 0)
+        watchdog.observe(now, work)
+        if remaining and watchdog.progressed(RECOVERY, now, WATCH_EVERY_S * 1.5):
+            watchdog.excuse(now, [n for n in work if n != RECOVERY])  # the readings wait for the recovery
+        stuck = watchdog.stuck(now)
+        if stuck:
+            log.error(
+                "no progress for %.0f s on partitions this worker holds while the broker has records for them: "
+                "%s. Exiting (code %d) so that a restart recovers them (plantstream up restarts the worker); "
+                "frames not committed are processed again",
+                watchdog.stall_after_s,
+                describe(stuck, now),
+                EXIT_STALLED,
+            )
+            stats.add("watchdog_exits")
+            stats.flush()
+            os._exit(EXIT_STALLED)
+
     @app.timer(1.0)
     async def write_stats() -> None:
         lag = 0
@@ -257,13 +311,24 @@ def copartitioned(settings: Settings, admin: AdminClient) -> int:
 
 
 def run_worker(settings: Settings, loglevel: str = "warning", instance: int = 1) -> None:
-    """Run the worker until SIGTERM/SIGINT (Faust's own signal handling stops it gracefully).
-    `instance`: which of several workers in the group this is (its counters file and data folder)."""
+    """Run the worker until SIGTERM/SIGINT, which stop it in order within `pipeline.shutdown_timeout_s`.
+    `instance`: which of several workers in the group this is (its counters file and data folder).
+
+    Raises `faust_compat.UnsupportedVersions` before anything starts when the installed Faust, mode or
+    aiokafka are not the versions its patches were tested with."""
+    faust_compat.check_versions()
     stats = RunStats(instance_name("processor", instance), settings.pipeline.state_dir)
+    # before any thread starts (see core/shutdown.py); until Faust runs, a signal ends the process at once
+    stopper = StopOnSignal("the worker", settings.pipeline.shutdown_timeout_s, stats.flush).install()
+    stopper.on_stop(lambda: os._exit(0))
     kafka_clients.wait_for_broker(settings, "processor")
     metrics.serve(settings, stats)
     app = create_app(settings, stats, instance)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    stopper.on_stop(faust_compat.stop_request(worker))
+    # a broker outage makes aiokafka (and Faust) log each retry, ten lines per 100 ms: one per minute now
+    # (again once the agent runs: mode's worker sets up its log handlers when it starts)
+    limit_logging(NOISY_LOGGERS)
     try:
         worker.execute_from_commandline()
     finally:

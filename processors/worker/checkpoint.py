@@ -15,8 +15,10 @@ Hence after a `kill -9` the restored state is never behind the committed offsets
 skipped) nor ahead of the delivered outputs (windows it says were sent would be lost); when it is
 ahead of the committed offsets, the frames in between are skipped by their offset.
 
-A failed or timed-out confirmation raises `DeliveryFailed` and nothing after it happens: the frames
-are processed again after the restart it leads to (at-least-once; sinks upsert on natural keys).
+A record Kafka refused (or a confirmation that timed out, when a timeout is given) raises
+`DeliveryFailed` and nothing after it happens: the frames are processed again after the restart it
+leads to (at-least-once; sinks upsert on natural keys). Without a timeout a checkpoint waits out a
+broker outage (librdkafka retries until `message.timeout.ms`), logging once a minute.
 Checkpoints never overlap (a lock): two interleaved ones could write an older snapshot of an entry
 after a newer one. `persist()` without a commit after it is what timers and the revocation use.
 """
@@ -40,7 +42,7 @@ class Checkpoint:
         stores: Sequence[TableStore],
         changelog_topics: Mapping[str, str],
         changelog_key: Callable[[str], bytes],
-        timeout_s: float = 120.0,
+        timeout_s: float | None = None,
     ) -> None:
         self.outputs = outputs
         self.stores = list(stores)

@@ -9,8 +9,12 @@ What is here, and why (docs/worker.md has the traces that found them):
 
 - `install_fastpath`: a cheaper hand-off from Faust's fetch loop to its agents, same semantics.
 - `guard_resume`, `keep_read_offsets`, `dedupe_acked`: how Faust comes out of a rebalance.
+- `rewind_dropped_changelogs`: changelog records Faust's fetch loop drops are fetched again (a table
+  recovery stalled for good without it).
 - `before_offset_commit`: runs the Checkpoint right before Faust commits the input offsets.
 - `changelog_key`: a table key encoded as Faust's recovery reads it.
+- `stop_request`: how a signal seen by another thread stops mode's worker.
+- `recovery_remaining`: how far the table recovery is from done (for the watchdog).
 
 Fast path. Faust's fetch loop (`Consumer._drain_messages`) passes every message to the conductor
 through mode's `Service.wait_first(callback(message), suspend_flow.wait())`, so that a callback
@@ -47,6 +51,7 @@ fetch loop runs all along:
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from importlib import metadata
 from typing import Any
@@ -54,7 +59,10 @@ from typing import Any
 from faust.serializers import codecs
 from mode.services import WaitResults
 
+from plantstream.core import logs
 from plantstream.core.errors import ProcessorError
+
+log = logs.get(__name__)
 
 # the versions every patch here was written for and tested with (tests/unit/test_faust_compat.py)
 TESTED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
@@ -87,6 +95,23 @@ def check_versions(installed: dict[str, str | None] | None = None) -> None:
             "pins), or run tests/unit/test_faust_compat.py against the new versions and update TESTED in "
             "processors/worker/faust_compat.py"
         )
+
+
+def stop_request(worker: Any) -> Callable[[], None]:
+    """A thread-safe way to ask mode's worker to stop, as its own SIGTERM handler does (the signal itself
+    is taken by plantstream.core.shutdown, so that it is seen even while the main thread is blocked)."""
+
+    def request() -> None:
+        worker.loop.call_soon_threadsafe(worker._schedule_shutdown, signal.SIGTERM)
+
+    return request
+
+
+def recovery_remaining(app: Any) -> int | None:
+    """Changelog records the table recovery still waits for, or None when no recovery runs."""
+    if not app.in_recovery:
+        return None
+    return int(app.tables.recovery.active_remaining_total())
 
 
 def changelog_key(key: str) -> bytes:
@@ -295,12 +320,90 @@ def dedupe_acked(consumer: Any) -> None:
     consumer._plantstream_dedupe_acked = True
 
 
+def rewind_dropped_changelogs(consumer: Any) -> None:
+    """Make this Faust consumer fetch again the changelog records its fetch loop drops (idempotent).
+
+    Faust's `getmany` drops what is left of a fetched batch when the flow is suspended (a rebalance)
+    or the generation changed, and then seeks the *stream* partitions back to their committed offsets.
+    Changelog partitions have none: aiokafka's position stays past the dropped records, and a table
+    recovery waiting for them waits for good. After such a drop, each changelog partition of the batch
+    is sought back to the earliest record that may not have been delivered (the last one handed out may
+    have been abandoned with its callback), unless something sought it meanwhile (its position is no
+    longer right after the batch: the recovery's own seek then decides). Reading a changelog record
+    twice is harmless: recovery applies the values in order, the last one stays.
+
+    The seek runs in the consumer's own thread and event loop (aiokafka is not thread-safe) and the
+    fetch loop does not wait for it."""
+    if getattr(consumer, "_plantstream_rewind_dropped", False):
+        return
+    app = consumer.app
+    wait_next_records = consumer._wait_next_records
+    getmany = consumer.getmany
+    batches: list[Any] = []  # the batch of the getmany in progress (one at a time: one fetch loop)
+
+    async def stashing_wait_next_records(timeout: float) -> Any:
+        records, active = await wait_next_records(timeout)
+        batches.append(records)
+        return records, active
+
+    async def rewinding_getmany(timeout: float) -> Any:
+        generation = app.consumer_generation_id
+        handed: dict[Any, int] = {}  # tp -> offset of the last record handed to the fetch loop
+        batches.clear()
+        try:
+            async for tp, message in getmany(timeout):
+                handed[tp] = message.offset
+                yield tp, message
+        finally:
+            records = batches.pop() if batches else None
+            if records and (not consumer.flow_active or app.consumer_generation_id != generation):
+                changelogs = app.tables.changelog_topics
+                rewind = {}
+                for tp, batch in records.items():
+                    if batch and tp.topic in changelogs:
+                        last = handed.get(tp)
+                        rewind[tp] = (batch[0].offset if last is None else last, batch[-1].offset + 1)
+                if rewind:
+                    _seek_in_consumer_thread(consumer, rewind)
+
+    consumer._wait_next_records = stashing_wait_next_records
+    consumer.getmany = rewinding_getmany
+    consumer._plantstream_rewind_dropped = True
+
+
+def _seek_in_consumer_thread(consumer: Any, rewind: dict[Any, tuple[int, int]]) -> None:
+    """For each tp: seek to `to` if its position is still `expected` (on the consumer thread's loop)."""
+    thread = consumer._thread
+
+    def seek() -> None:
+        aio = thread._consumer
+        if aio is None:
+            return
+        subscriptions = aio._subscription
+        for tp, (to, expected) in rewind.items():
+            if not subscriptions.is_assigned(tp):
+                continue  # its next owner recovers it from its own start
+            state = subscriptions.subscription.assignment.state_value(tp)
+            if state is not None and state.has_valid_position and state.position == expected:
+                aio.seek(tp, to)
+                log.warning(
+                    "changelog %s[%d]: Faust dropped fetched records %d-%d during a rebalance; fetching them again",
+                    tp.topic,
+                    tp.partition,
+                    to,
+                    expected - 1,
+                )
+
+    thread.thread_loop.call_soon_threadsafe(seek)
+
+
 def install(app: Any, persist: Callable[[], Awaitable[None]] | None = None) -> None:
     """Every patch on a Faust app; call before its first rebalance completes (its agents start before)."""
     install_fastpath(app.consumer)
     guard_resume(app.flow_control)
     keep_read_offsets(app.consumer)
     dedupe_acked(app.consumer)
+    rewind_dropped_changelogs(app.consumer)
     if persist is not None:
         before_offset_commit(app, persist)
 

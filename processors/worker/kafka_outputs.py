@@ -37,6 +37,7 @@ log = logs.get(__name__)
 
 POLL_EVERY = 1000  # records between serving delivery callbacks while sending
 WAIT_STEP_S = 0.005  # how often a waiting checkpoint serves callbacks
+UNCONFIRMED_WARN_S = 10.0  # a checkpoint waiting longer says so (once a minute)
 
 
 class DeliveryFailed(ProcessorError, RuntimeError):
@@ -165,19 +166,34 @@ class KafkaOutputs:
     def unconfirmed(self) -> int:
         return len(self._pending)
 
-    async def confirmed(self, mark: int, timeout_s: float = 120.0) -> None:
-        """Return once Kafka has acknowledged every record numbered below `mark` (see the module doc)."""
-        deadline = time.monotonic() + timeout_s
+    async def confirmed(self, mark: int, timeout_s: float | None = None) -> None:
+        """Return once Kafka has acknowledged every record numbered below `mark` (see the module doc).
+
+        Without a timeout it waits as long as librdkafka retries (`message.timeout.ms`, after which the
+        records fail), logging once a minute while it waits: a broker outage is waited out."""
+        started = time.monotonic()
+        deadline = None if timeout_s is None else started + timeout_s
         while True:
             self.poll()
             self._raise_failure()
             if self.settled_below() >= mark:
+                if self._outage.active("unconfirmed"):
+                    self._outage.resolved("unconfirmed", "Kafka acknowledges the worker's records again")
                 return
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 left = sum(1 for s in self._pending if s < mark)
                 raise DeliveryFailed(
                     f"{left} records were not acknowledged by Kafka within {timeout_s:.0f} s; is the broker "
                     "reachable? the checkpoint is not committed: its frames will be processed again"
+                )
+            if now - started > UNCONFIRMED_WARN_S:
+                self._outage.report(
+                    "unconfirmed",
+                    "Kafka has not acknowledged %d of the worker's records for %.0f s (is the broker reachable?); "
+                    "the checkpoint waits, nothing is committed meanwhile",
+                    sum(1 for s in self._pending if s < mark),
+                    now - started,
                 )
             await asyncio.sleep(WAIT_STEP_S)
 

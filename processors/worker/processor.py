@@ -84,8 +84,18 @@ class FrameProcessor:
     # -- frames ----------------------------------------------------------------------------------
 
     def process(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        """One readings message (the agent's path today)."""
-        self.process_many([Message(topic, partition, offset, key, value)])
+        """One readings message (the agent's path today): `process_many` of one, without the grouping."""
+        m = Message(topic, partition, offset, key, value)
+        try:
+            frame = self.decode(value)
+        except DecodeError as e:
+            self._reject(m, str(e), type(e).__name__)
+            return
+        problem = contract_problem(frame, key)
+        if problem:
+            self._reject(m, problem, "ContractError")
+            return
+        self._process_asset(frame["asset"], [frame], [m])
 
     def process_many(self, messages: Sequence[Message]) -> None:
         """Readings messages in offset order per partition: each asset's frames go to the stages together."""

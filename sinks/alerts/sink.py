@@ -12,7 +12,6 @@ delivered; the worker raises it again when the alarm comes back while still acti
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import schemas
 from plantstream.core import logs, metrics, topics
 from plantstream.core.config import AlertingSettings, AlertRoute, Settings
 from plantstream.core.runstats import RunStats
+from plantstream.core.shutdown import StopOnSignal
 from sinks.alerts.channels import Sender, make_sender
 from sinks.alerts.delivery_log import Delivery, DeliveryLog
 from sinks.alerts.routing import TokenBucket, backoff_s, plan_batch
@@ -207,6 +207,6 @@ def run_alert_sink(settings: Settings, stop: threading.Event, stats: RunStats | 
 
 def main(settings: Settings) -> None:
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    # a signal asks for an orderly stop, within a deadline: closing a consumer may wait for a broker that is gone
+    StopOnSignal("the alert sink", settings.pipeline.shutdown_timeout_s).install().on_stop(stop.set)
     run_alert_sink(settings, stop)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from plantstream.core import logs
 from plantstream.core import machine_state as ms
 from plantstream.core.config import Settings
 from plantstream.core.pipeline_status import Sampler
+from plantstream.core.shutdown import StopOnSignal
 from sinks.dashboard import machine, oee_view, ranges
 from sinks.dashboard.alarm_commands import CommandSender
 from sinks.dashboard.api_v1 import AlarmApi
@@ -600,11 +600,14 @@ def main(settings: Settings, host: str | None = None, port: int | None = None, l
         )
         settings = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"dashboard": cfg})})
 
+    # a signal asks for an orderly stop, within a deadline: the live feed's consumer may wait for a broker
+    # that is gone
+    stopper = StopOnSignal("the dashboard", settings.pipeline.shutdown_timeout_s).install()
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stopper.on_stop(lambda: loop.call_soon_threadsafe(stop.set))
         await serve(settings, stop, live=live)
 
     asyncio.run(run())

@@ -121,17 +121,7 @@ def _checkpoints_behind(
         "sigterm",
         pytest.param(
             "sigkill",
-            marks=[
-                pytest.mark.skipif(not SOAK, reason="waits out the 10 s session timeout; PLANTSTREAM_SOAK=1"),
-                # intermittent, so not strict. Failed about 1 run in 8 before processors/worker/faust_compat.py;
-                # 1 in 20 after it, with a different symptom: the surviving worker stayed in Faust's table
-                # recovery ("No event received for active tp ... since recovery start") and never consumed again
-                pytest.mark.xfail(
-                    strict=False,
-                    reason="after a SIGKILL takeover the surviving worker sometimes never finishes Faust's table "
-                    "recovery, so it never consumes the readings again (open, docs/worker.md)",
-                ),
-            ],
+            marks=pytest.mark.skipif(not SOAK, reason="waits out the 10 s session timeout; PLANTSTREAM_SOAK=1"),
         ),
     ],
 )

@@ -274,3 +274,40 @@ async def test_offsets_acked_twice_are_committed_in_one_go() -> None:
     consumer._acked[READINGS].append(35)  # the agent acks 35
     consumer._acked_index[READINGS].add(35)
     assert consumer._new_offset(READINGS) == 36
+
+
+def test_the_installed_versions_are_the_tested_ones() -> None:
+    faust_compat.check_versions()  # pyproject.toml pins exactly these
+
+
+def test_other_versions_are_refused_with_the_versions_and_the_fix() -> None:
+    installed: dict[str, str | None] = {**faust_compat.TESTED, "mode-streaming": "0.8.0", "aiokafka": None}
+    with pytest.raises(faust_compat.UnsupportedVersions) as refused:
+        faust_compat.check_versions(installed)
+    text = str(refused.value)
+    assert "mode-streaming 0.8.0" in text and "aiokafka missing" in text and "faust-streaming 0.15.3" not in text
+    assert "pip install faust-streaming==0.15.3 mode-streaming==0.7.1 aiokafka==0.14.0" in text
+
+
+async def test_the_checkpoint_runs_before_fausts_own_flush_and_stops_the_commit_when_it_fails() -> None:
+    app = faust.App("commit-hook-test", broker="kafka://127.0.0.1:9", web_enabled=False)
+    calls: list[str] = []
+    fail = False
+
+    async def persist() -> None:
+        calls.append("persist")
+        if fail:
+            raise RuntimeError("outputs not confirmed")
+
+    async def faust_flush() -> None:
+        calls.append("faust flush")
+
+    app.producer.flush = faust_flush  # type: ignore[method-assign]
+    faust_compat.before_offset_commit(app, persist)
+    faust_compat.before_offset_commit(app, persist)  # idempotent
+    await app.producer.flush()
+    assert calls == ["persist", "faust flush"]
+    fail = True
+    with pytest.raises(RuntimeError, match="not confirmed"):
+        await app.producer.flush()
+    assert calls == ["persist", "faust flush", "persist"]
