@@ -14,7 +14,9 @@ consistent), is counted, and is handed back to the caller to be routed, never si
 When an asset goes silent its watermark would stop, and its last windows would never close;
 `advance_idle` moves the watermark on with the wall clock once the asset has been idle for longer
 than the grace period (the worker calls it only for partitions it has read to the end).
-The whole per-asset state is one JSON-able dict so it can live in a changelog-backed Faust table.
+The whole per-asset state is one JSON-able dict so it can live in a changelog-backed Faust table;
+`apply_columns` (frames as columns, processors/kpi_columns.py) keeps a pane's accumulators as arrays in
+memory, and `pane_json` gives such a pane in the same JSON form.
 
 Coverage: every window says which share of it had data (`data_coverage`). A report (a frame with a
 GOOD sample) at t covers [t, next report), but at most `silence` µs (the asset's allowed silence,
@@ -29,9 +31,14 @@ emitted again with `revision` one higher (processors/oee.py does the same for OE
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from plantstream.core.frame_codec import FrameColumns
 from processors import tag_stats
+from processors.kpi_columns import PaneAccs
 
 AssetState = dict[str, Any]
 
@@ -118,6 +125,9 @@ def apply_frame(
             if tags is None:
                 tags = panes[key] = {}
             last_pane = pane
+        if isinstance(tags, PaneAccs):  # a pane frames as columns went into
+            tags.add(s["tag"], s.get("unit", ""), t, s["value"], s["quality"] == "GOOD")
+            continue
         acc = tags.get(s["tag"])
         if acc is None:
             acc = tags[s["tag"]] = tag_stats.new_acc(s.get("unit", ""))
@@ -274,3 +284,127 @@ def _forget_covered(state: AssetState, size: int, watermark: int) -> None:
     if cov:
         for key in [k for k in cov if int(k) + size <= watermark]:
             del cov[key]
+
+
+# --- frames as columns -------------------------------------------------------------------------------
+
+
+def apply_columns(
+    state: AssetState,
+    frames: Sequence[FrameColumns],
+    size: int,
+    grace: int,
+    hop: int | None = None,
+    late: dict[int, list[dict[str, Any]]] | None = None,
+    silence: int | None = None,
+    allowed_lateness: int | None = None,
+) -> list[dict[str, Any]]:
+    """`apply_frame` for each of one asset's frames in order, with the same windows, late samples and state
+    (bit for bit), adding the samples of consecutive frames of one layout and pane in one compiled loop.
+    Late samples go to `late[i]`, i the index of their frame in `frames`. `silence` and
+    `allowed_lateness` as for `apply_frame` (coverage and corrections hold for columns too).
+
+    Frames are taken in segments that end where the watermark enters a new hop (only there can a window
+    close, and only there does a pane become late), so each segment is added whole and closed once; while
+    a silence's copy is kept (`snap`), one frame at a time, as each frame may roll the state back."""
+    hop = hop or size
+    if "revs" not in state:
+        _upgrade(state)
+    closed: list[dict[str, Any]] = []
+    i, total = 0, len(frames)
+    while i < total:
+        if state["snap"] is not None:
+            _resolve_silence(state, frames[i].scan_time, size, allowed_lateness)
+        done = _emitted_until(state)
+        max_t, wm = state["max_t"], state["wm"]
+        bucket = None if done is None else done // hop
+        j = i
+        while j < total:
+            f = frames[j]
+            newest = max(f.scan_time, f.time_max)
+            max_t = newest if max_t is None or newest > max_t else max_t
+            wm = max_t - grace if wm is None or max_t - grace > wm else wm
+            j += 1
+            if bucket is None or wm // hop != bucket or state["snap"] is not None:
+                break
+        _add_segment(state, frames, i, j, hop, done, late)
+        for f in frames[i:j]:  # GOOD is quality code 0
+            if len(f) and bool((f.quality == 0).any()):
+                _cover(state, f.scan_time, size, hop, silence)
+        state["max_t"], state["wm"] = max_t, wm
+        if done is not None and wm // hop <= done // hop:
+            state["done"] = max(done, wm)  # no window ends in (done, wm]: nothing to close
+        else:
+            closed += close_until(state, frames[i].asset, size, wm, hop, silence)
+        i = j
+    return closed
+
+
+def _add_segment(
+    state: AssetState,
+    frames: Sequence[FrameColumns],
+    start: int,
+    end: int,
+    hop: int,
+    done: int | None,
+    late: dict[int, list[dict[str, Any]]] | None,
+) -> None:
+    panes = state["open"]
+    run: list[FrameColumns] = []
+    run_pane = 0
+
+    def flush() -> None:
+        if not run:
+            return
+        key = str(run_pane)
+        pane = panes.get(key)
+        if not isinstance(pane, PaneAccs):
+            pane = panes[key] = PaneAccs.from_accs(pane or {})
+        first = run[0]
+        col = pane.columns(first.tags, first.units)
+        if len(run) == 1:
+            values, times, good = first.values[None, :], first.times[None, :], first.quality[None, :] == 0
+        else:
+            values = np.stack([f.values for f in run])
+            times = np.stack([f.times for f in run])
+            good = np.stack([f.quality for f in run]) == 0
+        pane.add_block(col, values, times, good)
+        run.clear()
+
+    for index in range(start, end):
+        f = frames[index]
+        if not len(f):
+            continue
+        pane_lo = f.time_min - f.time_min % hop
+        if pane_lo == f.time_max - f.time_max % hop:  # the whole frame in one pane: the common case
+            if done is not None and pane_lo + hop <= done:
+                flush()
+                state["late"] += len(f)
+                if late is not None:
+                    late.setdefault(index, []).extend(dict(s) for s in f.to_frame()["samples"])
+                continue
+            if run and (pane_lo != run_pane or f.tags is not run[0].tags):
+                flush()
+            run_pane = pane_lo
+            run.append(f)
+            continue
+        flush()
+        for s in f.to_frame()["samples"]:  # a frame across panes, sample by sample
+            t = s["source_time"]
+            pane_t = t - t % hop
+            if done is not None and pane_t + hop <= done:
+                state["late"] += 1
+                if late is not None:
+                    late.setdefault(index, []).append(dict(s))
+                continue
+            key = str(pane_t)
+            pane = panes.get(key)
+            if not isinstance(pane, PaneAccs):
+                pane = panes[key] = PaneAccs.from_accs(pane or {})
+            pane.add(s["tag"], s["unit"], t, s["value"], s["quality"] == "GOOD")
+    flush()
+
+
+def pane_json(pane: Any) -> Any:
+    """A pane as the changelog keeps it (tag -> tag_stats accumulator), whichever form it is in memory."""
+    return pane.to_json() if isinstance(pane, PaneAccs) else pane

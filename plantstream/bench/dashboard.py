@@ -123,7 +123,7 @@ def fill_store(settings: Settings, hours: float, tags: int, scan_s: float, end_u
                 }
             )
             if len(batch) >= 5000:
-                store.write(Batch(frames=batch, anomaly_scores=scores))
+                store.write(Batch(frames=list(batch), anomaly_scores=scores))
                 samples += len(batch) * tags
                 batch, scores = [], []
         oee: list[OeeWindow] = [
@@ -151,7 +151,7 @@ def fill_store(settings: Settings, hours: float, tags: int, scan_s: float, end_u
             }
             for w in range(start - start % (3600 * 10**6), end_us, 3600 * 10**6)
         ]
-        store.write(Batch(frames=batch, anomaly_scores=scores, oee_windows=oee))
+        store.write(Batch(frames=list(batch), anomaly_scores=scores, oee_windows=oee))
         samples += len(batch) * tags
     finally:
         store.close()

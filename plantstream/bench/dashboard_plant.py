@@ -102,7 +102,7 @@ def fill_plant(settings: Settings, minutes: float, tags: int, scan_s: float, end
                 }
                 for k in range(max(1, int(minutes)))
             ]
-            store.write(Batch(frames=frames, oee_windows=oee))
+            store.write(Batch(frames=list(frames), oee_windows=oee))
             written += len(frames) * (tags + 2)
     finally:
         store.close()

@@ -162,6 +162,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         faust_compat.changelog_key,
     )
     faust_compat.before_offset_commit(app, checkpoint.persist)
+    faust_compat.create_topics_through_any_broker(app)  # before start: Faust declares its topics first
     commands = app.topic(
         settings.topic(topics.ALARM_COMMANDS), key_serializer="raw", value_serializer="raw", partitions=k.partitions
     )

@@ -29,8 +29,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from confluent_kafka import KafkaError, KafkaException
 
-from plantstream.core import logs
+from plantstream.core import kafka_clients, logs
 from plantstream.core import machine_state as ms
 from plantstream.core.config import Settings
 from plantstream.core.pipeline_status import Sampler
@@ -239,7 +240,10 @@ class Hub:
                 try:
                     self.health = {**await asyncio.to_thread(self.sampler.status), "error": None}
                 except Exception as e:  # Kafka away: say so, keep the last figures
-                    self.health = {**self.health, "error": f"Kafka not answering: {e}"}
+                    err = e.args[0] if isinstance(e, KafkaException) and e.args else None
+                    why = err.str() if isinstance(err, KafkaError) else str(e)
+                    where = kafka_clients.bootstrap(self.settings)
+                    self.health = {**self.health, "error": f"Kafka at {where} not answering: {why}"}
             self.broadcast("health", self.health_view())
             await asyncio.sleep(HEALTH_S)
 
@@ -374,6 +378,8 @@ class Hub:
 
     def history_view(self, asset: str, r: ranges.TrendRange) -> dict[str, Any]:
         start, end, width = r.start, r.end, r.bucket_us
+        classes = {reason: state for state, reason in self.machines[asset].codes.values() if reason}
+        downtime = self.history.downtime(asset, start)
         return {
             "asset": asset,
             "range": r.view(),
@@ -384,7 +390,7 @@ class Hub:
                 asset, trend_tags(self.settings, asset), start, end + 1, width, self.kpi_window_us
             ),
             "anomaly": self.history.anomaly(asset, start, end + 1, width),
-            "downtime": downtime_by_reason(self.history.downtime(asset, start)),
+            "downtime": [{**d, "state": classes.get(d["reason"])} for d in downtime_by_reason(downtime)],
         }
 
     def shift_view(self, asset: str) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from plantstream.core import logs
 from plantstream.core.config import PostgresSettings, RetentionSettings
 from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import flatten, newest_revisions
+from sinks.stores.rows import flatten, newest_revisions, sample_time_range
 
 log = logs.get(__name__)
 
@@ -541,7 +541,10 @@ class PostgresStore:
         """Store a batch in one transaction; returns the rows actually inserted per table."""
         frame_rows, sample_rows = flatten(batch.frames)
         frame_days = {r[4] // DAY_US for r in frame_rows}
-        sample_days = {r[2] // DAY_US for r in sample_rows}
+        sample_days: set[int] = set()  # per frame, not per sample: the columns' time range is known
+        for f in batch.frames:
+            lo, hi = sample_time_range(f)
+            sample_days.update(range(lo // DAY_US, hi // DAY_US + 1))
         kpi_rows = staged_records(KPI_WINDOWS, batch.kpi_windows)
         records = batch.results()
         extra = []

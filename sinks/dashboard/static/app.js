@@ -191,14 +191,15 @@ function renderAssetStatus() {
 }
 
 function machineNow() {  // the live tracker's state, its start made earlier by the shift timeline when known
-  const m = S.live && S.live.machine;
-  const sh = S.shift;
-  if (!m && sh && sh.timeline.length) {
-    const last = sh.timeline[sh.timeline.length - 1];
-    if (last.state !== "NO_DATA") return { state: last.state, reason: last.reason, since: sh.since || last.start, since_known: true };
+  const m = S.live && S.live.machine, sh = S.shift, st = S.status[S.selected];
+  const last = sh && sh.timeline.length ? sh.timeline[sh.timeline.length - 1] : null;
+  if (last && last.state === "NO_DATA" && !(st && st.online)) {
+    // silent since a known state: say so, and what it was, rather than the last state as if it still held
+    const held = [...sh.timeline].reverse().find((s) => s.state !== "NO_DATA");
+    if (held) return { state: "NO_DATA", since: last.start, since_known: true, before: held.state };
   }
-  if (!m) return null;
-  return m;
+  if (!m && last && last.state !== "NO_DATA") return { state: last.state, reason: last.reason, since: sh.since || last.start, since_known: true };
+  return m || null;
 }
 function renderMachine() {
   const m = machineNow(), badge = $("#machine-state"), sinceBox = $("#state-since");
@@ -212,7 +213,8 @@ function renderMachine() {
   badge.dataset.state = m.state;
   badge.className = "state st-" + m.state;
   const age = Math.max(0, (nowUs() - m.since) / 1e6);
-  sinceBox.textContent = `${m.since_known ? "since" : "since at least"} ${hhmm(m.since)} (${dur(age)})`;
+  sinceBox.textContent = `${m.since_known ? "since" : "since at least"} ${hhmm(m.since)} (${dur(age)})` +
+    (m.before ? ` · ${STATE_NAMES[m.before]} before` : "");
   sinceBox.dataset.since = String(m.since);
 }
 
@@ -551,7 +553,9 @@ function renderDowntime(rows) {
   const box = el("div", { id: "downtime" });
   if (!rows.length) box.append(el("div", { class: "empty", text: "no downtime recorded" }));
   const max = Math.max(1, ...rows.map((r) => r.seconds));
-  for (const r of rows) box.append(el("div", { class: "kpi", "data-reason": r.reason }, el("span", { text: r.reason }),
+  // a reason that is only a code (no reason configured) also gets its state's name
+  const label = (r) => (r.state && /^\d+$/.test(r.reason) ? `${r.reason} · ${STATE_NAMES[r.state].toLowerCase()}` : r.reason);
+  for (const r of rows) box.append(el("div", { class: "kpi", "data-reason": r.reason }, el("span", { text: label(r) }),
     el("div", { class: "bar" }, el("div", { style: `width:${(100 * r.seconds) / max}%;background:var(--warn)` })),
     el("span", { class: "num", text: dur(r.seconds) })));
   $("#downtime").replaceWith(box);
@@ -666,7 +670,8 @@ function updateConn() {
   const age = (Date.now() - S.lastEvent) / 1000;
   if (age > 5) return setConn("stale", `no word for ${age.toFixed(0)} s`, "the stream is open but the server sends nothing (it ticks every 2 s)");
   const f = S.feed;
-  if (f && f.state !== "live") return setConn("degraded", f.state === "off" ? "history only" : f.state === "broker" ? "Kafka unreachable" : "waiting for topics", f.detail);
+  const FEED = { off: "history only", broker: "Kafka unreachable", waiting: "waiting for topics", connecting: "connecting to Kafka" };
+  if (f && f.state !== "live") return setConn("degraded", FEED[f.state] || f.state, f.detail);
   setConn("live", "live", f ? `${f.detail}; newest record ${f.last_record_age_s === null ? "–" : f.last_record_age_s + " s"} ago` : "");
 }
 setInterval(() => { updateConn(); renderAssetStatus(); renderMachine(); }, 1000);
