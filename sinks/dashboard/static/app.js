@@ -255,7 +255,7 @@ function renderOee() {
   const o = src || w, r = o.reasons || {};
   box.append(kpiRow("OEE", o.oee, r.oee, "main"), kpiRow("Availability", o.availability, r.availability),
     kpiRow("Effectiveness", o.effectiveness, r.effectiveness), kpiRow("Quality", o.quality, r.quality));
-  $("#oee-scope").textContent = src ? `${sh.shift.name ? sh.shift.name + " shift" : "last 8 h"} so far · ${src.windows} windows` : `window ending ${hhmm(w.window_end)}`;
+  $("#oee-scope").textContent = src ? `${sh.shift.name ? sh.shift.name + " shift" : "last 8 h"} so far · ${src.windows} window${src.windows === 1 ? "" : "s"}` : `window ending ${hhmm(w.window_end)}`;
   const line = $("#oee-window");
   if (w && src) {
     const why = w.oee === null ? ` (${(w.reasons || {}).oee || "undefined"})` : "";
@@ -308,7 +308,8 @@ function renderTimeline() {
   box.append(el("div", { class: "now", style: `left:${x(nowUs())}%`, title: "now" }));
   const hour = 3600e6;
   for (let t = Math.ceil(t0 / hour) * hour; t <= t1; t += span > 12 * hour ? 2 * hour : hour) {
-    box.append(el("span", { class: "tick", style: `left:${x(t)}%`, text: hhmm(t) }));
+    const edge = x(t) < 4 ? "transform:none" : x(t) > 96 ? "transform:translateX(-100%)" : "";  // not cut off
+    box.append(el("span", { class: "tick", style: `left:${x(t)}%;${edge}`, text: hhmm(t) }));
   }
   $("#timeline").replaceWith(box);
   $("#shift-label").textContent = sh.shift.name ? `${sh.shift.name} · ${hhmm(sh.shift.start)}–${hhmm(sh.shift.end)}` : sh.shift.note;
