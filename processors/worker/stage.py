@@ -20,6 +20,7 @@ Contract (what the runner, processors/worker/processor.py, guarantees and expect
   worker owns, with the wall clock and, when the asset has been silent for longer than
   `pipeline.windows.idle_after_s` while its partition was read to the end, the length of the
   silence: a stage may close what the silence closes, and returns records like `apply`.
+  `silence.emitted` holds what the earlier stages' `advance` emitted in this tick.
 - `revoked(assets)` tells the stage these assets are owned elsewhere now: anything it keeps about
   them outside `AssetState` must be dropped (it is restored from the tables when they come back).
 """
@@ -27,7 +28,7 @@ Contract (what the runner, processors/worker/processor.py, guarantees and expect
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -48,6 +49,9 @@ class Kind(StrEnum):
     ANOMALY = "anomaly"  # AnomalyScore -> plant.anomalies.v1
     ALERT = "alert"  # Alert -> plant.alerts.v1
     LATE = "late"  # ReadingFrame of samples too late for any window -> plant.readings.late.v1
+    STATE = "state"  # AssetState -> plant.state.v1 (compacted)
+    ALARM_STATE = "alarm_state"  # AlarmState -> plant.alarm-state.v1 (compacted; key: the alarm id)
+    ALARM_EVENT = "alarm_event"  # AlarmEvent -> plant.alarm-events.v1
 
 
 class Emit(NamedTuple):
@@ -65,6 +69,7 @@ class Step:
 class Silence:
     now_us: int  # wall clock, µs since the epoch
     idle_us: int | None  # how long the asset has been silent, once past idle_after_s (else None)
+    emitted: list[Emit] = field(default_factory=list)  # what the earlier stages' advance emitted this tick
 
 
 class StageFailure(ProcessorError):
@@ -95,12 +100,11 @@ def record(frame: AnyFrame) -> Frame:
 _SUBSETS: dict[tuple[tuple[str, ...], frozenset[str]], list[int]] = {}
 
 
-def subset(frame: AnyFrame, tags: frozenset[str], scan_time: int | None = None) -> Frame:
+def subset(frame: AnyFrame, tags: frozenset[str]) -> Frame:
     """The frame with only the samples of `tags` (in frame order), as a dict, for a stage that reads no
-    other sample: from columns without a dict per sample. `scan_time` replaces the frame's (a stage
-    that takes the newest event time from every sample passes the frame's latest)."""
+    other sample: from columns without a dict per sample."""
     if not isinstance(frame, FrameColumns):
-        return frame if scan_time is None else {**frame, "scan_time": scan_time}
+        return frame
     key = (frame.tags, tags)
     idx = _SUBSETS.get(key)
     if idx is None:
@@ -124,7 +128,7 @@ def subset(frame: AnyFrame, tags: frozenset[str], scan_time: int | None = None) 
         "device": frame.device,
         "seq": frame.seq,
         "producer_id": frame.producer_id,
-        "scan_time": frame.scan_time if scan_time is None else scan_time,
+        "scan_time": frame.scan_time,
         "historical": frame.historical,
         "buffered": frame.buffered,
         "samples": samples,
