@@ -35,6 +35,8 @@ STAGES = [
     ("oee", "stages/oee.py:apply_frame"),
     ("anomaly", "stages/anomaly.py:apply_frame"),
     ("alert rules", "alerts.py:apply"),
+    ("alarms", "stages/alarms.py:apply"),
+    ("asset state", "stages/asset_state.py:apply"),
     ("frames as dicts", "frame_codec.py:to_frame"),
     ("outputs", "processor.py:_send"),
 ]
