@@ -2,10 +2,11 @@
 
     python tools/worker_split.py [--assets 100] [--tags 20] [--frames 20000] [--profile]
 
-CPU time, not wall time (the machine is shared). Real Avro bytes (the synthetic plant of the benchmarks) go through the worker's FrameProcessor with the
+Real Avro bytes (the synthetic plant of the benchmarks) go through the worker's FrameProcessor with the
 real stages and an in-memory output collector, once with every stage on and once with KPI windows only,
 frames decoded as dicts (fastavro) and as columns (plantstream/core/frame_codec.py). What it leaves out is
 what `plantstream bench worker` adds: the Kafka consumer (Faust), the output producer and the checkpoints.
+Rates are per CPU second, not wall time (the machine is shared).
 With --profile, cProfile's inclusive share of each stage in the run with every stage and columns.
 """
 
