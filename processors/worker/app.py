@@ -119,12 +119,13 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     outputs = kafka_outputs(settings)
     decoder = kafka_clients.registry(settings).decoder(schemas.READING_FRAME)
     config = AssetConfig(settings)
+    anomaly = AnomalyScores(AnomalyStage(settings), models)
     processor = FrameProcessor(
         decoder.decode,
         [
             KpiWindows(size_us, grace_us, hop_us),
             Oee(config, size_us, grace_us),
-            AnomalyScores(AnomalyStage(settings), models),
+            anomaly,
             AlertRules(config),  # after the anomaly scores: rules on them
         ],
         states,
@@ -242,6 +243,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
                 if highwater is not None:
                     lag += max(0, highwater - offsets.last[tp.partition] - 1)
         stats.put("consumer_lag_frames", lag)
+        anomaly.report(stats)
         stats.flush()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
