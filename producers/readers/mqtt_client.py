@@ -5,7 +5,7 @@ acknowledged by the caller (`ack(mid)`) once what they carried is safe on disk: 
 mode, which aiomqtt does not offer. Messages are handed to `on_message` synchronously in the loop
 thread, without a task or a queue per message. With MQTT 5 the broker is told our Receive Maximum
 (`max_unacked`), so holding acks for a frame period does not throttle it; with 3.1.1 the broker's
-own in-flight limit applies (mosquitto: max_inflight_messages, 20 by default).
+own in-flight limit applies: set max_unacked at or below it (docs/configuration.md).
 A refused or dropped connection is reported through `on_down(cause)` with the fix, once per cause.
 """
 
@@ -132,7 +132,9 @@ class MqttConnection:
 
     def ack(self, mid: int) -> None:
         c = self._client
-        if c is not None and self.connected.is_set():
+        # the session, not our subscribe: a persistent session's backlog arrives between CONNACK and SUBACK,
+        # and an ack dropped then holds one of the broker's in-flight slots until the next reconnect
+        if c is not None and c.is_connected():
             c.ack(mid, 1)
         # after a reconnect the broker redelivers what was not acked: nothing to do here
 
