@@ -23,10 +23,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
+import schemas
 from plantstream.core import kafka_clients, logs
 from plantstream.core.config import Settings
 from plantstream.core.consumer_lag import LagMeter
@@ -78,6 +79,7 @@ class SinkRunner:
         *,
         batch_size: int,
         flush_interval_s: float,
+        consumer_extra: Mapping[str, Any] | None = None,
     ) -> None:
         """`name`: the component ("sink-storage"), also the consumer group's suffix; `schemas_by_topic`: each
         topic's full name (with prefix) -> its schema name (schemas.READING_FRAME, ...)."""
@@ -88,6 +90,7 @@ class SinkRunner:
         self.stats = stats
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        self.consumer_extra = dict(consumer_extra or {})  # librdkafka settings of this sink's consumer
         self._decoders: dict[str, Decoder] = {}
 
     def run(self, stop: threading.Event) -> None:
@@ -99,7 +102,7 @@ class SinkRunner:
             registry = kafka_clients.registry(self.settings)
             self._decoders = {t: registry.decoder(s) for t, s in self.schemas_by_topic.items()}
             group = f"{self.settings.pipeline.group_id}-{self.name}"
-            consumer = Consumer(kafka_clients.consumer_config(self.settings, group, self.name))
+            consumer = Consumer(kafka_clients.consumer_config(self.settings, group, self.name, **self.consumer_extra))
             consumer.subscribe(list(self.schemas_by_topic))
             self._loop(consumer, stop)
         finally:
@@ -141,14 +144,18 @@ class SinkRunner:
                 log.warning("consumer error: %s", err)
             return
         topic = m.topic() or ""
+        schema = self.schemas_by_topic[topic]
         try:
-            record = self._decoders[topic].decode(m.value())
+            # ReadingFrames as columns where their layout allows (plantstream/core/frame_codec.py): the stores
+            # make their rows without a Python step per sample
+            decoder = self._decoders[topic]
+            record = decoder.decode_frame(m.value()) if schema == schemas.READING_FRAME else decoder.decode(m.value())
         except DecodeError as e:
             # the processor routes the same message to the dead-letter topic with its reason
             self.stats.add("undecodable")
             log.warning("skipping undecodable message %s[%s]@%s: %s", topic, m.partition(), m.offset(), e)
             return
-        batch.add(self.schemas_by_topic[topic], record)
+        batch.add(schema, record)
 
     def _write(
         self, consumer: Consumer, batch: Batch, stop: threading.Event, on_wait: Callable[[], object]
@@ -208,4 +215,3 @@ def _pause_all(consumer: Consumer) -> None:
     assigned = consumer.assignment()
     if assigned:
         consumer.pause(assigned)
-

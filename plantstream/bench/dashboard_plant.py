@@ -97,10 +97,12 @@ def fill_plant(settings: Settings, minutes: float, tags: int, scan_s: float, end
                     "mtbf_s": None,
                     "mttr_s": None,
                     "downtime_by_reason_s": {},
+                    "revision": 0,
+                    "data_coverage": 1.0,
                 }
                 for k in range(max(1, int(minutes)))
             ]
-            store.write(Batch(frames=frames, oee_windows=oee))
+            store.write(Batch(frames=list(frames), oee_windows=oee))
             written += len(frames) * (tags + 2)
     finally:
         store.close()

@@ -51,12 +51,11 @@ class LoadGenerator:
         while not self.stop.is_set():
             now_us = int(time.time() * 1e6)
             for i, asset in enumerate(self.plant.assets):
-                frame = self.plant.frame(i, now_us)
+                # built and encoded as columns: no Python step per sample (plantstream/core/frame_codec.py)
+                value = self.codec.encode_columns(**self.plant.frame_columns(i, now_us))
                 while True:
                     try:
-                        self.producer.produce(
-                            self.topic, key=asset.encode(), value=self.codec.encode(frame), on_delivery=self._delivered
-                        )
+                        self.producer.produce(self.topic, key=asset.encode(), value=value, on_delivery=self._delivered)
                         break
                     except BufferError:
                         self.producer.poll(0.05)
@@ -216,5 +215,3 @@ def render(result: dict[str, Any]) -> str:
         "rss MB " + "  ".join(f"{n} {v}" for n, v in result["rss_mb_max"].items()),
     ]
     return "\n".join(lines)
-
-

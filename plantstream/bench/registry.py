@@ -153,7 +153,14 @@ BENCHMARKS: list[Benchmark] = [
         "plantstream.bench.worker",
         lambda m, s, o: dict(
             m.run_worker_bench(
-                s, assets=o["assets"], tags=o["tags"], frames=o["frames"], rate_hz=o["rate"], profile=o["profile"]
+                s,
+                assets=o["assets"],
+                tags=o["tags"],
+                frames=o["frames"],
+                rate_hz=o["rate"],
+                profile=o["profile"],
+                peer_name=o["peer"],
+                repeats=o["repeats"],
             )
         ),
         (
@@ -162,7 +169,18 @@ BENCHMARKS: list[Benchmark] = [
             Opt("frames", 60_000, "frames in the backlog the worker drains"),
             Opt("rate", 10.0, "scans per asset per second, in event time"),
             Opt("profile", False, "record a py-spy profile of the worker"),
+            Opt(
+                "peer",
+                None,
+                "also drain the backlog with the worker on KPI windows only and with this reference peer (quix: "
+                "Quix Streams, in a virtualenv of its own made on first use), compare their windows field by "
+                "field and report the ratios",
+                kind=str,
+            ),
+            Opt("repeats", 1, "rounds of runs (interleaved, the order rotating)"),
         ),
+        check=lambda o: _need(o["peer"] in (None, "quix"), f"--peer {o['peer']}: the one reference peer is quix")
+        or _need(o["repeats"] >= 1, "--repeats must be at least 1"),
         render="render",
     ),
     Benchmark(
@@ -305,9 +323,7 @@ BENCHMARKS: list[Benchmark] = [
         "storage",
         "Samples/s into SQLite and PostgreSQL through the stores' write path.",
         "plantstream.bench.storage",
-        lambda m, s, o: dict(
-            m.run(runs=o["runs"], n_batches=o["batches"], frames_per_batch=o["frames"], dsn=o["dsn"])
-        ),
+        lambda m, s, o: dict(m.run(runs=o["runs"], n_batches=o["batches"], frames_per_batch=o["frames"], dsn=o["dsn"])),
         (
             Opt("runs", 5, "runs per store, each into an empty database; the median is reported"),
             Opt("batches", 20, "batches (transactions) per run"),

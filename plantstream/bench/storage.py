@@ -55,7 +55,7 @@ def time_run(store: Store, batches: list[list[ReadingFrame]]) -> dict[str, float
     samples = 0
     start = time.perf_counter()
     for b in batches:
-        samples += store.write(Batch(frames=b))["samples"]
+        samples += store.write(Batch(frames=list(b)))["samples"]
     elapsed = time.perf_counter() - start
     store.close()
     expected = sum(len(f["samples"]) for b in batches for f in b)

@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from plantstream.core import local_stack, logs
@@ -135,10 +136,15 @@ def faust_broker_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def wait_for_broker(
-    settings: Settings, component: str, *, max_wait: float | None = None, stop: threading.Event | None = None
+    settings: Settings,
+    component: str,
+    *,
+    max_wait: float | None = None,
+    stop: threading.Event | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> bool:
     """Block until the broker answers (True), logging a clear message with backoff; never a crash loop.
-    False when `stop` was set while waiting."""
+    False when `stop` was set while waiting. `on_wait` hears each failed attempt's message (a status display)."""
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient
 
@@ -179,6 +185,8 @@ def wait_for_broker(
         if max_wait is not None and waited >= max_wait:
             raise BrokerNotConfigured(f"{message} (gave up after {max_wait:.0f}s)")
         log.warning("%s: %s; retrying in %.0fs", component, message, delay)
+        if on_wait is not None:
+            on_wait(message)
         if stop is not None:
             if stop.wait(delay):
                 return False

@@ -98,6 +98,21 @@ class SyntheticPlant:
         return np.asarray(self.levels[a] * (1.0 + self.coupling[a] * (load - 1.0) + noise))
 
     def frame(self, a: int, scan_time_us: int) -> ReadingFrame:
+        """Machine a's next scan as a ReadingFrame record."""
+        c = self.frame_columns(a, scan_time_us)
+        samples = [sample(t, scan_time_us, v) for t, v in zip(self.tags, c["values"].tolist(), strict=True)]
+        return reading_frame(
+            asset=c["asset"],
+            device=c["device"],
+            seq=c["seq"],
+            producer_id=c["producer_id"],
+            scan_time=scan_time_us,
+            samples=samples,
+        )
+
+    def frame_columns(self, a: int, scan_time_us: int) -> dict[str, Any]:
+        """Machine a's next scan as the arguments of Codec.encode_columns: every sample at the scan time,
+        GOOD, no unit (the same frame `frame` builds, without a Python step per sample)."""
         seq = self.seq[a]
         self.seq[a] += 1
         state = self.state_at(seq)
@@ -105,18 +120,17 @@ class SyntheticPlant:
             self.total[a] += 1
             if seq % 370 == 0:
                 self.scrap[a] += 1
-        fixed = [
-            (STATE_TAG, float(state)),
-            (TOTAL_TAG, float(self.total[a])),
-            (GOOD_TAG, float(self.total[a] - self.scrap[a])),
-        ]
-        pvs = self.values(a, seq).tolist()
-        samples = [sample(t, scan_time_us, v) for t, v in [*fixed, *zip(self.pv_tags, pvs, strict=True)]]
-        return reading_frame(
-            asset=self.assets[a],
-            device=f"m{a:05d}",
-            seq=seq,
-            producer_id="bench",
-            scan_time=scan_time_us,
-            samples=samples,
-        )
+        values = np.empty(len(self.tags))
+        values[0] = state
+        values[1] = self.total[a]
+        values[2] = self.total[a] - self.scrap[a]
+        values[3:] = self.values(a, seq)
+        return {
+            "asset": self.assets[a],
+            "device": f"m{a:05d}",
+            "seq": seq,
+            "producer_id": "bench",
+            "scan_time": scan_time_us,
+            "tags": self.tags,
+            "values": values,
+        }

@@ -13,6 +13,8 @@ What is here, and why (docs/worker.md has the traces that found them):
   recovery stalled for good without it).
 - `before_offset_commit`: runs the Checkpoint right before Faust commits the input offsets.
 - `changelog_key`: a table key encoded as Faust's recovery reads it.
+- `create_topics_through_any_broker`: Faust's topic declaration asks only the first broker it knows
+  for the controller; with that broker down, every worker start failed (NodeNotReadyError).
 - `stop_request`: how a signal seen by another thread stops mode's worker.
 - `recovery_remaining`: how far the table recovery is from done (for the watchdog).
 
@@ -56,6 +58,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from importlib import metadata
 from typing import Any
 
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
+from faust.exceptions import NotReady
 from faust.serializers import codecs
 from mode.services import WaitResults
 
@@ -395,6 +400,39 @@ def _seek_in_consumer_thread(consumer: Any, rewind: dict[Any, tuple[int, int]]) 
                 )
 
     thread.thread_loop.call_soon_threadsafe(seek)
+
+
+def create_topics_through_any_broker(app: Any) -> None:
+    """Declare topics through any broker that answers, not only the first one of the metadata.
+
+    faust-streaming's `Transport._get_controller_node` sends a MetadataRequest to the first broker the
+    client knows and gives up when that one is down, so a worker (re)started while one broker of a cluster
+    is down but not yet fenced exits with NodeNotReadyError (docs/deployment.md). Each broker is asked in
+    turn; the controller it names is used when it can be reached, else the broker that answered: in KRaft
+    every broker takes CreateTopics and forwards it to the controller.
+    """
+    for transport in (app.transport, app.producer_transport):
+        if getattr(transport, "_plantstream_any_broker", False):
+            continue
+
+        async def any_reachable(owner: Any, client: Any, timeout: int = 30000) -> int | None:
+            errors: list[str] = []
+            for node_id in sorted(b.nodeId for b in client.cluster.brokers()):
+                try:
+                    waited = await owner.wait(client.send(node_id, MetadataRequest([])), timeout=timeout)
+                except (KafkaError, OSError) as e:
+                    errors.append(f"node {node_id}: {e!r}")
+                    continue
+                if waited.stopped:
+                    return None
+                controller: int = waited.result.controller_id
+                if controller == node_id or await client.ready(controller):
+                    return controller
+                return node_id
+            raise NotReady(f"no broker answered a metadata request ({'; '.join(errors) or 'none known'})")
+
+        transport._get_controller_node = any_reachable
+        transport._plantstream_any_broker = True
 
 
 def install(app: Any, persist: Callable[[], Awaitable[None]] | None = None) -> None:

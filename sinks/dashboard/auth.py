@@ -53,6 +53,13 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(cfg: DashboardSettings) -> None:
+    # an empty token (an unset variable in a compose file) would otherwise count as authentication and then
+    # as none at all: the page open to everyone as `local_role`
+    if cfg.token is not None and not cfg.token.get_secret_value().strip():
+        raise ExposureError(
+            "pipeline.dashboard.token is set but empty. Fix: set a long random token "
+            "(e.g. PLANTSTREAM_PIPELINE__DASHBOARD__TOKEN=$(openssl rand -hex 24)) or leave it unset"
+        )
     if is_loopback(cfg.host) or cfg.token is not None or cfg.users_file:
         return
     raise ExposureError(

@@ -58,6 +58,10 @@ class LiveFeed:
             self.state, self.detail = "broker", f"Kafka unreachable: {err.str()}"
             self._checked = time.monotonic()
 
+    def _unreachable(self, message: str) -> None:
+        """Kafka does not answer at start: the page's header says so, with the fix, not "connecting"."""
+        self.state, self.detail = "broker", message
+
     def view(self) -> dict[str, Any]:
         age = None if not self.last_message else round(time.monotonic() - self.last_message, 1)
         return {
@@ -90,8 +94,9 @@ class LiveFeed:
 
     def _run(self) -> None:
         s = self.settings
-        if not kafka_clients.wait_for_broker(s, "dashboard", stop=self.stop):
+        if not kafka_clients.wait_for_broker(s, "dashboard", stop=self.stop, on_wait=self._unreachable):
             return
+        self.state, self.detail = "connecting", f"Kafka at {kafka_clients.bootstrap(s)} answers; finding the topics"
         registry = kafka_clients.registry(s)
         decoders = {s.topic(base): registry.decoder(schema) for base, (_k, schema) in FEEDS.items()}
         consumer = Consumer(

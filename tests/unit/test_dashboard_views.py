@@ -261,6 +261,9 @@ def test_exposure_needs_authentication() -> None:
         auth.check_exposure(DashboardSettings(host="0.0.0.0"))
     with pytest.raises(auth.ExposureError):
         auth.check_exposure(DashboardSettings(host="plant-server.local"))
+    for host in ("0.0.0.0", "127.0.0.1"):  # an empty token is no authentication, and no "no token" either
+        with pytest.raises(auth.ExposureError, match="token is set but empty"):
+            auth.check_exposure(DashboardSettings(host=host, token=" "))
 
 
 def test_users_file_hashes_verifies_and_reloads(tmp_path: Path) -> None:

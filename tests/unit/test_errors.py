@@ -22,7 +22,8 @@ def our_modules() -> list[str]:
     for root in ("plantstream", "producers", "processors", "sinks"):
         package = importlib.import_module(root)
         walked = pkgutil.walk_packages(package.__path__, f"{root}.")
-        names += [m.name for m in walked if not m.name.endswith("__main__")]  # __main__ would run the CLI
+        # __main__ would run the CLI; the Quix peer app runs only in the peer's own virtualenv (quixstreams)
+        names += [m.name for m in walked if not m.name.endswith(("__main__", "quix_peer_app"))]
     return names
 
 

@@ -135,3 +135,87 @@ def test_other_results_are_stored_once(tmp_path: Path) -> None:
     row = store.db.execute("SELECT oee, downtime_by_reason_s FROM oee_windows").fetchone()
     assert row == (0.6, '{"jam": 10.0}')
     assert store.db.execute("SELECT tags, state FROM alerts").fetchone() == ('["temp"]', "RAISED")
+
+
+def revised(rec: dict, revision: int, **changes: object) -> dict:
+    return {**rec, **changes, "revision": revision}
+
+
+def test_a_correction_replaces_the_first_result_and_older_revisions_change_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    oee = result_records()["oee_window"][0]
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]}))
+    # the correction after late data: revision 1 replaces revision 0
+    store.write(as_batch([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]}))
+    # a redelivered revision 0, and a batch holding both revisions (the newest wins either way)
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]}))
+    store.write(as_batch([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {}))
+    assert store.db.execute("SELECT mean, revision FROM kpi_windows").fetchall() == [(3.0, 2)]
+    assert store.db.execute("SELECT oee, revision, data_coverage FROM oee_windows").fetchall() == [(0.7, 1, 1.0)]
+
+
+def test_alarm_events_are_stored_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    event = {
+        "event_id": "e1",
+        "alarm": "a.b.c.d.e/hot",
+        "asset": "a.b.c.d.e",
+        "rule": "hot",
+        "time": 5,
+        "event": "ACKNOWLEDGED",
+        "from_state": "UNACK",
+        "to_state": "ACKED",
+        "user": "alice",
+        "comment": "on it",
+        "command_id": "c1",
+        "reason": "",
+        "alert_id": "x1",
+        "severity": "CRITICAL",
+    }
+    assert store.write(as_batch([], [], {"alarm_event": [event]}))["alarm_event"] == 1
+    assert store.write(as_batch([], [], {"alarm_event": [event]}))["alarm_event"] == 0
+    assert store.db.execute("SELECT user, to_state FROM alarm_events").fetchone() == ("alice", "ACKED")
+
+
+def _float_frames(n: int) -> list[dict]:
+    return [
+        {
+            **f,
+            "samples": [
+                {**s, "value": float(i) * 1.5, "quality": q}
+                for s, q in zip(f["samples"], ("GOOD", "UNCERTAIN", "BAD"), strict=True)
+            ],
+        }
+        for i, f in enumerate(frames(n))
+    ]
+
+
+def test_frames_as_columns_store_the_same_rows_as_frames_as_dicts(tmp_path: Path) -> None:
+    import io
+
+    import fastavro
+
+    import schemas
+    from plantstream.core.frame_codec import ColumnarDecoder, FrameColumns
+    from plantstream.core.serde import parse_internal
+
+    parsed = parse_internal(schemas.schema_json(schemas.READING_FRAME))
+    dec = ColumnarDecoder()
+    as_columns: list = []
+    for f in _float_frames(5):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, f)
+        body = buf.getvalue()
+        cols = dec.decode(body)
+        if cols is None:
+            dec.learn(body, fastavro.schemaless_reader(io.BytesIO(body), parsed, None))
+            cols = dec.decode(body)
+        as_columns.append(cols)
+    assert all(isinstance(c, FrameColumns) for c in as_columns)
+    a, b = SqliteStore(tmp_path / "dicts.db"), SqliteStore(tmp_path / "columns.db")
+    expected = {"frames": 5, "samples": 15, "kpi_windows": 0}
+    assert a.write(as_batch(_float_frames(5))) == b.write(as_batch(as_columns)) == expected
+    for table in ("frames", "samples"):
+        q = f"SELECT * FROM {table} ORDER BY 1, 2, 3"
+        assert a.db.execute(q).fetchall() == b.db.execute(q).fetchall()
+    assert b.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: a commit survives a power cut
