@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -42,6 +43,8 @@ class Will:
 
 
 _READ_CHUNK = 256 * 1024
+_PUBACK = 0x40  # MQTT control packet type PUBACK, no flags
+_PUBACK_PACKET = struct.Struct("!BBH")  # type, remaining length 2, packet id
 
 
 class BufferedClient(mqtt.Client):
@@ -156,12 +159,14 @@ class MqttConnection:
                 await asyncio.wait_for(stop.wait(), backoff)
             backoff = min(2 * backoff, self.broker.reconnect_max_s)
 
-    def ack(self, mid: int) -> None:
+    def ack(self, mids: Sequence[int]) -> None:
+        """PUBACKs for these QoS 1 messages, queued as one buffer: paho would queue a packet per ack and
+        write each with its own send call (a frame's acks come together, thousands at a time)."""
         c = self._client
         # the session, not our subscribe: a persistent session's backlog arrives between CONNACK and SUBACK,
         # and an ack dropped then holds one of the broker's in-flight slots until the next reconnect
-        if c is not None and c.is_connected():
-            c.ack(mid, 1)
+        if mids and c is not None and c.is_connected():
+            c._packet_queue(_PUBACK, b"".join(_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids), 0, 1)
         # after a reconnect the broker redelivers what was not acked: nothing to do here
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
