@@ -216,11 +216,21 @@ def tail_cmd(
     from_beginning: Annotated[bool, typer.Option("--from-beginning/--from-end")] = True,
     max_messages: Annotated[int | None, typer.Option("--max", "-n", help="stop after N messages")] = None,
     idle_timeout: Annotated[float | None, typer.Option("--idle-timeout", help="stop after S idle seconds")] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="the newest message per key, then stop (plant.state.v1: the plant now)")
+    ] = False,
 ) -> None:
     """Print a topic as JSON lines (values decoded with the registry)."""
     from plantstream.tail import tail
 
-    tail(ctx_state.settings(), topic, from_beginning=from_beginning, limit=max_messages, idle_timeout=idle_timeout)
+    tail(
+        ctx_state.settings(),
+        topic,
+        from_beginning=from_beginning,
+        limit=max_messages,
+        idle_timeout=idle_timeout,
+        latest=latest,
+    )
 
 
 @app.command("status")

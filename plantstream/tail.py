@@ -45,7 +45,10 @@ def tail(
     limit: int | None,
     idle_timeout: float | None,
     out: IO[str] = sys.stdout,
+    latest: bool = False,
 ) -> int:
+    """Print the topic's messages as JSON lines; `latest`: the newest message per key as the topic holds it
+    now (a compacted topic such as plant.state.v1: the whole plant), one line per key in key order."""
     topic = resolve_topic(settings, topic)
     spec = topics.spec_for(settings, topic)
     decoder = kafka_clients.registry(settings).decoder(keep_logical=True) if spec is None or spec.schema else None
@@ -61,11 +64,14 @@ def tail(
     if md is None or md.error is not None:
         consumer.close()
         raise SystemExit(f"topic {topic!r} does not exist. Fix: `plantstream topics apply`, or check the name")
-    consumer.assign([TopicPartition(topic, p, -2 if from_beginning else -1) for p in md.partitions])
+    consumer.assign([TopicPartition(topic, p, -2 if from_beginning or latest else -1) for p in md.partitions])
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
+    left = {p for p, end in ends.items() if end > 0}
+    newest: dict[str | None, dict[str, Any]] = {}
     printed = 0
     last = time.monotonic()
     try:
-        while limit is None or printed < limit:
+        while (limit is None or printed < limit) and not (latest and not left):
             m = consumer.poll(0.5)
             if m is None:
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:
@@ -91,9 +97,20 @@ def tail(
                     line["value"] = decoder.decode(m.value())
                 except DecodeError as e:
                     line["error"] = str(e)
+            if latest:
+                newest[line["key"]] = line
+                if (m.offset() or 0) + 1 >= ends.get(m.partition() or 0, 0):
+                    left.discard(m.partition())
+                continue
             out.write(json.dumps(line, default=_json_default) + "\n")
             out.flush()
             printed += 1
     finally:
         consumer.close()
+    for key in sorted(newest, key=lambda k: k or ""):
+        if limit is not None and printed >= limit:
+            break
+        out.write(json.dumps(newest[key], default=_json_default) + "\n")
+        printed += 1
+    out.flush()
     return printed

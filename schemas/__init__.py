@@ -14,8 +14,22 @@ KPI_WINDOW = "kpi_window"
 OEE_WINDOW = "oee_window"
 ANOMALY_SCORE = "anomaly_score"
 ALERT = "alert"
+ASSET_STATE = "asset_state"
+ALARM_COMMAND = "alarm_command"
+ALARM_STATE = "alarm_state"
+ALARM_EVENT = "alarm_event"
 
-ALL = (READING_FRAME, KPI_WINDOW, OEE_WINDOW, ANOMALY_SCORE, ALERT)
+ALL = (
+    READING_FRAME,
+    KPI_WINDOW,
+    OEE_WINDOW,
+    ANOMALY_SCORE,
+    ALERT,
+    ASSET_STATE,
+    ALARM_COMMAND,
+    ALARM_STATE,
+    ALARM_EVENT,
+)
 
 
 @cache

@@ -9,7 +9,7 @@ from typing import Any, cast
 import schemas
 from plantstream.core.errors import SinkError
 from plantstream.core.frame_codec import FrameColumns
-from plantstream.core.records import Alert, AnomalyScore, KpiWindow, OeeWindow, ReadingFrame
+from plantstream.core.records import AlarmEvent, Alert, AnomalyScore, KpiWindow, OeeWindow, ReadingFrame
 
 
 class Backpressure(SinkError):
@@ -26,6 +26,7 @@ class Batch:
     oee_windows: list[OeeWindow] = field(default_factory=list)
     anomaly_scores: list[AnomalyScore] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    alarm_events: list[AlarmEvent] = field(default_factory=list)
 
     def add(self, schema: str, record: dict[str, Any] | FrameColumns) -> None:
         """Add a decoded record of the schema named `schema` (schemas.READING_FRAME, ...)."""
@@ -35,18 +36,20 @@ class Batch:
             schemas.OEE_WINDOW: self.oee_windows,
             schemas.ANOMALY_SCORE: self.anomaly_scores,
             schemas.ALERT: self.alerts,
+            schemas.ALARM_EVENT: self.alarm_events,
         }[schema]
         cast(list[Any], target).append(record)
 
     def results(self) -> dict[str, list[Any]]:
-        """The OEE windows, anomaly scores and alerts present, by the stores' kind name."""
+        """The OEE windows, anomaly scores, alerts and alarm events present, by the stores' kind name."""
         kinds: dict[str, list[Any]] = {
             "oee_window": self.oee_windows,
             "anomaly_score": self.anomaly_scores,
             "alert": self.alerts,
+            "alarm_event": self.alarm_events,
         }
         return {kind: records for kind, records in kinds.items() if records}
 
     def __len__(self) -> int:
-        parts = (self.frames, self.kpi_windows, self.oee_windows, self.anomaly_scores, self.alerts)
+        parts = (self.frames, self.kpi_windows, self.oee_windows, self.anomaly_scores, self.alerts, self.alarm_events)
         return sum(len(p) for p in parts)

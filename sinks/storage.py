@@ -33,6 +33,7 @@ STORED = {
     "oee_window": "oee_windows_stored",
     "anomaly_score": "anomaly_scores_stored",
     "alert": "alerts_stored",
+    "alarm_event": "alarm_events_stored",
 }
 
 
@@ -72,6 +73,7 @@ def schemas_by_topic(settings: Settings) -> dict[str, str]:
         settings.topic(topics.OEE): schemas.OEE_WINDOW,
         settings.topic(topics.ANOMALIES): schemas.ANOMALY_SCORE,
         settings.topic(topics.ALERTS): schemas.ALERT,
+        settings.topic(topics.ALARM_EVENTS): schemas.ALARM_EVENT,
     }
 
 

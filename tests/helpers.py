@@ -105,7 +105,12 @@ def as_batch(
     frames: Iterable[Any] = (), kpis: Iterable[Any] = (), results: dict[str, list[Any]] | None = None
 ) -> Batch:
     """A store batch from frames, KPI windows and other results by the stores' kind name (oee_window, ...)."""
-    kinds = {"oee_window": schemas.OEE_WINDOW, "anomaly_score": schemas.ANOMALY_SCORE, "alert": schemas.ALERT}
+    kinds = {
+        "oee_window": schemas.OEE_WINDOW,
+        "anomaly_score": schemas.ANOMALY_SCORE,
+        "alert": schemas.ALERT,
+        "alarm_event": schemas.ALARM_EVENT,
+    }
     b = Batch(frames=list(frames), kpi_windows=list(kpis))
     for kind, records in (results or {}).items():
         for r in records:

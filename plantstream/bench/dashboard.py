@@ -78,9 +78,7 @@ def synthetic(i: int, k: int, scan_s: float) -> float:
     return 50 + 10 * math.sin(i * scan_s / 600 + k) + (i % 7) * 0.1
 
 
-def fill_store(
-    settings: Settings, hours: float, tags: int, scan_s: float, end_us: int
-) -> tuple[int, list[KpiWindow]]:
+def fill_store(settings: Settings, hours: float, tags: int, scan_s: float, end_us: int) -> tuple[int, list[KpiWindow]]:
     """HOURS of frames ending at end_us, written through the storage sink's own store; returns the samples
     written and the KPI windows the processor would have emitted for them (written later by the caller)."""
     from sinks.stores.registry import open_store
@@ -148,6 +146,8 @@ def fill_store(
                 "mtbf_s": 3300.0,
                 "mttr_s": 300.0,
                 "downtime_by_reason_s": {"jam": 200.0, "setup": 100.0},
+                "revision": 0,
+                "data_coverage": 1.0,
             }
             for w in range(start - start % (3600 * 10**6), end_us, 3600 * 10**6)
         ]
@@ -174,6 +174,8 @@ def fill_store(
             "last_time": None,
             "time_weighted_avg": None,
             "rate_of_change": None,
+            "revision": 0,
+            "data_coverage": 1.0,
         }
         for (tag, ws), v in windows.items()
     ]

@@ -97,6 +97,8 @@ def fill_plant(settings: Settings, minutes: float, tags: int, scan_s: float, end
                     "mtbf_s": None,
                     "mttr_s": None,
                     "downtime_by_reason_s": {},
+                    "revision": 0,
+                    "data_coverage": 1.0,
                 }
                 for k in range(max(1, int(minutes)))
             ]

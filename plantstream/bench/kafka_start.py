@@ -74,8 +74,7 @@ def run_kafka_start_bench(
         "window_s": window_s,
         "runs": runs,
         "median": {
-            k: statistics.median(r[k] for r in runs)
-            for k in ("start_s", "idle_cpu_percent_of_a_core", "rss_mb_total")
+            k: statistics.median(r[k] for r in runs) for k in ("start_s", "idle_cpu_percent_of_a_core", "rss_mb_total")
         },
     }
 

@@ -215,5 +215,3 @@ def render(result: dict[str, Any]) -> str:
         "rss MB " + "  ".join(f"{n} {v}" for n, v in result["rss_mb_max"].items()),
     ]
     return "\n".join(lines)
-
-

@@ -323,9 +323,7 @@ BENCHMARKS: list[Benchmark] = [
         "storage",
         "Samples/s into SQLite and PostgreSQL through the stores' write path.",
         "plantstream.bench.storage",
-        lambda m, s, o: dict(
-            m.run(runs=o["runs"], n_batches=o["batches"], frames_per_batch=o["frames"], dsn=o["dsn"])
-        ),
+        lambda m, s, o: dict(m.run(runs=o["runs"], n_batches=o["batches"], frames_per_batch=o["frames"], dsn=o["dsn"])),
         (
             Opt("runs", 5, "runs per store, each into an empty database; the median is reported"),
             Opt("batches", 20, "batches (transactions) per run"),

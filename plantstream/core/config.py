@@ -95,6 +95,12 @@ class Asset(Strict):
     anomaly: AnomalySettings | None = Field(default=None, description="None = defaults (model auto)")
     state_codes: list[StateCode] | None = Field(default=None, description="null: 1 run 2 idle 3 planned 4 unplanned")
     micro_stop_threshold_s: float = Field(default=0.0, ge=0, description="unplanned stops shorter are micro-stops")
+    report_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="how often the asset reports at least; null = from its devices (poll or publishing interval, "
+        "report-by-exception heartbeat)",
+    )
 
     @field_validator("path")
     @classmethod
@@ -250,6 +256,16 @@ class WindowSettings(Strict):
     idle_after_s: float = Field(
         default=60.0, ge=0, description="silence (and at least grace_s) after which idle_close applies"
     )
+    allowed_lateness_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="data that arrives after idle_close closed its windows, at most this late, corrects them "
+        "(emitted again with a higher revision); later data goes to the late topic",
+    )
+    silence_after_intervals: float = Field(
+        default=5.0, gt=0, description="an asset's data is missing after this many expected reporting intervals"
+    )
+    silence_after_min_s: float = Field(default=10.0, ge=0, description="... but never after less than this")
 
     @model_validator(mode="after")
     def _hop_divides_size(self) -> WindowSettings:
@@ -430,6 +446,11 @@ class AlertRule(Strict):
     stop_longer_than_min: float | None = Field(default=None, ge=0)
     score_above: float | None = Field(default=None, description="anomaly: score limit; null = the model's flag")
     message: str = ""
+    latched: bool = Field(default=False, description="the alarm stays, after it clears, until acknowledged")
+    suppressed_in: list[MachineStateClass] = Field(
+        default_factory=lambda: [MachineStateClass.PLANNED_STOP],
+        description="suppressed by design while the asset's machine is in one of these states; [] = never",
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> AlertRule:
@@ -1078,6 +1099,23 @@ class DashboardSettings(Strict):
     history_points: int = Field(default=600, ge=10, le=20_000, description="buckets (min/max/avg) per trend")
 
 
+class StateTopicSettings(Strict):
+    """plant.state.v1: the latest state of every asset (docs/topics.md)."""
+
+    interval_s: float = Field(
+        default=1.0, ge=0.1, description="an asset's state is emitted on change, at most once per this interval"
+    )
+
+
+class AlarmSettings(Strict):
+    """The alarm lifecycle after ISA-18.2 (docs/alarms.md)."""
+
+    max_shelve_s: float = Field(default=8 * 3600.0, gt=0, description="the longest a SHELVE command may set aside")
+    command_timeout_s: float = Field(
+        default=10.0, gt=0, description="how long the dashboard waits for the worker's answer to a command"
+    )
+
+
 class Pipeline(Strict):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
@@ -1092,6 +1130,8 @@ class Pipeline(Strict):
     metrics: MetricsSettings = MetricsSettings()
     store_forward: StoreForwardSettings = StoreForwardSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    state_topic: StateTopicSettings = StateTopicSettings()
+    alarms: AlarmSettings = AlarmSettings()
     state_dir: str = Field(default=".plantstream", description="data, logs and pid files of local runs")
     shutdown_timeout_s: float = Field(
         default=20.0,

@@ -50,6 +50,13 @@ class RunStats:
             series[key] = value
             self._counts[name] = sum(series.values())
 
+    def put_all(self, name: str, label: str, values: dict[str, int]) -> None:
+        """Set every series of a level labelled by one label at once; series not in `values` are dropped
+        (e.g. one per alarm of the assets a worker owns now: a moved asset's series go with it)."""
+        with self._lock:
+            self._levels[name] = {((label, k),): v for k, v in values.items()}
+            self._counts[name] = sum(values.values())
+
     def observe(self, name: str, value: float) -> None:
         """Record a measurement (e.g. a latency); snapshots report quantiles of the most recent ones."""
         with self._lock:

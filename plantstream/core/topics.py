@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from confluent_kafka.admin import (
@@ -30,6 +31,14 @@ ANOMALIES = "plant.anomalies.v1"
 ALERTS = "plant.alerts.v1"
 DEADLETTER = "plant.deadletter.v1"
 LATE = "plant.readings.late.v1"
+STATE = "plant.state.v1"
+ALARM_COMMANDS = "plant.alarm-commands.v1"
+ALARM_STATE = "plant.alarm-state.v1"
+ALARM_EVENTS = "plant.alarm-events.v1"
+
+# compacted topics keep the newest record per key: roll segments hourly so the cleaner can compact them
+# (the active segment never is), and keep a tombstone a day so slow readers still see a deletion
+COMPACTED = {"segment.ms": str(3600 * 1000), "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(DAY_MS)}
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
     def kafka_configs(self) -> dict[str, str]:
+        if self.cleanup == "compact":  # the newest record per key stays, however old
+            return {"cleanup.policy": "compact", **COMPACTED, **self.configs}
         return {
             "cleanup.policy": self.cleanup,
             "retention.ms": str(int(self.retention_days * DAY_MS)),
@@ -57,7 +68,21 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ALERTS, schemas.ALERT, 365, doc="alert state changes RAISED/CLEARED; key = asset path"),
     TopicSpec(DEADLETTER, None, 30, doc="undecodable or contract-breaking input, raw, reason in headers"),
     TopicSpec(LATE, schemas.READING_FRAME, 30, doc="samples that arrived after their KPI window closed; key = asset"),
+    TopicSpec(STATE, schemas.ASSET_STATE, 0, "compact", doc="the latest state of every asset; key = asset path"),
+    # co-partitioned with the readings (same partition count, same key, same partitioner): a command reaches
+    # the worker that owns the asset (docs/topics.md)
+    TopicSpec(ALARM_COMMANDS, schemas.ALARM_COMMAND, 30, doc="operator actions on alarms; key = asset path"),
+    TopicSpec(ALARM_STATE, schemas.ALARM_STATE, 0, "compact", doc="lifecycle state of every alarm; key = asset/rule"),
+    TopicSpec(ALARM_EVENTS, schemas.ALARM_EVENT, 365, doc="alarm transitions and refused commands; key = asset path"),
 )
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (consistent_random: CRC-32 of the key) puts a keyed
+    record in: every plantstream producer uses it, so the readings and the alarm commands of an asset are
+    on the same partition number (the worker owning it gets both). Java clients default to murmur2: they
+    must set the partition themselves (docs/topics.md)."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 def spec_for(settings: Settings, topic: str) -> TopicSpec | None:

@@ -92,9 +92,7 @@ def nodes(settings: Settings, count: int | None = None) -> list[Node]:
     if n == 1:
         return [Node(1, broker, controller, where)]
     step = NODE_PORT_STEP
-    return [
-        Node(i, broker + step * (i - 1), controller + step * (i - 1), where / f"node-{i}") for i in range(1, n + 1)
-    ]
+    return [Node(i, broker + step * (i - 1), controller + step * (i - 1), where / f"node-{i}") for i in range(1, n + 1)]
 
 
 def _topology_home(settings: Settings, count: int) -> Path:

@@ -1,7 +1,9 @@
 """The Faust glue of the worker: topics, tables, the agent, the timers and the Checkpoint hook.
 
-Contract: `create_app(settings)` builds a Faust app whose one agent hands each readings message to
-the `FrameProcessor` (processors/worker/processor.py); state lives in two changelog-backed tables
+Contract: `create_app(settings)` builds a Faust app whose agent hands each readings message to the
+`FrameProcessor` (processors/worker/processor.py), and a second agent each alarm command to the
+`CommandProcessor` (processors/worker/commands.py: co-partitioned with the readings, so a command
+reaches the worker that owns its asset); state lives in two changelog-backed tables
 (`kpi-windows`: one `AssetState` per asset; `anomaly-models`: the models' checkpoints); the Checkpoint
 (processors/worker/checkpoint.py) runs before every offset commit, after every silence tick that
 changed state, and on revocation. `run_worker(settings)` runs it until SIGTERM/SIGINT. Every private
@@ -28,10 +30,20 @@ from plantstream.core.shutdown import StopOnSignal
 from processors.anomaly import AnomalyStage
 from processors.worker import faust_compat
 from processors.worker.checkpoint import Checkpoint
+from processors.worker.commands import CommandProcessor, check_copartitioned
 from processors.worker.kafka_outputs import KafkaOutputs
 from processors.worker.processor import FrameProcessor
 from processors.worker.stage import Kind
-from processors.worker.stages import AlertRules, AnomalyScores, AssetConfig, KpiWindows, Oee
+from processors.worker.stages import (
+    AlarmFigures,
+    Alarms,
+    AlertRules,
+    AnomalyScores,
+    AssetConfig,
+    AssetTwin,
+    KpiWindows,
+    Oee,
+)
 from processors.worker.state import AssetStates, TableStore
 from processors.worker.timers import InputOffsets, SilenceClock
 from processors.worker.watchdog import Watchdog, describe
@@ -49,6 +61,9 @@ OUTPUT_TOPICS = {
     Kind.ANOMALY: (topics.ANOMALIES, schemas.ANOMALY_SCORE),
     Kind.ALERT: (topics.ALERTS, schemas.ALERT),
     Kind.LATE: (topics.LATE, schemas.READING_FRAME),
+    Kind.STATE: (topics.STATE, schemas.ASSET_STATE),
+    Kind.ALARM_STATE: (topics.ALARM_STATE, schemas.ALARM_STATE),
+    Kind.ALARM_EVENT: (topics.ALARM_EVENTS, schemas.ALARM_EVENT),
 }
 
 
@@ -77,7 +92,9 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     idle_after_us = max(grace_us, int(w.idle_after_s * 1_000_000))
 
     # the changelog and Faust's own topics are replicated like the pipeline's topics
-    replication = topics.cluster_replication(settings, AdminClient(kafka_clients.admin_config(settings)))
+    admin = AdminClient(kafka_clients.admin_config(settings))
+    replication = topics.cluster_replication(settings, admin)
+    partitions = copartitioned(settings, admin)
     app = faust.App(
         f"{settings.pipeline.group_id}-processor",
         **kafka_clients.faust_broker_kwargs(settings),
@@ -119,13 +136,16 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     outputs = kafka_outputs(settings)
     decoder = kafka_clients.registry(settings).decoder(schemas.READING_FRAME)
     config = AssetConfig(settings)
+    alarms, twin = Alarms(config), AssetTwin(config, size_us, hop_us)
     processor = FrameProcessor(
         decoder.decode,
         [
-            KpiWindows(size_us, grace_us, hop_us),
+            KpiWindows(size_us, grace_us, hop_us, config),
             Oee(config, size_us, grace_us),
             AnomalyScores(AnomalyStage(settings), models),
             AlertRules(config),  # after the anomaly scores: rules on them
+            alarms,  # after the alert rules: their lifecycle
+            twin,  # last: the asset's state after everything else
         ],
         states,
         outputs,
@@ -143,6 +163,20 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     )
     faust_compat.before_offset_commit(app, checkpoint.persist)
     faust_compat.create_topics_through_any_broker(app)  # before start: Faust declares its topics first
+    commands = app.topic(
+        settings.topic(topics.ALARM_COMMANDS), key_serializer="raw", value_serializer="raw", partitions=k.partitions
+    )
+    command_processor = CommandProcessor(
+        kafka_clients.registry(settings).decoder(schemas.ALARM_COMMAND).decode,
+        states,
+        alarms,
+        twin,
+        config,
+        outputs,
+        stats,
+        partitions,
+    )
+    figures = AlarmFigures(states, stats)
     offsets = InputOffsets(stats)
     silence = SilenceClock(idle_after_us, processor.last_seen, offsets)
 
@@ -168,6 +202,15 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
             if outputs.backlogged:  # librdkafka's queue is full: wait without blocking the loop
                 await outputs.drain()
 
+    @app.agent(commands)
+    async def apply_commands(stream: faust.StreamT[bytes]) -> None:
+        # on the same loop as the frames: a command and a frame of one asset never interleave
+        async for _ in stream:
+            event = stream.current_event
+            if event is not None:
+                msg = event.message
+                command_processor.process(msg.topic, msg.partition, msg.offset, event.key, event.value)
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _on_revoked(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
         # state first, confirmed; then the next owner resumes each state and model from the tables,
@@ -187,7 +230,10 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         mine = owned()
         if w.idle_close:
             await silence.refresh(mine, lambda tps: app.consumer.highwaters(*tps), app.consumer.position)
-        changed = processor.advance({tp.partition for tp in mine}, silence.idle_us, time.time_ns() // 1000)
+        now = time.time_ns() // 1000
+        changed = processor.advance({tp.partition for tp in mine}, silence.idle_us, now)
+        for asset, record in twin.unseen({tp.partition for tp in mine}, partitions, windows_table.data, now):
+            outputs.emit(asset.encode(), Kind.STATE, record)  # a configured asset that sent nothing yet
         if changed:  # the input may be silent: no commit would come
             await checkpoint.persist()
         outputs.poll()
@@ -243,6 +289,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
                 if highwater is not None:
                     lag += max(0, highwater - offsets.last[tp.partition] - 1)
         stats.put("consumer_lag_frames", lag)
+        figures.put({tp.partition for tp in owned()}, time.time_ns() // 1000)
         stats.flush()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
@@ -251,6 +298,17 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         await outputs.confirmed(outputs.mark(), timeout_s=30)
 
     return app
+
+
+def copartitioned(settings: Settings, admin: AdminClient) -> int:
+    """The readings' partition count, once the alarm commands are known to have the same (commands.py)."""
+    md = admin.list_topics(timeout=30).topics
+    readings, commands = settings.topic(topics.READINGS), settings.topic(topics.ALARM_COMMANDS)
+    if readings not in md:  # Faust creates it with pipeline.kafka.partitions
+        return settings.pipeline.kafka.partitions
+    n = len(md[readings].partitions)
+    check_copartitioned((readings, n), (commands, len(md[commands].partitions) if commands in md else 0))
+    return n
 
 
 def run_worker(settings: Settings, loglevel: str = "warning", instance: int = 1) -> None:

@@ -32,7 +32,14 @@ from processors.worker.state import AssetState, AssetStates
 
 log = logs.get(__name__)
 
-_COUNTER = {Kind.KPI: "kpi_windows", Kind.OEE: "oee_windows", Kind.ANOMALY: "anomaly_scores"}
+_COUNTER = {
+    Kind.KPI: "kpi_windows",
+    Kind.OEE: "oee_windows",
+    Kind.ANOMALY: "anomaly_scores",
+    Kind.STATE: "asset_states",
+    Kind.ALARM_STATE: "alarm_states",
+    Kind.ALARM_EVENT: "alarm_events",
+}
 
 
 def contract_problem(frame: Frame, key: bytes | None) -> str | None:
@@ -165,10 +172,13 @@ class FrameProcessor:
     def _send(self, key: bytes, emitted: list[Emit]) -> None:
         emit, stats = self.outputs.emit, self.stats
         for kind, record in emitted:
-            emit(key, kind, record)
+            # an alarm's state is keyed by the alarm (compaction keeps one per alarm), the rest by the asset
+            emit(record["alarm"].encode() if kind is Kind.ALARM_STATE else key, kind, record)
             counter = _COUNTER.get(kind)
             if counter is not None:
                 stats.add(counter)
+                if (kind is Kind.KPI or kind is Kind.OEE) and record["revision"]:
+                    stats.add(f"{counter}_corrected")  # a correction after late data
             elif kind is Kind.ALERT:
                 stats.add("alerts_raised" if record["state"] == "RAISED" else "alerts_cleared")
             elif kind is Kind.LATE:
@@ -220,8 +230,8 @@ class FrameProcessor:
             # the table also holds standby copies of other workers' assets: those are theirs to judge
             if state.partition not in owned:
                 continue
-            silence = Silence(now_us, idle_of(asset, state))
             emitted: list[Emit] = []
+            silence = Silence(now_us, idle_of(asset, state), emitted)
             for stage in self.stages:
                 try:
                     emitted += stage.advance(state, silence)

@@ -18,6 +18,7 @@ Contract (what the runner, processors/worker/processor.py, guarantees and expect
   worker owns, with the wall clock and, when the asset has been silent for longer than
   `pipeline.windows.idle_after_s` while its partition was read to the end, the length of the
   silence: a stage may close what the silence closes, and returns records like `apply`.
+  `silence.emitted` holds what the earlier stages' `advance` emitted in this tick.
 - `revoked(assets)` tells the stage these assets are owned elsewhere now: anything it keeps about
   them outside `AssetState` must be dropped (it is restored from the tables when they come back).
 """
@@ -25,7 +26,7 @@ Contract (what the runner, processors/worker/processor.py, guarantees and expect
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -43,6 +44,9 @@ class Kind(StrEnum):
     ANOMALY = "anomaly"  # AnomalyScore -> plant.anomalies.v1
     ALERT = "alert"  # Alert -> plant.alerts.v1
     LATE = "late"  # ReadingFrame of samples too late for any window -> plant.readings.late.v1
+    STATE = "state"  # AssetState -> plant.state.v1 (compacted)
+    ALARM_STATE = "alarm_state"  # AlarmState -> plant.alarm-state.v1 (compacted; key: the alarm id)
+    ALARM_EVENT = "alarm_event"  # AlarmEvent -> plant.alarm-events.v1
 
 
 class Emit(NamedTuple):
@@ -60,6 +64,7 @@ class Step:
 class Silence:
     now_us: int  # wall clock, µs since the epoch
     idle_us: int | None  # how long the asset has been silent, once past idle_after_s (else None)
+    emitted: list[Emit] = field(default_factory=list)  # what the earlier stages' advance emitted this tick
 
 
 class StageFailure(ProcessorError):

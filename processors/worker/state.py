@@ -1,9 +1,10 @@
 """The worker's state: one typed `AssetState` per asset, kept in changelog-backed tables.
 
 Contract:
-- An asset's state is everything the stages need to continue its windows, OEE buckets and alert
-  trackers after a restart or a rebalance, plus the readings `offset` of the last frame applied to it
-  (a frame at or below it is a redelivery and is skipped) and the readings `partition` it lives in
+- An asset's state is everything the stages need to continue its windows, OEE buckets, alert trackers,
+  alarm lifecycle and live state after a restart or a rebalance, plus the readings `offset` of the last
+  frame applied to it (a frame at or below it is a redelivery and is skipped), the alarm-commands
+  `cmd_offset` of the last command applied (likewise) and the readings `partition` it lives in
   (its changelog record goes to the same partition, so whoever owns the partition recovers it).
 - On the changelog an `AssetState` is one flat JSON object, the layout earlier versions wrote
   (`wm`, `max_t`, `open`, `late`, `done` of the KPI windows; `oee`; `alerts`; `offset`; `partition`).
@@ -25,8 +26,9 @@ from processors import event_windows
 from processors.alert_rules import AlertsState
 from processors.oee import OeeState
 
-WINDOW_KEYS = ("wm", "max_t", "open", "late", "done")
-_OWN_KEYS = frozenset((*WINDOW_KEYS, "offset", "partition", "oee", "alerts"))
+WINDOW_KEYS = ("wm", "max_t", "open", "late", "done", "seen", "cov", "snap", "revs")
+_LEGACY_WINDOW_KEYS = ("wm", "max_t", "open", "late", "done")
+_OWN_KEYS = frozenset((*WINDOW_KEYS, "offset", "partition", "oee", "alerts", "alarms", "twin", "cmd_offset"))
 
 
 @dataclass(slots=True, eq=False)
@@ -39,6 +41,9 @@ class AssetState:
     windows: event_windows.AssetState = field(default_factory=lambda: _new_windows())  # KPI panes, watermark
     oee: OeeState | None = None  # None: the asset has no machine-state tag (no OEE)
     alerts: AlertsState | None = None  # None: no alert rule has applied yet
+    alarms: dict[str, Any] | None = None  # the alarm lifecycle (stages/alarms.py); None: no alarm yet
+    twin: dict[str, Any] | None = None  # what plant.state.v1 says of it (processors/asset_twin.py)
+    cmd_offset: int = -1  # alarm-commands offset of the last command applied to the asset
     extra: dict[str, Any] = field(default_factory=dict)  # keys another version wrote, kept as they were
 
     def to_json(self) -> dict[str, Any]:
@@ -47,6 +52,12 @@ class AssetState:
             out["oee"] = self.oee
         if self.alerts is not None:
             out["alerts"] = self.alerts
+        if self.alarms is not None:
+            out["alarms"] = self.alarms
+        if self.twin is not None:
+            out["twin"] = self.twin
+        if self.cmd_offset >= 0:
+            out["cmd_offset"] = self.cmd_offset
         return out
 
     @classmethod
@@ -60,14 +71,18 @@ class AssetState:
             windows=windows,
             oee=data.get("oee"),
             alerts=data.get("alerts"),
+            alarms=data.get("alarms"),
+            twin=data.get("twin"),
+            cmd_offset=int(data.get("cmd_offset", -1)),
             extra={k: v for k, v in data.items() if k not in _OWN_KEYS},
         )
 
 
 def _new_windows() -> event_windows.AssetState:
+    # only the keys every version wrote: event_windows adds the newer ones on first use, so a state
+    # read from an earlier version is written back as it was until a frame changes it
     w = event_windows.new_state()
-    del w["offset"]  # kept in AssetState.offset
-    return w
+    return {k: w[k] for k in _LEGACY_WINDOW_KEYS}
 
 
 @dataclass(frozen=True, slots=True)

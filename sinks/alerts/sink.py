@@ -5,7 +5,9 @@ Flow: consume a batch -> record its deliveries as pending in the delivery log (o
 sends from the log, so a slow or failing receiver only delays itself. Together that gives
 exactly one delivery per (state change, channel) across restarts, except for a crash in the
 instant between a receiver's acceptance and the row being marked sent (then the receiver sees a
-repeat, with the same X-Plantstream-Delivery id to drop it by).
+repeat, with the same X-Plantstream-Delivery id to drop it by). An alert whose alarm is shelved,
+suppressed by design or out of service (`suppression` set by the worker's alarm lifecycle) is not
+delivered; the worker raises it again when the alarm comes back while still active.
 """
 
 from __future__ import annotations
@@ -139,7 +141,12 @@ class DeliveryLogDestination:
         self.workers = workers
 
     def write(self, batch: Batch) -> dict[str, int]:
-        return {"deliveries_recorded": self.dlog.record(batch.alerts, self.alerting.channels, time.time())}
+        # a shelved, suppressed or out-of-service alarm is not annunciated (ISA-18.2): the worker marks its
+        # records; when it comes back while active, the worker RAISES it again, unmarked (processors/
+        # alarm_lifecycle.py)
+        shown = [a for a in batch.alerts if not a.get("suppression")]
+        recorded = self.dlog.record(shown, self.alerting.channels, time.time())
+        return {"deliveries_recorded": recorded, "not_annunciated": len(batch.alerts) - len(shown)}
 
     def maintain(self) -> None:
         pass
@@ -148,8 +155,10 @@ class DeliveryLogDestination:
         new = written["deliveries_recorded"]
         stats.add("alerts_in", len(batch.alerts))
         stats.add("deliveries_recorded", new)
+        stats.add("alerts_not_annunciated", written.get("not_annunciated", 0))
         for a in batch.alerts:
-            log.info("alert %s %s %s %s %s", a["severity"], a["state"], a["asset"], a["rule"], a["alert_id"])
+            held = f" (not annunciated: {a['suppression']})" if a.get("suppression") else ""
+            log.info("alert %s %s %s %s %s%s", a["severity"], a["state"], a["asset"], a["rule"], a["alert_id"], held)
         if new:
             for w in self.workers:
                 w.wake.set()

@@ -8,9 +8,13 @@ Routes (who may call them: auth.py):
   GET  /api/state[?asset=]    status of every asset, latest OEE, alerts, pipeline health; the asset's live values
   GET  /api/history?asset=&range=auto|15m|1h|8h|shift|24h|7d|custom[&start=&end=]   trends, anomaly, downtime
   GET  /api/shift?asset=      the current shift: state timeline, OEE so far, OEE of the last shifts
-  POST /api/alerts/{id}/ack   acknowledge an alert (operator or admin; the signed-in user is recorded)
+  POST /api/alerts/{id}/ack|shelve|unshelve   alarm actions, sent to the worker as commands (api_v1.py)
+  GET  /api/v1/...            the read API of the plant's live model from Kafka, and alarm commands (api_v1.py)
   GET  /api/events[?asset=]   Server-Sent Events: snapshot, then tick, status, frames, machine, anomalies, oee,
-                              alert, ack, health (frames and anomalies only of the asset asked for)
+                              alert, ack, alarm, health (frames and anomalies only of the asset asked for)
+
+Who is online, and acknowledgements, come from Kafka (plant.state.v1, plant.alarm-state.v1: plant_model.py),
+so every dashboard replica and IT system sees the same.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ from plantstream.core.config import Settings
 from plantstream.core.pipeline_status import Sampler
 from plantstream.core.shutdown import StopOnSignal
 from sinks.dashboard import machine, oee_view, ranges
-from sinks.dashboard.acks import AckStore
-from sinks.dashboard.auth import Auth, ExposureError, check_exposure, requires
+from sinks.dashboard.alarm_commands import CommandSender
+from sinks.dashboard.api_v1 import AlarmApi
+from sinks.dashboard.auth import Auth, ExposureError, check_exposure
 from sinks.dashboard.history import SqlHistory, open_history
 from sinks.dashboard.live import LiveFeed
-from sinks.dashboard.users import User
+from sinks.dashboard.plant_model import PlantModel
 from sinks.dashboard.viewmodel import (
     US,
     AlertBoard,
@@ -84,11 +89,11 @@ class Subscriber:
 class Hub:
     """The dashboard's live state and its browsers; runs on the event loop (the feed thread posts into it)."""
 
-    def __init__(self, settings: Settings, history: SqlHistory, acks: AckStore) -> None:
+    def __init__(self, settings: Settings, history: SqlHistory, model: PlantModel | None = None) -> None:
         self.settings = settings
         self.cfg = settings.pipeline.dashboard
         self.history = history
-        self.acks = acks
+        self.model = model  # the plant's live model from Kafka (None: --no-live)
         self.plant = plant_view(settings)
         self.assets = [a["path"] for a in self.plant["assets"]]
         self.asset_cfg = {a.path: a for a in settings.plant.assets}
@@ -149,8 +154,17 @@ class Hub:
         elif kind == "alert":
             if self.board.apply(record):
                 current = self.board.get(record["alert_id"]) or {}
-                ack = self.acks.all([record["alert_id"]]).get(record["alert_id"])
-                self.broadcast("alert", {**current, "ack": ack})
+                self.broadcast("alert", self.alert_row(current))
+        elif kind == "alarm_state":
+            # the alarm's current incident: its acknowledgement, shelf or suppression on the page's alert row
+            shown = self.board.get(record["alert_id"]) if record.get("alert_id") else None
+            if shown is not None:
+                self.broadcast("alarm", self.alert_row(shown))
+                ack = self.acks().get(record["alert_id"])
+                if ack is not None:
+                    self.broadcast("ack", {"alert_id": record["alert_id"], "ack": ack})
+        elif kind == "asset_state":
+            self._online.pop(record["asset"], None)  # the next status round announces a change
         elif kind == "kpi":
             self.broadcast("kpi", {k: record.get(k) for k in ("asset", "tag", "window_end", "mean", "min", "max")})
 
@@ -236,7 +250,44 @@ class Hub:
     # --- views ---
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return asset_status(self.cfg, self.intervals, self.last_seen, self.assets, now_us())
+        now = now_us()
+        status = asset_status(self.cfg, self.intervals, self.last_seen, self.assets, now)
+        if self.model is not None:
+            # the worker's word (plant.state.v1) where it has one, unless it stopped saying anything
+            for a, s in status.items():
+                rec = self.model.asset(a)
+                if rec is None:
+                    continue
+                fresh = now - rec["updated"] <= offline_after_s(self.cfg, self.intervals.get(a)) * US
+                s["online"] = bool(rec["online"]) and fresh
+                s["reason"] = rec["offline_reason"] if fresh else "no state from the worker"
+                s["offline_since"] = rec["offline_since"]
+        return status
+
+    def acks(self) -> dict[str, dict[str, Any]]:
+        return self.model.acks() if self.model is not None else {}
+
+    def alert_rows(self) -> list[dict[str, Any]]:
+        """Active alerts, and cleared ones whose alarm still waits for an acknowledgement (ISA-18.2: returned
+        to normal unacknowledged, or latched)."""
+        rows = [self.alert_row(a) for a in self.board.active(self.acks())]
+        for a in self.board.cleared():
+            row = self.alert_row(a)
+            if row["alarm"] is not None and row["alarm"]["state"] in ("RTN_UNACK", "LATCHED"):
+                rows.append(row)
+        return rows
+
+    def alert_row(self, shown: dict[str, Any]) -> dict[str, Any]:
+        """An alert as the page lists it: with its acknowledgement and its alarm's lifecycle state."""
+        alarm = self.model.alarm(shown["asset"], shown["rule"]) if self.model is not None else None
+        current = alarm is not None and alarm["alert_id"] == shown["alert_id"]
+        return {
+            **shown,
+            "ack": self.acks().get(shown["alert_id"]),
+            "alarm": {k: alarm[k] for k in ("state", "shelved_until", "shelved_by", "suppressed_reason")}
+            if current and alarm is not None
+            else None,
+        }
 
     def feed_view(self) -> dict[str, Any]:
         feed = self.feed
@@ -245,7 +296,8 @@ class Hub:
         return feed.view()
 
     def health_view(self) -> dict[str, Any]:
-        return {**self.health, "feed": self.feed_view(), "browsers": len(self.subscribers)}
+        figures = self.model.figures(now_us()) if self.model is not None and self.model.alarms else None
+        return {**self.health, "feed": self.feed_view(), "browsers": len(self.subscribers), "alarms": figures}
 
     def oee_window(self, rec: dict[str, Any]) -> dict[str, Any]:
         a = self.asset_cfg.get(rec["asset"])
@@ -277,7 +329,7 @@ class Hub:
             "status": status,
             "tree_oee": {a: v["oee"] for a, v in self.oee.items()},
             "oee": self.oee.get(asset) if asset is not None else None,
-            "alerts": self.board.active(self.acks.all()),
+            "alerts": self.alert_rows(),
             "health": self.health_view(),
             "asset": asset,
             "live": self.asset_live(asset) if asset in self.asset_cfg else None,
@@ -444,23 +496,6 @@ async def api_shift(request: web.Request) -> web.Response:
     return web.json_response(await asyncio.to_thread(request.app[HUB].shift_view, asset), dumps=dumps)
 
 
-@requires("ack")
-async def api_ack(request: web.Request, user: User) -> web.Response:
-    hub = request.app[HUB]
-    alert_id = request.match_info["alert_id"]
-    if hub.board.get(alert_id) is None:
-        return bad(f"no alert {alert_id!r} is known to this dashboard", 404)
-    body: dict[str, Any] = {}
-    if request.can_read_body:
-        with contextlib.suppress(ValueError):
-            body = await request.json()
-    # who acknowledged is the caller as authenticated, never a name the request brings
-    ack = await asyncio.to_thread(hub.acks.ack, alert_id, user.name, str(body.get("note", "")))
-    log.info("alert %s acknowledged by %s (%s)", alert_id, user.name, user.role)
-    hub.broadcast("ack", {"alert_id": alert_id, "ack": ack})
-    return web.json_response({"alert_id": alert_id, "ack": ack})
-
-
 async def api_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     asset = request.query.get("asset")
@@ -485,8 +520,10 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def build_app(settings: Settings, hub: Hub, auth: Auth) -> web.Application:
+def build_app(settings: Settings, hub: Hub, auth: Auth, alarms: AlarmApi | None = None) -> web.Application:
     app = web.Application(middlewares=[auth.middleware()])
+    if alarms is not None:
+        alarms.routes(app)
     app[HUB] = hub
     app[AUTH] = auth
     app.router.add_get("/", index)
@@ -499,7 +536,6 @@ def build_app(settings: Settings, hub: Hub, auth: Auth) -> web.Application:
     app.router.add_get("/api/state", api_state)
     app.router.add_get("/api/history", api_history)
     app.router.add_get("/api/shift", api_shift)
-    app.router.add_post("/api/alerts/{alert_id}/ack", api_ack)
     app.router.add_get("/api/events", api_events)
     app.router.add_static("/static/", STATIC)
     return app
@@ -516,17 +552,22 @@ async def serve(settings: Settings, stop: asyncio.Event, live: bool = True) -> N
     cfg = settings.pipeline.dashboard
     check_exposure(cfg)
     auth = Auth(cfg, settings.pipeline.state_dir)
-    acks = AckStore(settings.state_path("dashboard.db"))
     history = open_history(settings)
-    hub = Hub(settings, history, acks)
+    hub = Hub(settings, history)
     hub.loop = asyncio.get_running_loop()
     await asyncio.to_thread(hub.seed)
+    alarms: AlarmApi | None = None
+    sender: CommandSender | None = None
     if live:
+        hub.model = PlantModel(settings, hub.deliver_threadsafe)
+        hub.model.start()
+        sender = CommandSender(settings, hub.model)
+        alarms = AlarmApi(settings, hub.model, sender, hub.board.get)
         hub.feed = LiveFeed(settings, hub.deliver_threadsafe)
         hub.feed.start()
         hub.sampler = Sampler(settings)
     runner = web.AppRunner(
-        build_app(settings, hub, auth),
+        build_app(settings, hub, auth, alarms),
         access_log_class=PathOnlyAccessLogger,
         handler_cancellation=True,
         shutdown_timeout=1.0,
@@ -551,8 +592,11 @@ async def serve(settings: Settings, stop: asyncio.Event, live: bool = True) -> N
             await asyncio.to_thread(hub.feed.close)
         if hub.sampler is not None:
             hub.sampler.close()
+        if hub.model is not None:
+            await asyncio.to_thread(hub.model.close)
+        if sender is not None:
+            sender.close()
         history.close()
-        acks.close()
 
 
 def main(settings: Settings, host: str | None = None, port: int | None = None, live: bool = True) -> None:

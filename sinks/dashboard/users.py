@@ -21,14 +21,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from plantstream.core.errors import SinkError
-
-ROLES = ("viewer", "operator", "admin")
-# what each role may do; an alarm action handler asks for its action, a page for "view"
-PERMISSIONS: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"view"}),
-    "operator": frozenset({"view", "ack", "shelve"}),
-    "admin": frozenset({"view", "ack", "shelve", "admin"}),
-}
+from plantstream.core.roles import PERMISSIONS, ROLES  # the worker checks commands against the same rights
 
 _hasher = PasswordHasher()
 # verified against when the name is unknown, so a wrong name takes as long as a wrong password

@@ -243,3 +243,7 @@ class AlertBoard:
 
     def get(self, alert_id: str) -> dict[str, Any] | None:
         return self._latest.get(alert_id)
+
+    def cleared(self) -> list[dict[str, Any]]:
+        """CLEARED alerts, newest first (an alarm that returned to normal may still wait for an acknowledgement)."""
+        return sorted((a for a in self._latest.values() if a["state"] == "CLEARED"), key=lambda r: -r["time"])

@@ -2,7 +2,8 @@
 
 Each batch is one transaction: COPY into per-session temporary staging tables, then
 INSERT ... SELECT ... ON CONFLICT DO NOTHING into the real tables, so a redelivered message never
-duplicates a row and the returned counts are the rows actually inserted.
+duplicates a row and the returned counts are the rows actually inserted. KPI and OEE windows are
+upserted by `revision` instead: a correction after late data replaces the stored row.
 
 Timestamps arrive as integer UTC microseconds (as everywhere in plantstream) and are stored as
 `timestamptz` here, converted in SQL (`'epoch' + n microseconds`, exact); the SQLite store keeps the
@@ -33,7 +34,7 @@ from plantstream.core import logs
 from plantstream.core.config import PostgresSettings, RetentionSettings
 from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import flatten, sample_time_range
+from sinks.stores.rows import flatten, newest_revisions, sample_time_range
 
 log = logs.get(__name__)
 
@@ -113,6 +114,8 @@ KPI_WINDOWS = Table(
         ("last_time", "timestamptz"),
         ("time_weighted_avg", "double precision"),
         ("rate_of_change", "double precision"),
+        ("revision", "bigint"),
+        ("data_coverage", "double precision"),
     ),
     ("asset", "tag", "window_start", "window_end"),
     "window_start",
@@ -140,6 +143,8 @@ OEE_WINDOWS = Table(
         ("mtbf_s", "double precision"),
         ("mttr_s", "double precision"),
         ("downtime_by_reason_s", "jsonb"),
+        ("revision", "bigint"),
+        ("data_coverage", "double precision"),
     ),
     ("asset", "window_start", "window_end"),
     "window_start",
@@ -182,9 +187,40 @@ ALERTS = Table(
     "month",
     "alerts_days",
 )
-TABLES = {t.name: t for t in (FRAMES, SAMPLES, KPI_WINDOWS, OEE_WINDOWS, ANOMALY_SCORES, ALERTS)}
+ALARM_EVENTS = Table(
+    "alarm_events",
+    (
+        ("event_id", "text"),
+        ("alarm", "text"),
+        ("asset", "text"),
+        ("rule", "text"),
+        ("time", "timestamptz"),
+        ("event", "text"),
+        ("from_state", "text"),
+        ("to_state", "text"),
+        ("user", "text"),
+        ("comment", "text"),
+        ("command_id", "text"),
+        ("reason", "text"),
+        ("alert_id", "text"),
+        ("severity", "text"),
+    ),
+    # time is in the key because a partitioned table's keys must hold the partition column; an event
+    # emitted again carries the same time
+    ("event_id", "time"),
+    "time",
+    "month",
+    "alerts_days",
+)
+TABLES = {t.name: t for t in (FRAMES, SAMPLES, KPI_WINDOWS, OEE_WINDOWS, ANOMALY_SCORES, ALERTS, ALARM_EVENTS)}
 # write_records(kind, ...) accepts the record kinds the processors emit
-RECORD_KINDS = {"kpi_window": KPI_WINDOWS, "oee_window": OEE_WINDOWS, "anomaly_score": ANOMALY_SCORES, "alert": ALERTS}
+RECORD_KINDS = {
+    "kpi_window": KPI_WINDOWS,
+    "oee_window": OEE_WINDOWS,
+    "anomaly_score": ANOMALY_SCORES,
+    "alert": ALERTS,
+    "alarm_event": ALARM_EVENTS,
+}
 
 
 # --- connection settings ------------------------------------------------------------------------
@@ -273,10 +309,23 @@ def _migration_2(cur: psycopg.Cursor[Any], timescale: bool) -> None:
         _create_table(cur, t, timescale)
 
 
+def _migration_3(cur: psycopg.Cursor[Any], timescale: bool) -> None:
+    # IF NOT EXISTS: a database made by this version got the columns from migrations 1 and 2 already
+    for t in (KPI_WINDOWS, OEE_WINDOWS):
+        cur.execute(
+            sql.SQL(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0, "
+                "ADD COLUMN IF NOT EXISTS data_coverage double precision"
+            ).format(sql.Identifier(t.name))
+        )
+    _create_table(cur, ALARM_EVENTS, timescale)
+
+
 # append only: a deployed migration never changes, a new one gets the next number
 MIGRATIONS: list[tuple[int, str, Callable[[psycopg.Cursor[Any], bool], None]]] = [
     (1, "frames, samples, kpi_windows", _migration_1),
     (2, "oee_windows, anomaly_scores, alerts", _migration_2),
+    (3, "revision and data_coverage of kpi and oee windows, alarm_events", _migration_3),
 ]
 
 
@@ -300,17 +349,48 @@ def _insert_sql(t: Table) -> sql.Composed:
             return sql.SQL("{}::jsonb").format(sql.Identifier(c))
         return sql.Identifier(c)
 
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+    conflict: sql.Composable
+    if "revision" in t.column_names:
+        # a correction after late data replaces the stored row; a redelivered or older revision does not
+        conflict = sql.SQL("ON CONFLICT ({}) DO UPDATE SET {} WHERE EXCLUDED.revision > {}.revision").format(
+            sql.SQL(", ").join(map(sql.Identifier, t.key)),
+            sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in t.column_names
+                if c not in t.key
+            ),
+            sql.Identifier(t.name),
+        )
+    else:
+        conflict = sql.SQL("ON CONFLICT DO NOTHING")
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
         sql.Identifier(t.name),
         sql.SQL(", ").join(map(sql.Identifier, t.column_names)),
         sql.SQL(", ").join(expr(c, typ) for c, typ in t.columns),
         sql.Identifier(f"stage_{t.name}"),
+        conflict,
     )
 
 
 def record_row(t: Table, r: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A decoded Avro record as a staging row: maps as JSON text, the rest as decoded."""
-    return tuple(json.dumps(r.get(c) or {}, sort_keys=True) if typ == "jsonb" else r.get(c) for c, typ in t.columns)
+    """A decoded Avro record as a staging row: maps as JSON text, the rest as decoded (a record from before
+    revisions existed is revision 0)."""
+    return tuple(
+        json.dumps(r.get(c) or {}, sort_keys=True)
+        if typ == "jsonb"
+        else int(r.get(c) or 0)
+        if c == "revision"
+        else r.get(c)
+        for c, typ in t.columns
+    )
+
+
+def staged_records(t: Table, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Staging rows of decoded records; a revised table gets one row per key (the highest revision), as one
+    INSERT ... ON CONFLICT DO UPDATE may not touch a row twice."""
+    if "revision" in t.column_names:
+        records = newest_revisions(records, t.key)
+    return [record_row(t, r) for r in records]
 
 
 class PostgresStore:
@@ -465,12 +545,12 @@ class PostgresStore:
         for f in batch.frames:
             lo, hi = sample_time_range(f)
             sample_days.update(range(lo // DAY_US, hi // DAY_US + 1))
-        kpi_rows = [record_row(KPI_WINDOWS, k) for k in batch.kpi_windows]
+        kpi_rows = staged_records(KPI_WINDOWS, batch.kpi_windows)
         records = batch.results()
         extra = []
         for kind, recs in records.items():
             t = RECORD_KINDS[kind]
-            rows = [record_row(t, r) for r in recs]
+            rows = staged_records(t, recs)
             i = t.column_names.index(t.time_column)
             extra.append((t, rows, {period_of(r[i], t.period) for r in rows}))
         n_frames, n_samples, n_kpi, *n_extra = self._write_tables(
@@ -490,7 +570,7 @@ class PostgresStore:
         if kind not in RECORD_KINDS:
             raise ValueError(f"unknown record kind {kind!r}; use one of {sorted(RECORD_KINDS)}")
         t = RECORD_KINDS[kind]
-        rows = [record_row(t, r) for r in records]
+        rows = staged_records(t, records)
         i = t.column_names.index(t.time_column)
         return self._write_tables([(t, rows, {period_of(r[i], t.period) for r in rows})])[0]
 

@@ -93,3 +93,25 @@ def flatten(frames: Iterable[Frame]) -> tuple[list[FrameRow], list[SampleRow]]:
             num, text = split_value(s["value"])
             sample_rows.append((asset, s["tag"], s["source_time"], num, text, QUALITY[s["quality"]]))
     return frame_rows, sample_rows
+
+
+def newest_revisions(records: Iterable[Mapping[str, Any]], key: Sequence[str]) -> list[Mapping[str, Any]]:
+    """One record per natural key, the one with the highest `revision` (a correction after late data
+    supersedes the first result), in the order the keys first appeared. A store upserts these, keeping a
+    stored row whose revision is higher, so the order of batches does not matter either."""
+    out: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for r in records:
+        k = tuple(r[c] for c in key)
+        old = out.get(k)
+        if old is None or int(r.get("revision") or 0) > int(old.get("revision") or 0):
+            out[k] = r
+    return list(out.values())
+
+
+def revised_columns(record: Mapping[str, Any], names: Sequence[str]) -> tuple[Any, ...]:
+    """`columns` of a window record: one from before revisions and coverage existed is revision 0, coverage
+    unknown."""
+    return tuple(
+        int(record.get(n) or 0) if n == "revision" else record.get(n) if n == "data_coverage" else record[n]
+        for n in names
+    )

@@ -1,8 +1,9 @@
 """SQLite storage (the embedded default): samples, frames and KPI windows with natural keys.
 
 Every table has the record's natural key as its primary key, so a redelivered message (at-least-once
-processing, a sink killed before committing its offsets) changes nothing: frames and samples are
-insert-or-ignore (a recomputed KPI window is the same row, so the first copy stands).
+processing, a sink killed before committing its offsets) changes nothing: frames, samples, alerts and
+alarm events are insert-or-ignore; KPI and OEE windows are upserted by `revision`, so a correction
+after late data replaces the first result and a redelivered older revision changes nothing.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from plantstream.core.config import RetentionSettings
 from sinks.batch import Batch
 from sinks.stores.base import StoreUnavailable
-from sinks.stores.rows import columns, flatten
+from sinks.stores.rows import flatten, newest_revisions, revised_columns
 
 MIGRATIONS: list[str] = [
     # 1: the thin path's tables
@@ -76,6 +77,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX anomaly_scores_time ON anomaly_scores (time);
     CREATE INDEX alerts_time ON alerts (time);
     """,
+    # 4: corrections after late data (the newest revision of a window stands), data coverage, the alarm
+    # lifecycle's audit trail
+    """
+    ALTER TABLE kpi_windows ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE kpi_windows ADD COLUMN data_coverage REAL;
+    ALTER TABLE oee_windows ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE oee_windows ADD COLUMN data_coverage REAL;
+    CREATE TABLE alarm_events (
+        event_id TEXT NOT NULL, alarm TEXT NOT NULL, asset TEXT NOT NULL, rule TEXT NOT NULL, time INTEGER NOT NULL,
+        event TEXT NOT NULL, from_state TEXT, to_state TEXT, user TEXT, comment TEXT, command_id TEXT, reason TEXT,
+        alert_id TEXT, severity TEXT,
+        PRIMARY KEY (event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX alarm_events_time ON alarm_events (time);
+    CREATE INDEX alarm_events_alarm ON alarm_events (alarm, time);
+    """,
 ]
 
 # table -> (time column, RetentionSettings field); frames follow samples unless set
@@ -109,6 +126,8 @@ RECORD_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
             "mtbf_s",
             "mttr_s",
             "downtime_by_reason_s",
+            "revision",
+            "data_coverage",
         ),
     ),
     "anomaly_score": (
@@ -116,11 +135,47 @@ RECORD_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("asset", "time", "model", "score", "threshold", "is_anomaly", "warming_up", "contributions"),
     ),
     "alert": ("alerts", ("alert_id", "asset", "rule", "kind", "state", "severity", "time", "message", "tags", "value")),
+    "alarm_event": (
+        "alarm_events",
+        (
+            "event_id",
+            "alarm",
+            "asset",
+            "rule",
+            "time",
+            "event",
+            "from_state",
+            "to_state",
+            "user",
+            "comment",
+            "command_id",
+            "reason",
+            "alert_id",
+            "severity",
+        ),
+    ),
 }
+# kinds whose rows are revised, by natural key: the row with the higher revision stands
+REVISED: dict[str, tuple[str, ...]] = {"oee_window": ("asset", "window_start", "window_end")}
+KPI_KEY = ("asset", "tag", "window_start", "window_end")
+
+
+def upsert_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """INSERT that replaces a stored row only with a higher revision of it (redeliveries change nothing)."""
+    sets = ", ".join(f"{c}=excluded.{c}" for c in columns if c not in key)
+    return (
+        f"INSERT INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))}) "
+        f"ON CONFLICT ({','.join(key)}) DO UPDATE SET {sets} WHERE excluded.revision > {table}.revision"
+    )
 
 
 def _cell(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+
+
+def _row(r: Mapping[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
+    # a record from before revisions existed is revision 0
+    return tuple(_cell(r.get(c)) if c != "revision" else int(r.get(c) or 0) for c in columns)
 
 
 KPI_COLUMNS = (
@@ -141,6 +196,8 @@ KPI_COLUMNS = (
     "last_time",
     "time_weighted_avg",
     "rate_of_change",
+    "revision",
+    "data_coverage",
 )
 
 
@@ -216,7 +273,7 @@ class SqliteStore:
     def write(self, batch: Batch) -> dict[str, int]:
         """Store a batch in one transaction; returns the rows actually inserted per table."""
         frame_rows, sample_rows = flatten(batch.frames)
-        kpi_rows = [columns(k, KPI_COLUMNS) for k in batch.kpi_windows]
+        kpi_rows = [revised_columns(k, KPI_COLUMNS) for k in newest_revisions(batch.kpi_windows, KPI_KEY)]
         with self._unavailable_on_transient():
             return self._write_rows(frame_rows, sample_rows, kpi_rows, batch.results())
 
@@ -237,16 +294,21 @@ class SqliteStore:
             cur.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?)", sample_rows)
             n_samples = self.db.total_changes - before
             before = self.db.total_changes
-            cur.executemany(f"INSERT OR IGNORE INTO kpi_windows VALUES ({','.join('?' * len(KPI_COLUMNS))})", kpi_rows)
+            cur.executemany(upsert_sql("kpi_windows", KPI_COLUMNS, KPI_KEY), kpi_rows)
             n_kpi = self.db.total_changes - before
             extra: dict[str, int] = {}
             for kind, recs in records.items():
                 table, columns = RECORD_COLUMNS[kind]
                 before = self.db.total_changes
-                cur.executemany(
-                    f"INSERT OR IGNORE INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
-                    [tuple(_cell(r.get(c)) for c in columns) for r in recs],
+                key = REVISED.get(kind)
+                if key is not None:
+                    recs = newest_revisions(recs, key)
+                statement = (
+                    upsert_sql(table, columns, key)
+                    if key is not None
+                    else f"INSERT OR IGNORE INTO {table} ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})"
                 )
+                cur.executemany(statement, [_row(r, columns) for r in recs])
                 extra[kind] = self.db.total_changes - before
             cur.execute("COMMIT")
         except BaseException:
@@ -298,7 +360,7 @@ class SqliteStore:
                 return total
 
     def count(self, table: str) -> int:
-        if table not in ("frames", "samples", "kpi_windows", "oee_windows", "anomaly_scores", "alerts"):
+        if table not in ("frames", "samples", "kpi_windows", "oee_windows", "anomaly_scores", "alerts", "alarm_events"):
             raise ValueError(table)
         return int(self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 

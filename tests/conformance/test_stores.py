@@ -138,6 +138,24 @@ def results(t: int) -> Batch:
             "value": 90.0,
         }
     )
+    b.alarm_events.append(
+        {
+            "event_id": "e1",
+            "alarm": "acme.site.area.line.m1/hot",
+            "asset": "acme.site.area.line.m1",
+            "rule": "hot",
+            "time": t,
+            "event": "ACKNOWLEDGED",
+            "from_state": "UNACK",
+            "to_state": "ACKED",
+            "user": "ann",
+            "comment": "on it",
+            "command_id": "c1",
+            "reason": "",
+            "alert_id": "a1",
+            "severity": "WARNING",
+        }
+    )
     return b
 
 
@@ -158,10 +176,30 @@ def test_a_redelivered_batch_inserts_nothing(store: Store) -> None:
 
 def test_every_result_kind_is_stored_once(store: Store) -> None:
     written = store.write(results(NOW))
-    assert written == {"frames": 0, "samples": 0, "kpi_windows": 0, "oee_window": 1, "anomaly_score": 1, "alert": 1}
+    assert written == {
+        "frames": 0,
+        "samples": 0,
+        "kpi_windows": 0,
+        "oee_window": 1,
+        "anomaly_score": 1,
+        "alert": 1,
+        "alarm_event": 1,
+    }
     again = store.write(results(NOW))
-    assert (again["oee_window"], again["anomaly_score"], again["alert"]) == (0, 0, 0)
-    assert [store.count(t) for t in ("oee_windows", "anomaly_scores", "alerts")] == [1, 1, 1]
+    assert (again["oee_window"], again["anomaly_score"], again["alert"], again["alarm_event"]) == (0, 0, 0, 0)
+    assert [store.count(t) for t in ("oee_windows", "anomaly_scores", "alerts", "alarm_events")] == [1, 1, 1, 1]
+
+
+def test_the_newest_revision_of_a_window_stands(store: Store) -> None:
+    first = results(NOW).oee_windows[0]
+    store.write(Batch(kpi_windows=[{**kpi(NOW), "revision": 0}], oee_windows=[{**first, "revision": 0}]))
+    corrected = Batch(
+        kpi_windows=[{**kpi(NOW), "mean": 25.0, "revision": 1}],
+        oee_windows=[{**first, "oee": 0.8, "revision": 1, "data_coverage": 1.0}],
+    )
+    assert store.write(corrected)["kpi_windows"] == 1  # the correction replaces the first result
+    assert store.write(Batch(kpi_windows=[{**kpi(NOW), "revision": 0}]))["kpi_windows"] == 0  # an older one: no
+    assert store.count("kpi_windows") == 1 and store.count("oee_windows") == 1
 
 
 def test_an_empty_batch_changes_nothing(store: Store) -> None:

@@ -40,7 +40,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from psycopg.rows import dict_row
 
 import schemas
-from plantstream.core import kafka_clients, topics
+from plantstream.core import kafka_clients, reporting, topics
 from plantstream.core.config import Settings
 from processors import event_windows
 from processors import oee as oee_math
@@ -54,9 +54,10 @@ FrameKey = tuple[str, str, int]  # producer_id, device, seq
 KpiKey = tuple[str, str, int, int]  # asset, tag, window_start, window_end
 OeeKey = tuple[str, int, int]  # asset, window_start, window_end
 # the statistics of a KPI window: the stored columns after its natural key (asset, tag, start, end)
-KPI_FIELDS = KPI_COLUMNS[4:]
+# revision: how often a window was emitted, not what it holds; the newest revision is compared
+KPI_FIELDS = tuple(c for c in KPI_COLUMNS[4:] if c != "revision")
 # an OEE window's figures: the stored columns after its natural key (asset, start, end)
-OEE_FIELDS = RECORD_COLUMNS["oee_window"][1][3:]
+OEE_FIELDS = tuple(c for c in RECORD_COLUMNS["oee_window"][1][3:] if c != "revision")
 
 
 @dataclass
@@ -127,7 +128,7 @@ def recompute_kpis(settings: Settings, records: Iterable[TopicRecord]) -> dict[K
         if f is None or not f.get("asset") or (r.key is not None and r.key.decode("utf-8", "replace") != f["asset"]):
             continue
         st = states.setdefault(f["asset"], event_windows.new_state())
-        for w in event_windows.apply_frame(st, f, size, grace):
+        for w in event_windows.apply_frame(st, f, size, grace, silence=reporting.silence_us(settings, f["asset"])):
             out[(w["asset"], w["tag"], w["window_start"], w["window_end"])] = w
     return out
 
@@ -199,8 +200,14 @@ def compare_windows(
     complete: bool,
 ) -> KpiCheck:
     fields = tuple(fields)
-    keys = Counter(key(g) for g in got)
-    check = KpiCheck(expected=len(expected), got=len(keys), duplicated=sum(n - 1 for n in keys.values()))
+    keys = Counter((key(g), g.get("revision") or 0) for g in got)
+    newest: dict[Any, dict[str, Any]] = {}
+    for g in got:  # a correction after late data supersedes the window's earlier revisions
+        k = key(g)
+        if k not in newest or (g.get("revision") or 0) > (newest[k].get("revision") or 0):
+            newest[k] = g
+    got = list(newest.values())
+    check = KpiCheck(expected=len(expected), got=len(newest), duplicated=sum(n - 1 for n in keys.values()))
     for g in got:
         k = key(g)
         want = expected.get(k)
@@ -211,7 +218,7 @@ def compare_windows(
             if len(check.diffs) < 3:
                 check.diffs.append({f: (g.get(f), want.get(f)) for f in fields if not _same(g.get(f), want.get(f))})
     if complete:
-        check.missing = sorted(set(expected) - set(keys))
+        check.missing = sorted(set(expected) - set(newest))
     check.unexpected = sorted(set(check.unexpected))
     check.mismatched = sorted(set(check.mismatched))
     return check

@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from plantstream.core import kafka_clients, runstats, topics
+from plantstream.core import kafka_clients, reporting, runstats, topics
 from plantstream.core.config import Settings, TagRole, TagType
 from processors import event_windows, oee
 from tests.conftest import write_config
@@ -111,10 +111,10 @@ def expected_kpi(settings: Settings, frames: list[dict], *, flush: bool) -> list
     out: list[dict] = []
     for f in frames:
         st = states.setdefault(f["asset"], event_windows.new_state())
-        out += event_windows.apply_frame(st, f, size, grace, hop)
+        out += event_windows.apply_frame(st, f, size, grace, hop, silence=reporting.silence_us(settings, f["asset"]))
     if flush:
         for asset, st in states.items():
-            out += event_windows.close_until(st, asset, size, 2**62, hop)
+            out += event_windows.close_until(st, asset, size, 2**62, hop, reporting.silence_us(settings, asset))
     return out
 
 

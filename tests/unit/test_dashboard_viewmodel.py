@@ -1,4 +1,4 @@
-"""The dashboard's pure view model, token rules, acknowledgement store and downsampling SQL."""
+"""The dashboard's pure view model, token rules, the read API's OpenAPI document and downsampling SQL."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+import schemas
 from plantstream.core.config import DashboardSettings, Settings, load_config
-from sinks.dashboard import auth, viewmodel
-from sinks.dashboard.acks import AckStore
+from sinks.dashboard import auth, openapi, viewmodel
 from sinks.dashboard.history import sqlite_history
 from sinks.dashboard.ranges import nice_bucket_us
 from sinks.stores.sqlite import SqliteStore
@@ -165,13 +165,19 @@ def test_token_rules() -> None:
     assert auth.url_without_token("/", {"token": "x", "a": "1"}) == "/?a=1"
 
 
-def test_acks_persist_and_keep_first(tmp_path: Path) -> None:
-    s = AckStore(tmp_path / "d.db")
-    first = s.ack("A1", by="ann", now_us=5)
-    again = s.ack("A1", by="bob", now_us=9)
-    assert first == again == {"acked_at": 5, "acked_by": "ann", "note": ""}
-    s.close()
-    assert AckStore(tmp_path / "d.db").all() == {"A1": first}
+def test_openapi_document_is_valid_and_follows_the_avro_contracts() -> None:
+    from openapi_spec_validator import validate
+
+    doc = openapi.document()
+    validate(doc)  # a valid OpenAPI 3.1 document
+    comps = doc["components"]["schemas"]
+    for name in (schemas.ASSET_STATE, schemas.ALARM_STATE, schemas.ALARM_EVENT):
+        avro = schemas.schema_json(name)
+        comp = comps[avro["name"]]
+        assert list(comp["properties"]) == [f["name"] for f in avro["fields"]]
+        assert comp["required"] == [f["name"] for f in avro["fields"] if "default" not in f]
+    machine_state = comps["AssetState"]["properties"]["machine_state"]
+    assert machine_state["anyOf"][1] == {"$ref": "#/components/schemas/MachineState"}
 
 
 def test_dashboard_settings(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -153,3 +153,33 @@ def test_longs_and_booleans_as_columns_give_the_windows_of_the_records() -> None
     want = [w for f in records for w in event_windows.apply_frame(one, f, 10 * S, S)]
     got_windows = event_windows.apply_columns(by_cols, cols, 10 * S, S)
     assert as_json(got_windows) == as_json(want) and len(want) == 15
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frame_lists(),
+    st.sampled_from([None, 2 * S]),
+    st.sampled_from([None, 30 * S]),
+    st.lists(st.sampled_from([0, 0, 5 * S, 25 * S, 60 * S]), min_size=10, max_size=10),
+)
+def test_columns_keep_coverage_and_corrections_after_a_silence(
+    frames: list[FrameColumns], silence: int | None, allowed: int | None, idles: list[int]
+) -> None:
+    """With the asset's allowed silence and idle closes between batches (the worker's silence timer),
+    frames as columns give the same windows (coverage, revisions) and state as frames one by one."""
+    size, hop, grace = 10 * S, 5 * S, S
+    one, cols = event_windows.new_state(), event_windows.new_state()
+    closed_one: list = []
+    closed_cols: list = []
+    i = 0
+    for k, idle in zip([1, 3, 7, 2, 40] * 2, idles, strict=True):
+        batch = frames[i : i + k]
+        i += k
+        for f in batch:
+            closed_one += event_windows.apply_frame(one, f.to_frame(), size, grace, hop, [], silence, allowed)
+        closed_cols += event_windows.apply_columns(cols, batch, size, grace, hop, {}, silence, allowed)
+        if idle:
+            closed_one += event_windows.advance_idle(one, "x.a.b.c.d", size, grace, idle, hop, silence, allowed)
+            closed_cols += event_windows.advance_idle(cols, "x.a.b.c.d", size, grace, idle, hop, silence, allowed)
+    assert as_json(closed_cols) == as_json(closed_one)
+    assert as_json(cols) == as_json(one)

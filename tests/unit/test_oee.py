@@ -113,8 +113,8 @@ def test_micro_stops_are_performance_losses_and_hold_the_window() -> None:
     assert r["availability"] == pytest.approx(52 / 60)
     assert r["failures"] == 1 and r["mttr_s"] == 8 and r["mtbf_s"] == 52
     assert r["downtime_by_reason_s"] == {"4": 8.0}
-    # no parts: PQ = 0, E = 2 x 0 / 52 = 0, QR and OEE null
-    assert r["effectiveness"] == 0 and r["quality_ratio"] is None and r["oee"] is None
+    # no parts: PQ = 0, E = 2 x 0 / 52 = 0, QR null; OEE = PRI x GQ / PBT = 0 (defined: PBT > 0)
+    assert r["effectiveness"] == 0 and r["quality_ratio"] is None and r["oee"] == 0
 
 
 def test_long_stop_is_a_failure_once_it_passes_the_threshold() -> None:
@@ -222,10 +222,11 @@ def test_window_with_no_production() -> None:
     p = profile({"good": "good", "scrap": "scrap"})
     recs = run(p, [frame(0, state=2, good=5, scrap=1), frame(60, state=2, good=5, scrap=1)])
     r = one(recs, 0)
-    # IDLE all window: PBT = 60, APT = 0 -> A = 0; PQ = 0 -> E, QR, scrap ratio and OEE null
+    # IDLE all window: PBT = 60, APT = 0 -> A = 0; PQ = 0 -> E, QR and scrap ratio null; OEE = PRI x GQ / PBT
+    # = 0: a down window with planned busy time is the worst window, not an undefined one (ISO 22400-2)
     assert r["planned_busy_time_s"] == 60 and r["availability"] == 0
     assert r["produced_quantity"] == 0 and r["effectiveness"] is None and r["quality_ratio"] is None
-    assert r["scrap_ratio"] is None and r["oee"] is None and r["failures"] == 0 and r["mtbf_s"] is None
+    assert r["scrap_ratio"] is None and r["oee"] == 0 and r["failures"] == 0 and r["mtbf_s"] is None
 
 
 def test_quantities_from_the_roles_present() -> None:

@@ -209,3 +209,18 @@ def test_other_results_in_the_same_batch(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT oee, downtime_by_reason_s->>'jam' FROM oee_windows").fetchone() == (0.6, "10.0")
     store.close()
+
+
+def test_a_correction_replaces_the_first_result(pg_dsn: str) -> None:
+    from tests.unit.test_sqlite_store import revised
+
+    store = PostgresStore(pg_dsn)
+    oee = {**result_records()["oee_window"][0], "window_start": T0, "window_end": T0 + 60_000_000}
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]}))
+    store.write(as_batch([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]}))
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]}))  # a redelivered first result
+    store.write(as_batch([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {}))  # both in one batch: one row per key
+    with psycopg.connect(pg_dsn) as c:
+        assert c.execute("SELECT mean, revision FROM kpi_windows").fetchall() == [(3.0, 2)]
+        assert c.execute("SELECT oee, revision, data_coverage FROM oee_windows").fetchall() == [(0.7, 1, 1.0)]
+    store.close()

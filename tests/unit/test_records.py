@@ -19,6 +19,10 @@ TYPED = {
     schemas.OEE_WINDOW: records.OeeWindow,
     schemas.ANOMALY_SCORE: records.AnomalyScore,
     schemas.ALERT: records.Alert,
+    schemas.ASSET_STATE: records.AssetState,
+    schemas.ALARM_COMMAND: records.AlarmCommand,
+    schemas.ALARM_STATE: records.AlarmState,
+    schemas.ALARM_EVENT: records.AlarmEvent,
 }
 
 
@@ -71,9 +75,18 @@ def check_record(avro: dict[str, Any], typed: Any) -> None:
     assert list(hints) == [f["name"] for f in avro["fields"]], f"{typed.__name__}: field names or order differ"
     for f in avro["fields"]:
         assert actual(hints[f["name"]]) == expected(f["type"]), f"{typed.__name__}.{f['name']}"
-        item = f["type"]["items"] if isinstance(f["type"], dict) and f["type"]["type"] == "array" else None
-        if isinstance(item, dict) and item["type"] == "record":
-            check_record(item, get_args(hints[f["name"]])[0])
+        # nested records (an array's items, a nullable record): their fields are checked too
+        branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        for branch in branches:
+            item = branch["items"] if isinstance(branch, dict) and branch["type"] == "array" else branch
+            if isinstance(item, dict) and item["type"] == "record":
+                hint = hints[f["name"]]
+                typed_item = next(
+                    h
+                    for h in (get_args(a)[0] if get_origin(a) is list else a for a in options(hint))
+                    if typing.is_typeddict(h)
+                )
+                check_record(item, typed_item)
 
 
 @pytest.mark.parametrize("name", schemas.ALL)

@@ -137,6 +137,46 @@ def test_other_results_are_stored_once(tmp_path: Path) -> None:
     assert store.db.execute("SELECT tags, state FROM alerts").fetchone() == ('["temp"]', "RAISED")
 
 
+def revised(rec: dict, revision: int, **changes: object) -> dict:
+    return {**rec, **changes, "revision": revision}
+
+
+def test_a_correction_replaces_the_first_result_and_older_revisions_change_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    oee = result_records()["oee_window"][0]
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0, data_coverage=0.5)]}))
+    # the correction after late data: revision 1 replaces revision 0
+    store.write(as_batch([], [revised(kpi(2.0), 1)], {"oee_window": [revised(oee, 1, oee=0.7, data_coverage=1.0)]}))
+    # a redelivered revision 0, and a batch holding both revisions (the newest wins either way)
+    store.write(as_batch([], [revised(kpi(1.0), 0)], {"oee_window": [revised(oee, 0)]}))
+    store.write(as_batch([], [revised(kpi(3.0), 2), revised(kpi(1.5), 0)], {}))
+    assert store.db.execute("SELECT mean, revision FROM kpi_windows").fetchall() == [(3.0, 2)]
+    assert store.db.execute("SELECT oee, revision, data_coverage FROM oee_windows").fetchall() == [(0.7, 1, 1.0)]
+
+
+def test_alarm_events_are_stored_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    event = {
+        "event_id": "e1",
+        "alarm": "a.b.c.d.e/hot",
+        "asset": "a.b.c.d.e",
+        "rule": "hot",
+        "time": 5,
+        "event": "ACKNOWLEDGED",
+        "from_state": "UNACK",
+        "to_state": "ACKED",
+        "user": "alice",
+        "comment": "on it",
+        "command_id": "c1",
+        "reason": "",
+        "alert_id": "x1",
+        "severity": "CRITICAL",
+    }
+    assert store.write(as_batch([], [], {"alarm_event": [event]}))["alarm_event"] == 1
+    assert store.write(as_batch([], [], {"alarm_event": [event]}))["alarm_event"] == 0
+    assert store.db.execute("SELECT user, to_state FROM alarm_events").fetchone() == ("alice", "ACKED")
+
+
 def _float_frames(n: int) -> list[dict]:
     return [
         {

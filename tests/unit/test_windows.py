@@ -192,9 +192,15 @@ def test_idle_asset_closes_its_last_window_only_after_the_grace() -> None:
     closed = event_windows.advance_idle(st, "a", size, grace, idle_us=8 * S)  # wm 20 s: [10, 20) closes
     assert [(r["window_start"], r["count"]) for r in closed] == [(10 * S, 5)]
     assert event_windows.advance_idle(st, "a", size, grace, idle_us=60 * S) == []  # never twice
-    # the asset comes back with an old timestamp: that window is gone, the sample is late
+    # the asset comes back with data from inside the closed window (delayed, not missing): the state
+    # rolls back to before the silence, and the window is emitted again, corrected, as revision 1
     late: list[dict] = []
-    event_windows.apply_frame(st, frame("a", 19 * S, x=3.0), size, grace, late=late)
+    assert event_windows.apply_frame(st, frame("a", 19 * S, x=3.0), size, grace, late=late) == []
+    assert late == []
+    again = event_windows.apply_frame(st, frame("a", 22 * S, x=3.0), size, grace)
+    assert [(r["window_start"], r["count"], r["revision"]) for r in again] == [(10 * S, 6, 1)]
+    # without a silence to roll back, a sample for an emitted window is late, as before
+    event_windows.apply_frame(st, frame("a", 19 * S + 1, x=3.0), size, grace, late=late)
     assert len(late) == 1
 
 

@@ -99,8 +99,9 @@ def test_outputs_equal_the_pure_math() -> None:
     assert out.of(Kind.ANOMALY) == want_scores and len(want_scores) == len(frames)
     assert [(r["rule"], r["state"]) for r in out.of(Kind.ALERT)] == [(r["rule"], r["state"]) for r in want_alerts]
     assert not out.dead_letters
-    # every record keyed by its asset
-    assert all(asset == r["asset"] for asset, _, r in out.records)
+    # every record keyed by its asset, an alarm's state by the alarm (compaction keeps one per alarm)
+    assert all(key == (r["alarm"] if k is Kind.ALARM_STATE else r["asset"]) for key, k, r in out.records)
+    assert {r["asset"] for r in out.of(Kind.STATE)} == {f["asset"] for f in frames}
     assert proc.stats.get("frames_in") == len(frames) and proc.stats.get("kpi_windows") == len(want_kpi)
 
 

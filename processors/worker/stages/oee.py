@@ -21,7 +21,10 @@ class Oee(FrameByFrame):
             return []
         if state.oee is None:
             state.oee = oee.new_state()
-        return [Emit(Kind.OEE, r) for r in oee.apply_frame(state.oee, frame, profile, self.size_us, self.grace_us)]
+        closed = oee.apply_frame(
+            state.oee, frame, profile, self.size_us, self.grace_us, self.config.allowed_lateness_us
+        )
+        return [Emit(Kind.OEE, r) for r in closed]
 
     def advance(self, state: AssetState, silence: Silence) -> list[Emit]:
         if silence.idle_us is None or state.oee is None:
@@ -31,5 +34,7 @@ class Oee(FrameByFrame):
             return []
         # the machine is taken to stay in its last known state while its data is silent (report by
         # exception sends no unchanged state): see oee.advance_idle
-        closed = oee.advance_idle(state.oee, profile, self.size_us, self.grace_us, silence.idle_us)
+        closed = oee.advance_idle(
+            state.oee, profile, self.size_us, self.grace_us, silence.idle_us, self.config.allowed_lateness_us
+        )
         return [Emit(Kind.OEE, r) for r in closed]

@@ -3,7 +3,7 @@
 
 const S = {
   plant: null, byPath: {}, info: {}, selected: null, status: {}, treeOee: {}, live: null, oee: null, shift: null,
-  history: null, range: "auto", custom: null, zoom: null, alerts: new Map(), health: null, feed: null, me: null,
+  history: null, range: "auto", custom: null, zoom: null, alerts: new Map(), alarmErrors: new Map(), health: null, feed: null, me: null,
   es: null, lastEvent: 0, everOpen: false, charts: [], drawnOnce: false, redrawPending: false, parents: {},
 };
 
@@ -566,35 +566,77 @@ function renderDowntime(rows) {
 // --- alerts ---
 function renderAlerts() {
   const tb = el("tbody");
-  const rows = [...S.alerts.values()].filter((a) => a.state === "RAISED")
+  // active alerts, and cleared ones whose alarm waits for an acknowledgement (returned to normal, or latched)
+  const waiting = (a) => a.alarm && (a.alarm.state === "RTN_UNACK" || a.alarm.state === "LATCHED");
+  const rows = [...S.alerts.values()].filter((a) => a.state === "RAISED" || waiting(a))
     .sort((a, b) => (!!a.ack - !!b.ack) || (b.time - a.time));
   if (!rows.length) tb.append(el("tr", {}, el("td", { class: "empty", text: "no active alerts" })));
   for (const a of rows) {
-    let action;
-    if (a.ack) action = el("span", { class: "acked-by small dim", text: `acknowledged${a.ack.acked_by ? " by " + a.ack.acked_by : ""} ${hhmm(a.ack.acked_at)}` });
-    else if (can("ack")) { action = el("button", { class: "ack", text: "Acknowledge" }); action.addEventListener("click", () => acknowledge(a.alert_id, action)); }
-    else action = el("span", { class: "small dim", text: "read-only" });
-    tb.append(el("tr", { class: "alert" + (a.ack ? " acked" : ""), "data-alert-id": a.alert_id, "data-rule": a.rule },
+    // the alarm's lifecycle state comes from Kafka (plant.alarm-state.v1): the same on every dashboard
+    const st = a.alarm ? a.alarm.state : "";
+    const shelved = st === "SHELVED";
+    const actions = el("div", { class: "alarm-actions" });
+    if (shelved) actions.append(el("span", { class: "shelved-by small dim", text: `shelved${a.alarm.shelved_by ? " by " + a.alarm.shelved_by : ""} until ${hhmm(a.alarm.shelved_until)}` }));
+    else if (st === "SUPPRESSED" || st === "OUT_OF_SERVICE") actions.append(el("span", { class: "small dim", text: st === "SUPPRESSED" ? `suppressed: ${a.alarm.suppressed_reason}` : "out of service" }));
+    if (a.ack) actions.append(el("span", { class: "acked-by small dim", text: `acknowledged${a.ack.acked_by ? " by " + a.ack.acked_by : ""} ${hhmm(a.ack.acked_at)}` }));
+    else if (can("ack")) actions.append(button("ack", "Acknowledge", () => alarmAction(a.alert_id, "ack", {})));
+    if (can("shelve")) {
+      if (shelved) actions.append(button("unshelve", "Unshelve", () => alarmAction(a.alert_id, "unshelve", {})));
+      else {
+        const pick = el("select", { class: "shelve-for", title: "shelve for" },
+          ...[[900, "15 min"], [3600, "1 h"], [4 * 3600, "4 h"], [8 * 3600, "8 h"]].map(([s, t]) => el("option", { value: String(s), text: t })));
+        actions.append(pick, button("shelve", "Shelve", () => alarmAction(a.alert_id, "shelve", { duration_s: Number(pick.value) })));
+      }
+    }
+    if (!can("ack") && !can("shelve")) actions.append(el("span", { class: "small dim", text: "read-only" }));
+    const err = S.alarmErrors.get(a.alert_id);
+    if (err) actions.append(el("div", { class: "alarm-error small dead", text: err }));
+    tb.append(el("tr", { class: "alert" + (a.ack ? " acked" : "") + (shelved ? " shelved" : ""), "data-alert-id": a.alert_id, "data-rule": a.rule, "data-alarm-state": st },
       el("td", { class: "sev-" + a.severity, text: a.severity }),
-      el("td", {}, el("div", { text: `${a.rule} · ${a.asset.split(".").pop()}` }),
+      el("td", {}, el("div", { text: `${a.rule} · ${a.asset.split(".").pop()}${waiting(a) ? " · " + (st === "LATCHED" ? "latched" : "returned to normal") : ""}` }),
         el("div", { class: "empty", text: a.message || "" }), el("div", { class: "empty", text: when(a.time) })),
-      el("td", {}, action)));
+      el("td", {}, actions)));
   }
   $("#alerts tbody").replaceWith(tb);
 }
-async function acknowledge(id, btn) {
-  btn.disabled = true;
+function button(cls, text, onclick) {
+  const b = el("button", { class: cls, text });
+  b.addEventListener("click", async () => { b.disabled = true; try { await onclick(); } finally { b.disabled = false; } });
+  return b;
+}
+// an operator action: a command to the worker that owns the asset; its answer (or refusal) comes back here
+async function alarmAction(id, action, body) {
+  S.alarmErrors.delete(id);
   try {
-    const r = await api(`api/alerts/${encodeURIComponent(id)}/ack`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
-    const a = S.alerts.get(id); if (a) a.ack = r.ack;
-    renderAlerts();
-  } catch (e) { btn.disabled = false; btn.title = String(e.message || e); console.error(e); }
+    const r = await api(`api/alerts/${encodeURIComponent(id)}/${action}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    const a = S.alerts.get(id);
+    if (a && r.ack) a.ack = r.ack;
+    if (a && r.event) a.alarm = { ...(a.alarm || {}), state: r.event.to_state };
+  } catch (e) { S.alarmErrors.set(id, String(e.message || e)); console.error(e); }
+  renderAlerts();
 }
 
 // --- pipeline health: the numbers `plantstream status` prints ---
+// the ISA-18.2 figures over every alarm of the plant (plant.alarm-state.v1), as the worker's metrics say them
+function renderAlarmFigures(f) {
+  const tb = el("tbody");
+  if (!f) tb.append(el("tr", {}, el("td", { class: "empty", text: "no alarm states yet" })));
+  else {
+    const row = (k, v, cls) => tb.append(el("tr", { "data-figure": k }, el("td", { text: k }), el("td", { class: "num " + (cls || ""), text: String(v) })));
+    row("alarms, last 10 min", f.per_10min, f.per_10min > 2 ? "warn" : "");
+    row("per 10 min, 24 h average", f.avg_per_10min_24h.toFixed(2));
+    row("standing (active now)", f.standing);
+    row("stale (active > 24 h)", f.stale, f.stale ? "warn" : "");
+    row("chattering", f.chattering.length, f.chattering.length ? "warn" : "");
+    row("shelved · suppressed · out of service", `${f.shelved} · ${f.suppressed} · ${f.out_of_service}`);
+    for (const m of f.most_frequent.slice(0, 5)) tb.append(el("tr", { class: "small dim" }, el("td", { text: "↳ " + m.alarm.split(".").pop() }), el("td", { class: "num", text: `${m.activations} (${(100 * m.share).toFixed(0)} %)` })));
+  }
+  $("#alarm-figures tbody").replaceWith(tb);
+}
 function renderHealth() {
   const h = S.health;
   if (!h) return;
+  renderAlarmFigures(h.alarms);
   const note = $("#health-note");
   note.textContent = h.error ? h.error : (h.feed && h.feed.state !== "live" ? `dashboard feed: ${h.feed.detail}` : "");
   note.className = "small " + (h.error ? "dead" : "dim");
@@ -674,6 +716,7 @@ function connect() {
   on("shift", (m) => { if (m.asset === S.selected) loadShift(); });
   on("alert", (a) => { S.alerts.set(a.alert_id, a); renderAlerts(); });
   on("ack", (m) => { const a = S.alerts.get(m.alert_id); if (a) { a.ack = m.ack; renderAlerts(); } });
+  on("alarm", (row) => { S.alerts.set(row.alert_id, row); renderAlerts(); });
   on("health", (h) => { S.health = h; S.feed = h.feed; renderHealth(); });
   on("status", (changed) => { Object.assign(S.status, changed); renderTreeStatus(); });
 }
