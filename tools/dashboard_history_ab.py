@@ -30,15 +30,18 @@ try:
     from plantstream.bench import dashboard as b
 except ImportError:  # the round's starting layout
     from plantstream.dashboard import bench as b
-tmp = Path(tempfile.mkdtemp(prefix="dash-ab-"))
-port = b.free_port()
-s = b.bench_settings(tmp, 10, 1.0, port)
-b.fill_store(s, 24.0, 10, 1.0, int(time.time() * 1e6))
-proc = b.start_server(s, tmp)
-b.wait_port(port, 60, proc=proc)
-print(port, flush=True)
-sys.stdin.read()
-b.stop_server(proc)
+with tempfile.TemporaryDirectory(prefix="dash-ab-") as d:
+    tmp = Path(d)
+    port = b.free_port()
+    s = b.bench_settings(tmp, 10, 1.0, port)
+    b.fill_store(s, 24.0, 10, 1.0, int(time.time() * 1e6))
+    proc = b.start_server(s, tmp)
+    try:
+        b.wait_port(port, 60, proc=proc)
+        print(port, flush=True)
+        sys.stdin.read()
+    finally:
+        b.stop_server(proc)
 """
 
 
