@@ -1,5 +1,6 @@
-"""`plantstream status`: topics, partitions, end offsets, message rates, lag per consumer group, and each
-stage's state, rate and lag (the numbers come from plantstream.core.pipeline_status, as the dashboard's)."""
+"""`plantstream status`: topics, partitions, end offsets, message rates, lag per consumer group, each
+stage's state, rate and lag, and a worker's anomaly models by state (the numbers come from
+plantstream.core.pipeline_status, as the dashboard's)."""
 
 from __future__ import annotations
 
@@ -29,4 +30,11 @@ def render(snapshot: dict[str, Any]) -> str:
                 f"{st['component']:<24} {st['state']:<8} {_num(st['rate_per_s']):>10} {st['rate_name']:<16} "
                 f"{_num(st['lag'], '{}'):>8} {_num(st['buffered'], '{}'):>9}"
             )
+        for st in snapshot["stages"]:
+            models = st.get("anomaly_models")
+            if models:
+                lines.append(
+                    f"{st['component']}: anomaly models {models.get('ready', 0)} ready, "
+                    f"{models.get('warming_up', 0)} warming up (one warming up flags no anomaly)"
+                )
     return "\n".join(lines)

@@ -7,7 +7,8 @@ read when a record is built, at most once per asset per `pipeline.state_topic.in
 
 Online: the asset reported within its allowed silence (plantstream.core.reporting) of now. Offline
 reasons: `silence` (no frame), `device_down` (frames still come, every sample BAD: the device does not
-answer, or a Sparkplug death certificate), `no_data` (nothing since the worker owns it).
+answer, or a Sparkplug death certificate), `no_data` (nothing since the worker owns it). An offline
+asset's machine state is null (unknown).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SEVERITY_RANK = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
 def new_twin() -> Twin:
     # tags: tag -> its last Sample; t: newest scan time; seen: scan time of the last report; bad_since:
     # scan time of the first frame of only BAD samples after it; ms: [class, reason, since] of the machine;
-    # emitted: wall clock of the last record; online: what it said
+    # emitted: wall clock of the last record; online, reason: what it said
     return {
         "tags": {},
         "t": None,
@@ -36,6 +37,7 @@ def new_twin() -> Twin:
         "ms": None,
         "emitted": 0,
         "online": None,
+        "reason": None,
         "dirty": True,
     }
 
@@ -188,7 +190,9 @@ def record(
 ) -> AssetState:
     """The AssetState record (schemas/asset_state.avsc) of one asset now."""
     online, reason, since = liveness(twin, now_us, limit_us)
-    ms = twin["ms"]
+    # offline, what the machine does now is not known: the OEE state machine holds the last state only
+    # up to the window the silence began in (processors/oee.py), which may end before the silence limit
+    ms = twin["ms"] if online else None
     rows, by = open_alarms(alarms)
     return {
         "asset": asset,

@@ -100,9 +100,18 @@ def stages(
                 "buffered": int(counts["buffer_frames"]) if "buffer_frames" in counts else None,
                 "dead_letters": int(counts.get("dead_letters", 0)),
                 "updated_age_s": round(wall_age(run, cur.wall), 1),
+                "anomaly_models": anomaly_models(run),
             }
         )
     return out
+
+
+def anomaly_models(run: Mapping[str, Any]) -> dict[str, int] | None:
+    """A worker's anomaly models by state ({"ready": n, "warming_up": m}); None for other components."""
+    series = run.get("levels", {}).get("anomaly_models")
+    if not series:
+        return None
+    return {str(s["labels"].get("state")): int(s["value"]) for s in series}
 
 
 def wall_age(run: Mapping[str, Any], wall: float) -> float:

@@ -136,13 +136,14 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     outputs = kafka_outputs(settings)
     decoder = kafka_clients.registry(settings).decoder(schemas.READING_FRAME)
     config = AssetConfig(settings)
+    anomaly = AnomalyScores(AnomalyStage(settings), models)
     alarms, twin = Alarms(config), AssetTwin(config, size_us, hop_us)
     processor = FrameProcessor(
         decoder.decode_frame,  # columns where the frame's layout allows (plantstream/core/frame_codec.py)
         [
             KpiWindows(size_us, grace_us, hop_us, config),
             Oee(config, size_us, grace_us),
-            AnomalyScores(AnomalyStage(settings), models),
+            anomaly,
             AlertRules(config),  # after the anomaly scores: rules on them
             alarms,  # after the alert rules: their lifecycle
             twin,  # last: the asset's state after everything else
@@ -289,6 +290,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
                 if highwater is not None:
                     lag += max(0, highwater - offsets.last[tp.partition] - 1)
         stats.put("consumer_lag_frames", lag)
+        anomaly.report(stats)
         figures.put({tp.partition for tp in owned()}, time.time_ns() // 1000)
         stats.flush()
 

@@ -153,11 +153,9 @@ class BrokerReader(DeviceReader):
         if out.duplicates:
             self.add_stat("samples_duplicate", out.duplicates)
         self._unacked -= len(out.acks)
-        if ack:
-            for mid in out.acks:
-                self.connection.ack(mid)
-            if out.acks:
-                self.acked(out.acks)
+        if ack and out.acks:
+            self.connection.ack(out.acks)
+            self.acked(out.acks)
 
     def add_samples(self, di: int, samples: list[Sample], *, historical: bool = False, mid: int | None = None) -> None:
         asm = self.assemblers[di]
@@ -172,7 +170,7 @@ class BrokerReader(DeviceReader):
 
     def ack_now(self, mid: int | None) -> None:
         if mid is not None:
-            self.connection.ack(mid)
+            self.connection.ack((mid,))
 
     # --- connection state ------------------------------------------------------------------------------
 

@@ -273,7 +273,7 @@ async def discover(settings: Settings, broker_name: str, seconds: float, group: 
         if topic.kind in ("NBIRTH", "DBIRTH") and ev.scope is not None:
             seen[ev.scope] = None
         if msg.qos:
-            conn.ack(msg.mid)
+            conn.ack((msg.mid,))
 
     conn = MqttConnection(
         broker.model_copy(update={"clean_session": True}),

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import schemas
-from plantstream.core import topics
+from plantstream.core import runstats, topics
 from plantstream.core.config import Settings
 from tests.conftest import Stack, plant_raw, write_config
-from tests.helpers import consume_all, decoder, frame_codec, prepare_topics, produce, spawn_cli, stop
+from tests.helpers import consume_all, decoder, frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,17 @@ def test_anomaly_scores_and_alert(stack: Stack, tmp_path: Path, clean_env: None)
     try:
         scores = consume_all(settings, settings.topic(topics.ANOMALIES), len(frames), timeout=90)
         alerts = consume_all(settings, settings.topic(topics.ALERTS), 1, timeout=30)
+
+        def models() -> dict[str, int]:
+            levels = runstats.read_all(settings.pipeline.state_dir).get("processor", {}).get("levels", {})
+            return {s["labels"]["state"]: s["value"] for s in levels.get("anomaly_models", [])}
+
+        # the worker's run file (and so its metrics and `plantstream status`) says the pump's model is ready
+        wait_for(
+            lambda: models() == {"ready": 1, "warming_up": 0},
+            10,
+            what="the anomaly_models level to show the pump model ready",
+        )
     finally:
         assert stop(worker) == 0, (tmp_path / "worker.log").read_text()[-3000:]
     dec = decoder(settings, schemas.ANOMALY_SCORE)

@@ -37,19 +37,24 @@ def hm(d: datetime) -> str:
 
 
 def seed(settings: Settings, now: int) -> None:
-    """90 minutes of press frames every 10 s, as the storage sink would have written them before Kafka went."""
+    """90 minutes of press frames every 10 s up to 30 s ago (longer than the offline limit), as the storage sink
+    would have written them before Kafka went."""
+
+    def t(i: int) -> int:
+        return now - 30 * US - (539 - i) * 10 * US
+
     frames = [
         {
             "asset": PRESS,
             "device": "press1-plc",
             "seq": i,
             "producer_id": "seed",
-            "scan_time": now - (540 - i) * 10 * US,
+            "scan_time": t(i),
             "historical": False,
             "buffered": False,
             "samples": [
-                {"tag": "oil_temperature", "source_time": now - (540 - i) * 10 * US, "value": 50.0 + i % 12},
-                {"tag": "state", "source_time": now - (540 - i) * 10 * US, "value": 1},
+                {"tag": "oil_temperature", "source_time": t(i), "value": 50.0 + i % 12},
+                {"tag": "state", "source_time": t(i), "value": 1},
             ],
         }
         for i in range(540)

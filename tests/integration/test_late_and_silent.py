@@ -231,6 +231,8 @@ def test_a_restart_100_minutes_later_leaves_a_gap_not_100_running_windows(stack:
         wait_for(lambda: any(r["window_start"] >= now for r in oee_windows() if r["asset"] == PRESS), 90, 1.0,
                  "OEE windows after the restart")  # fmt: skip
         states = asset_states(settings)
+        kdec = decoder(settings, schemas.KPI_WINDOW)
+        kpis = [kdec.decode(m.value()) for m in consume_all(settings, settings.topic(topics.KPI), 10**6, timeout=1)]
     finally:
         assert stop(worker) == 0, log.read_text()[-3000:]
     press = sorted((r for r in oee_windows() if r["asset"] == PRESS), key=lambda r: r["window_start"])
@@ -242,6 +244,11 @@ def test_a_restart_100_minutes_later_leaves_a_gap_not_100_running_windows(stack:
     assert press[4]["actual_production_time_s"] == pytest.approx(9.0)
     assert press[4]["data_coverage"] == pytest.approx(9 / 60)
     assert press[5]["data_coverage"] == 1.0 and all(r["availability"] == 1.0 for r in press)
+    # nor a KPI window: the oil temperature's windows are the minutes with samples, each fully covered
+    oil = sorted((r for r in kpis if r["asset"] == PRESS and r["tag"] == "oil_temperature"),
+                 key=lambda r: r["window_start"])  # fmt: skip
+    assert [(r["window_start"] - before) // (60 * US) for r in oil] == [0, 1, 2, 3, 104, 105]
+    assert all(r["data_coverage"] == 1.0 for r in oil), [r["data_coverage"] for r in oil]
     # while plantstream was off, the state topic said so: offline, silence, since the allowed 10 s ran out
     assert (stopped["online"], stopped["offline_reason"]) == (False, "silence")
     assert stopped["offline_since"] == last_report + 10 * US

@@ -31,12 +31,15 @@ ASSET = "demo.springfield.packaging.line5.labeler1"
 UMH_ASSET = "demo.springfield.packaging.line5.capper1"
 
 
-def settings_for(tmp_path: Path, stack: Stack, port: int, **device: Any) -> Settings:
+def settings_for(tmp_path: Path, stack: Stack, port: int, version: str = "5", **device: Any) -> Settings:
     raw = plant_raw(tmp_path, stack)
     raw["devices"] = []
     known = {a["path"] for a in raw["plant"]["assets"]}
     raw["plant"]["assets"] += [a for a in [{"path": ASSET}, {"path": UMH_ASSET}] if a["path"] not in known]
-    raw["pipeline"]["mqtt"] = {"local_port": port, "brokers": {"local": {"reconnect_max_s": 1.0}}}
+    raw["pipeline"]["mqtt"] = {
+        "local_port": port,
+        "brokers": {"local": {"reconnect_max_s": 1.0, "protocol_version": version}},
+    }
     raw["devices"] = [
         {
             "name": "labeler1",
@@ -170,14 +173,16 @@ async def test_topic_per_tag_json_umh_and_bad_input(tmp_path: Path, stack: Stack
         broker.stop()
 
 
-async def test_broker_restart_no_duplicate_no_loss(tmp_path: Path, stack: Stack) -> None:
+@pytest.mark.parametrize("version", ["5", "3.1.1"])
+async def test_broker_restart_no_duplicate_no_loss(tmp_path: Path, stack: Stack, version: str) -> None:
     """Messages the broker accepted while our frames were still open (not acknowledged by us) come again
-    after the restart and are framed once; messages sent after the restart flow as well."""
+    after the restart and are framed once; messages sent after the restart flow as well. Over MQTT 5
+    (session expiry, Receive Maximum) and 3.1.1 (clean session false)."""
     port = free_port()
     broker = Mosquitto(tmp_path / "mosquitto", port)
     broker.start()
     try:
-        settings = settings_for(tmp_path, stack, port, frame_period_s=2.0)
+        settings = settings_for(tmp_path, stack, port, version, frame_period_s=2.0)
         prepare_topics(settings)
         topic = "demo/springfield/packaging/line5/labeler1/count"
         async with producer(settings) as stats:
@@ -208,8 +213,9 @@ async def test_broker_restart_no_duplicate_no_loss(tmp_path: Path, stack: Stack)
         bad = [s for f in got for s in f["samples"] if s["quality"] == "BAD"]
         assert {s["tag"] for s in bad} >= {"speed", "count"}  # the outage is marked in the data
         print(
-            f"\nmqtt broker restart: 400 accepted, {len(values)} framed once; {stats.get('messages')} messages "
-            f"received (unacknowledged ones come again), {stats.get('messages_redelivered')} redeliveries dropped"
+            f"\nmqtt {version} broker restart: 400 accepted, {len(values)} framed once; "
+            f"{stats.get('messages')} messages received (unacknowledged ones come again), "
+            f"{stats.get('messages_redelivered')} redeliveries dropped"
         )
     finally:
         broker.stop()

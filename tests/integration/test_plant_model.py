@@ -7,7 +7,7 @@ the dashboard, the storage sink and the alert sink as processes:
   whose answers also fit the OpenAPI document it serves;
 - the ISA-18.2 alarm lifecycle: alarms raised by frames, acknowledged and shelved through the API as
   commands to the worker, the state on plant.alarm-state.v1, every transition on plant.alarm-events.v1
-  and in the store with who did it, a shelved alarm not delivered to the webhook until it comes back,
+  and in the store with who did it, a shelved alarm not delivered to the webhook until its shelf expires,
   bad commands refused with the reason (HTTP, or a REJECTED event for a raw one), the worker unharmed;
 - in chromium (as the dashboard's own tests): an operator acknowledges and shelves on the page, and
   the state on Kafka says so.
@@ -297,7 +297,13 @@ def test_it_system_reads_the_whole_plant_from_the_compacted_state_topic_as_the_a
         0.5,
         "the three assets offline: silence",
     )
-    # the silence also ends the held machine state (no data: state unknown): wait until nothing changes
+    # the silence also ends the held machine state (no data: state unknown); then wait until nothing changes
+    wait_for(
+        lambda: plant.get(f"/api/v1/assets/{PRESS}").json()["asset"]["machine_state"] is None,
+        30,
+        0.5,
+        "the press's machine state unknown after the silence",
+    )
     last: list[Any] = [None]
 
     def resting() -> bool:
@@ -394,6 +400,10 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
             "/api/v1/alarm-commands", json={"asset": PRESS, "rule": "no-such-rule", "action": "ACKNOWLEDGE"}
         )
         assert unknown.status_code == 409 and "no alarm 'no-such-rule'" in unknown.json()["error"]
+        nowhere = ann.post(
+            "/api/v1/alarm-commands", json={"asset": "demo.nowhere.x.y.z", "rule": "hot", "action": "ACKNOWLEDGE"}
+        )
+        assert nowhere.status_code == 404 and nowhere.json()["error"].startswith("unknown asset 'demo.nowhere.x.y.z'")
         ok = ann.post(
             "/api/v1/alarm-commands",
             json={"asset": PRESS, "rule": "press-oil-hot", "action": "ACKNOWLEDGE", "alert_id": first,
@@ -411,18 +421,14 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
             and again.json()["error"] == "nothing to acknowledge: the alarm is ACKED, acknowledged by ann"
         )
 
-        # shelved: the next incident is not delivered; when the shelf ends while it is active, it is
+        # shelved for 12 s: the next incident is not delivered; when the shelf expires while it is active, it is
         shelve = ann.post(
             "/api/v1/alarm-commands",
-            json={
-                "asset": PRESS,
-                "rule": "press-oil-hot",
-                "action": "SHELVE",
-                "duration_s": 600,
-                "comment": "sensor swap",
-            },
-        )
+            json={"asset": PRESS, "rule": "press-oil-hot", "action": "SHELVE", "duration_s": 12,
+                  "comment": "sensor swap"},
+        )  # fmt: skip
         assert shelve.status_code == 200 and shelve.json()["state"] == "SHELVED", shelve.text
+        until = alarm_on_kafka(plant, PRESS, "press-oil-hot")["shelved_until"]
         hot_oil(plant, 60.0)  # clears
         wait_for(lambda: not alarm(plant, PRESS, "press-oil-hot")["active"], 30, 0.3, "the alarm cleared")
         hot_oil(plant, 95.0)  # a new incident, while shelved
@@ -430,15 +436,17 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
         second = alarm(plant, PRESS, "press-oil-hot")["alert_id"]
         assert second != first and alarm(plant, PRESS, "press-oil-hot")["state"] == "SHELVED"
         time.sleep(3)  # room for the alert sink to (wrongly) deliver it
+        assert time.time_ns() // 1000 < until, "the shelf expired before the check: lengthen it"
         assert not any(json.loads(r.body)["alert_id"] == second for r in plant.hooks.accepted)
-        un = ann.post("/api/v1/alarm-commands", json={"asset": PRESS, "rule": "press-oil-hot", "action": "UNSHELVE"})
-        assert un.status_code == 200 and un.json()["state"] == "UNACK", un.text
+        # nobody unshelves: at expiry the worker's clock brings the alarm back, unacknowledged, and delivers it
         wait_for(
             lambda: any(json.loads(r.body)["alert_id"] == second for r in plant.hooks.accepted),
             60,
             0.3,
-            "the incident delivered once the alarm is back",
+            "the incident delivered once the shelf expired",
         )
+        assert min(r.at for r in plant.hooks.accepted if json.loads(r.body)["alert_id"] == second) * US >= until
+        assert alarm_on_kafka(plant, PRESS, "press-oil-hot")["state"] == "UNACK"
         # out of service needs an admin: refused for an operator, by the dashboard before it reaches Kafka
         oos = ann.post(
             "/api/v1/alarm-commands", json={"asset": PRESS, "rule": "press-oil-hot", "action": "REMOVE_FROM_SERVICE"}
@@ -452,12 +460,25 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
         command_id=cid, asset=PRESS, rule="press-oil-hot", action="SHELVE", user="mes", role="operator",
         time=time.time_ns() // 1000,
     )  # fmt: skip
+    nowhere_cmd = {**raw_cmd, "command_id": uuid.uuid4().hex, "asset": "demo.nowhere.x.y.z", "action": "ACKNOWLEDGE"}
     produce(
-        s, s.topic(topics.ALARM_COMMANDS), [(PRESS.encode(), codec.encode(raw_cmd)), (PRESS.encode(), b"\x00garbage")]
+        s,
+        s.topic(topics.ALARM_COMMANDS),
+        [
+            (PRESS.encode(), codec.encode(raw_cmd)),
+            (PRESS.encode(), b"\x00garbage"),
+            (b"demo.nowhere.x.y.z", codec.encode(nowhere_cmd)),
+        ],
     )
-    wait_for(lambda: any(e["command_id"] == cid for e in events(plant)), 30, 0.5, "the REJECTED event")
-    (rej,) = [e for e in events(plant) if e["command_id"] == cid]
-    assert (rej["event"], rej["reason"]) == ("REJECTED", "SHELVE needs shelve_duration_s: how long, in seconds (> 0)")
+    ids = {cid, nowhere_cmd["command_id"]}
+    wait_for(lambda: ids <= {e["command_id"] for e in events(plant)}, 30, 0.5, "the REJECTED events")
+    rejected = {e["command_id"]: e for e in events(plant) if e["command_id"] in ids}
+    assert (rejected[cid]["event"], rejected[cid]["reason"]) == (
+        "REJECTED",
+        "SHELVE needs shelve_duration_s: how long, in seconds (> 0)",
+    )
+    nowhere_rej = rejected[nowhere_cmd["command_id"]]
+    assert nowhere_rej["event"] == "REJECTED" and nowhere_rej["reason"].startswith("unknown asset")
     plant.alive()  # nothing a sender writes stops the worker
 
     # the audit trail, stored by the storage sink, with who did what
@@ -470,7 +491,7 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
                 (f"{PRESS}/press-oil-hot",),
             ).fetchall()
 
-    wait_for(lambda: ("UNSHELVED", "ann", "UNACK") in stored(), 30, 0.5, "the alarm events stored")
+    wait_for(lambda: ("SHELF_EXPIRED", "", "UNACK") in stored(), 30, 0.5, "the alarm events stored")
     trail = stored()
     for step in (("ACTIVATED", "", "UNACK"), ("ACKNOWLEDGED", "ann", "ACKED"), ("SHELVED", "ann", "SHELVED")):
         assert step in trail, trail
@@ -483,7 +504,7 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
     for name in ("processor", "processor-2"):  # one figure per worker, for the assets it owns: summed
         for k, v in runs[name]["counts"].items():
             counts[k] = counts.get(k, 0) + v
-    assert counts["alarms_per_10min"] >= 2 and counts["commands_rejected"] >= 1 and counts["commands_applied"] >= 3
+    assert counts["alarms_per_10min"] >= 2 and counts["commands_rejected"] >= 1 and counts["commands_applied"] >= 2
 
 
 def test_browser_operator_acknowledges_and_shelves_and_kafka_says_so(plant: Plant) -> None:

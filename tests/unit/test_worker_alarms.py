@@ -15,6 +15,7 @@ from plantstream.core.config import DEMO_CONFIG, Settings, load_config
 from plantstream.core.records import alarm_command, reading_frame, sample
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import Codec, Decoder
+from processors import asset_twin
 from processors.worker.commands import CommandProcessor, NotCopartitioned, check_copartitioned
 from processors.worker.outputs import Collected
 from processors.worker.processor import FrameProcessor, Message
@@ -63,14 +64,17 @@ class Worker:
         self.offset = 0
         self.cmd_offset = 0
 
-    def frame(self, t: int, oil: float, state: int = 1) -> None:
+    def frame(self, t: int, oil: float | None, state: int | None = 1, quality: str = "GOOD") -> None:
         f = reading_frame(
             asset=PRESS,
             device="press1-plc",
             seq=self.offset,
             producer_id="p",
             scan_time=t,
-            samples=[sample("oil_temperature", t, oil, unit="degC"), sample("state", t, state)],
+            samples=[
+                sample("oil_temperature", t, oil, quality, unit="degC"),  # type: ignore[arg-type]
+                sample("state", t, state, quality),  # type: ignore[arg-type]
+            ],
         )
         self.frames.process_many([Message("r", self.partition, self.offset, PRESS.encode(), FRAMES.encode(f))])
         self.offset += 1
@@ -185,11 +189,66 @@ def test_the_live_state_goes_offline_after_the_allowed_silence(settings: Setting
     w.frames.advance({w.partition}, lambda a, s: None, now + 30 * S)  # 10 s allowed: silent now
     last = [r for r in w.out.of(Kind.STATE) if r["asset"] == PRESS][-1]
     assert (last["online"], last["offline_reason"], last["offline_since"]) == (False, "silence", now - 2 * S + 10 * S)
+    assert last["machine_state"] is None  # not known while offline
     # configured assets that never reported are announced once, offline, no data
     unseen = w.twin.unseen(set(range(PARTITIONS)), PARTITIONS, w.states.data, now)
     assert {a for a, _ in unseen} == {a.path for a in settings.plant.assets} - {PRESS}
     assert all(r["offline_reason"] == "no_data" for _, r in unseen)
     assert w.twin.unseen(set(range(PARTITIONS)), PARTITIONS, w.states.data, now) == []
+
+
+def test_frames_of_only_bad_samples_say_device_down_not_silence(settings: Settings) -> None:
+    """A reader whose device stops answering (or a Sparkplug death certificate) still sends frames, every
+    sample BAD: beyond the allowed silence from the last GOOD report the asset is offline, device_down."""
+    w = Worker(settings)
+    now = time.time_ns() // 1000
+    w.frame(now - 30 * S, 50.0)
+    for i in range(29, 0, -1):
+        w.frame(now - i * S, None, None, "BAD")
+    w.frames.advance({w.partition}, lambda a, s: None, now + 2 * S)  # the interval since the last record passed
+    last = [r for r in w.out.of(Kind.STATE) if r["asset"] == PRESS][-1]
+    assert (last["online"], last["offline_reason"]) == (False, "device_down")
+    assert (last["last_report"], last["offline_since"]) == (now - 30 * S, now - 20 * S)
+    assert {t["tag"]: t["quality"] for t in last["tags"]} == {"oil_temperature": "BAD", "state": "BAD"}
+    w.frames.advance({w.partition}, lambda a, s: None, now + 30 * S)  # and the frames stop too: silence
+    assert [r for r in w.out.of(Kind.STATE) if r["asset"] == PRESS][-1]["offline_reason"] == "silence"
+
+
+def test_the_state_goes_out_on_change_at_most_once_per_interval(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLANTSTREAM_PIPELINE__STATE_TOPIC__INTERVAL_S", "60")
+    w = Worker(load_config(DEMO_CONFIG))
+    now = time.time_ns() // 1000
+
+    def states() -> list[dict]:
+        return [dict(r) for r in w.out.of(Kind.STATE) if r["asset"] == PRESS]
+
+    for i in range(20):
+        w.frame(now - (20 - i) * S // 10, 50.0 + i)
+    assert len(states()) == 1  # the first frame announces the asset; the next 19 fall within the interval
+    w.frames.advance({w.partition}, lambda a, s: None, now + 30 * S)
+    assert len(states()) == 1
+    w.frames.advance({w.partition}, lambda a, s: None, now + 61 * S)  # changed, interval passed: out
+    assert len(states()) == 2 and {t["tag"]: t["value"] for t in states()[-1]["tags"]}["oil_temperature"] == 69.0
+    w.frames.advance({w.partition}, lambda a, s: None, now + 125 * S)  # unchanged (offline already said)
+    w.frames.advance({w.partition}, lambda a, s: None, now + 190 * S)
+    assert len(states()) == 2
+
+
+def test_the_state_holds_the_latest_anomaly_score_and_its_top_signals() -> None:
+    twin = asset_twin.new_twin()
+    t = 1_000 * S
+    asset_twin.apply_frame(twin, reading_frame(asset=PRESS, device="d", seq=0, producer_id="p", scan_time=t,
+                                               samples=[sample("a", t, 1.0), sample("b", t, 2.0)]))  # fmt: skip
+    twin["anomaly"] = {
+        "asset": PRESS, "time": t, "model": "multivariate", "score": 9.0, "threshold": 4.0, "is_anomaly": True,
+        "warming_up": False, "contributions": {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05},
+    }  # fmt: skip
+    rec = asset_twin.record(PRESS, twin, {}, None, {}, None, size=S, hop=S, now_us=t, limit_us=10 * S,
+                            expected_interval_s=1.0)  # fmt: skip
+    assert rec["anomaly"] is not None and (rec["anomaly"]["score"], rec["anomaly"]["is_anomaly"]) == (9.0, True)
+    assert list(rec["anomaly"]["top_signals"]) == ["b", "c", "a"]
 
 
 def test_a_commands_topic_with_other_partitions_is_refused() -> None:

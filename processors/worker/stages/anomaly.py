@@ -4,12 +4,15 @@ Models live in the stage, one per asset, and go to the `anomaly-models` table ev
 `checkpoint_frames` frames: a model restored after a crash has missed a few frames of learning, which
 changes its scores negligibly, while saving it with every frame would multiply the changelog traffic.
 The first frame of an asset since start or rebalance restores its model from the table.
+`report(stats)` sets the level `anomaly_models{state=ready|warming_up}` (models of the assets this
+worker holds), so a model that never becomes ready shows in the metrics and `plantstream status`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from plantstream.core.runstats import RunStats
 from processors.anomaly import AnomalyStage
 from processors.worker.stage import Emit, Frame, FrameByFrame, Kind, Step
 from processors.worker.state import AssetState, TableStore
@@ -48,6 +51,10 @@ class AnomalyScores(FrameByFrame):
         self._since_save[asset] = since
         score = self.model.score(asset, frame)
         return [Emit(Kind.ANOMALY, score)] if score is not None else []
+
+    def report(self, stats: RunStats) -> None:
+        for state, n in self.model.readiness_counts().items():
+            stats.put("anomaly_models", n, state=state)
 
     def revoked(self, assets: Iterable[str]) -> None:
         # the next owner resumes each model from the table; a stale copy here must not come back later

@@ -2,10 +2,10 @@
 
 Per frame it notes the tags' last samples, reports and the machine state (cheap); it emits the asset's
 AssetState record when something changed, at most once per `pipeline.state_topic.interval_s` (on a
-frame, or on the next silence tick once the interval has passed), when the asset goes offline or comes
-back, and once for every asset after the worker starts owning it, so a reader of the compacted topic
-from its beginning has the whole plant. `unseen` gives the records of configured assets of owned
-partitions that have sent nothing yet.
+frame, or on the next silence tick once the interval has passed), when the asset goes offline, comes
+back or is offline for another reason, and once for every asset after the worker starts owning it, so
+a reader of the compacted topic from its beginning has the whole plant. `unseen` gives the records of
+configured assets of owned partitions that have sent nothing yet.
 """
 
 from __future__ import annotations
@@ -59,7 +59,12 @@ class AssetTwin:
             limit_us=limit,
             expected_interval_s=self.config.expected_interval_s(asset),
         )
-        twin["emitted"], twin["online"], twin["dirty"] = now_us, rec["online"], False
+        twin["emitted"], twin["online"], twin["reason"], twin["dirty"] = (
+            now_us,
+            rec["online"],
+            rec["offline_reason"],
+            False,
+        )
         self.announced.add(asset)
         return [Emit(Kind.STATE, rec)]
 
@@ -86,8 +91,8 @@ class AssetTwin:
             return self._emit(state, twin, now)
         if now - twin["emitted"] < self.interval_us:
             return []
-        online = asset_twin.liveness(twin, now, self._limit(state.asset))[0]
-        if twin["dirty"] or online != twin["online"]:
+        online, reason, _ = asset_twin.liveness(twin, now, self._limit(state.asset))
+        if twin["dirty"] or online != twin["online"] or reason != twin.get("reason"):  # e.g. device_down -> silence
             return self._emit(state, twin, now)
         return []
 
