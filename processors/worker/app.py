@@ -139,7 +139,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     anomaly = AnomalyScores(AnomalyStage(settings), models)
     alarms, twin = Alarms(config), AssetTwin(config, size_us, hop_us)
     processor = FrameProcessor(
-        decoder.decode,
+        decoder.decode_frame,  # columns where the frame's layout allows (plantstream/core/frame_codec.py)
         [
             KpiWindows(size_us, grace_us, hop_us, config),
             Oee(config, size_us, grace_us),

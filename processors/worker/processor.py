@@ -21,13 +21,14 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Collection, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from plantstream.core import logs
+from plantstream.core.frame_codec import FrameColumns
 from plantstream.core.runstats import RunStats
 from plantstream.core.serde import DecodeError
 from processors.worker.outputs import Outputs, dead_letter_headers
-from processors.worker.stage import Emit, Frame, Kind, Silence, Stage, StageFailure, Step
+from processors.worker.stage import AnyFrame, AsRecords, Emit, Kind, Silence, Stage, StageFailure, Step
 from processors.worker.state import AssetState, AssetStates
 
 log = logs.get(__name__)
@@ -42,9 +43,13 @@ _COUNTER = {
 }
 
 
-def contract_problem(frame: Frame, key: bytes | None) -> str | None:
+def asset_of(frame: AnyFrame) -> str:
+    return frame.asset if isinstance(frame, FrameColumns) else str(frame.get("asset") or "")
+
+
+def contract_problem(frame: AnyFrame, key: bytes | None) -> str | None:
     """Why a decoded frame breaks the contract, or None when it is usable."""
-    asset = frame.get("asset")
+    asset = asset_of(frame)
     if not asset:
         return "frame has an empty asset path"
     if key is not None and key.decode("utf-8", "replace") != asset:
@@ -65,7 +70,7 @@ class Message(NamedTuple):
 class FrameProcessor:
     def __init__(
         self,
-        decode: Callable[[bytes | None], Frame],
+        decode: Callable[[bytes | None], AnyFrame],
         stages: Sequence[Stage],
         states: AssetStates,
         outputs: Outputs,
@@ -95,11 +100,11 @@ class FrameProcessor:
         if problem:
             self._reject(m, problem, "ContractError")
             return
-        self._process_asset(frame["asset"], [frame], [m])
+        self._process_asset(asset_of(frame), [frame], [m])
 
     def process_many(self, messages: Sequence[Message]) -> None:
         """Readings messages in offset order per partition: each asset's frames go to the stages together."""
-        by_asset: dict[str, tuple[list[Frame], list[Message]]] = {}
+        by_asset: dict[str, tuple[list[AnyFrame], list[Message]]] = {}
         for m in messages:
             try:
                 frame = self.decode(m.value)
@@ -110,16 +115,17 @@ class FrameProcessor:
             if problem:
                 self._reject(m, problem, "ContractError")
                 continue
-            group = by_asset.get(frame["asset"])
+            asset = asset_of(frame)
+            group = by_asset.get(asset)
             if group is None:
-                by_asset[frame["asset"]] = ([frame], [m])
+                by_asset[asset] = ([frame], [m])
             else:
                 group[0].append(frame)
                 group[1].append(m)
         for asset, (frames, sources) in by_asset.items():
             self._process_asset(asset, frames, sources)
 
-    def _process_asset(self, asset: str, frames: list[Frame], sources: list[Message]) -> None:
+    def _process_asset(self, asset: str, frames: list[AnyFrame], sources: list[Message]) -> None:
         stats = self.stats
         partition = sources[-1].partition
         state = self.states.get(asset)
@@ -138,24 +144,33 @@ class FrameProcessor:
         self.states.changed(asset, partition, state)
         self._send(asset.encode(), emitted)
         now_ms = time.time() * 1000
-        if not frames[-1].get("historical"):
+        last = frames[-1]
+        if not (last.historical if isinstance(last, FrameColumns) else last.get("historical")):
             # how long after the earliest possible moment (window end + grace) each window went out
             grace_ms = self.grace_us / 1000
             for kind, record in emitted:
                 if kind is Kind.KPI:
                     stats.observe("window_close_latency_ms", now_ms - record["window_end"] / 1000 - grace_ms)
+        samples = 0
         for frame in frames:
-            stats.observe("frame_latency_ms", now_ms - frame["scan_time"] / 1000)
-            stats.add("samples_in", len(frame["samples"]))
+            if isinstance(frame, FrameColumns):
+                scan, n = frame.scan_time, len(frame)
+            else:
+                scan, n = frame["scan_time"], len(frame["samples"])
+            stats.observe("frame_latency_ms", now_ms - scan / 1000)
+            samples += n
+        stats.add("samples_in", samples)
         stats.add("frames_in", len(frames))
 
-    def _apply(self, state: AssetState, frames: list[Frame], sources: list[Message]) -> list[Emit]:
+    def _apply(self, state: AssetState, frames: list[AnyFrame], sources: list[Message]) -> list[Emit]:
         step = Step(time.time_ns() // 1000, [])
         emitted = step.emitted
+        records = AsRecords(frames)  # dicts for the stages that want them, made when first read
         for stage in self.stages:
+            given: Sequence[Any] = frames if getattr(stage, "takes_columns", False) else records
             first = 0  # index into frames of the first frame not yet given to this stage
             while first < len(frames):
-                todo = frames if first == 0 else frames[first:]
+                todo = given if first == 0 else given[first:]
                 try:
                     emitted += stage.apply(state, todo, step)
                     break

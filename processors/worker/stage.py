@@ -2,7 +2,9 @@
 
 Contract (what the runner, processors/worker/processor.py, guarantees and expects):
 - `apply(state, frames, step)` gets one asset's `AssetState` and that asset's new frames in offset
-  order (one today; a batch-friendly signature so a stage can work on many at once). It changes the
+  order (a batch-friendly signature so a stage can work on many at once). Frames are ReadingFrame
+  dicts, unless the stage sets `takes_columns = True`: it then gets each frame as the decoder gave it,
+  FrameColumns (plantstream/core/frame_codec.py) where the layout allowed, else a dict. It changes the
   state in place and returns its output records as `Emit(kind, record)`, in the order they are to be
   sent. Frames already applied (offset at or below `state.offset`) never reach a stage.
 - `step.now_us` is the wall clock of this step (µs); `step.emitted` holds what the stages before this
@@ -31,9 +33,12 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from plantstream.core.errors import ProcessorError
+from plantstream.core.frame_codec import FrameColumns
+from plantstream.core.records import QUALITIES
 from processors.worker.state import AssetState
 
 Frame = dict[str, Any]  # a decoded ReadingFrame (schemas/reading_frame.avsc)
+AnyFrame = Frame | FrameColumns  # what the decoder gives: columns where the frame's layout allows
 
 
 class Kind(StrEnum):
@@ -87,16 +92,83 @@ class Stage(Protocol):
     def revoked(self, assets: Iterable[str]) -> None: ...
 
 
+def record(frame: AnyFrame) -> Frame:
+    """A frame as a ReadingFrame dict (columns are turned into one once, shared, read only)."""
+    return dict(frame.to_frame()) if isinstance(frame, FrameColumns) else frame
+
+
+_SUBSETS: dict[tuple[tuple[str, ...], frozenset[str]], list[int]] = {}
+
+
+def subset(frame: AnyFrame, tags: frozenset[str]) -> Frame:
+    """The frame with only the samples of `tags` (in frame order), as a dict, for a stage that reads no
+    other sample: from columns without a dict per sample."""
+    if not isinstance(frame, FrameColumns):
+        return frame
+    key = (frame.tags, tags)
+    idx = _SUBSETS.get(key)
+    if idx is None:
+        if len(_SUBSETS) > 10_000:
+            _SUBSETS.clear()
+        idx = _SUBSETS[key] = [i for i, t in enumerate(frame.tags) if t in tags]
+    times, quality = frame.times, frame.quality
+    values: Any = frame.values if frame.kinds is None else frame.python_values()
+    samples = [
+        {
+            "tag": frame.tags[i],
+            "source_time": int(times[i]),
+            "value": float(values[i]) if frame.kinds is None else values[i],
+            "quality": QUALITIES[quality[i]],
+            "unit": frame.units[i],
+        }
+        for i in idx
+    ]
+    return {
+        "asset": frame.asset,
+        "device": frame.device,
+        "seq": frame.seq,
+        "producer_id": frame.producer_id,
+        "scan_time": frame.scan_time,
+        "historical": frame.historical,
+        "buffered": frame.buffered,
+        "samples": samples,
+    }
+
+
+class AsRecords(Sequence[Frame]):
+    """Frames as dicts, each turned into one only when a stage reads it (most stages of an asset without
+    their configuration never do)."""
+
+    __slots__ = ("_frames",)
+
+    def __init__(self, frames: Sequence[AnyFrame]) -> None:
+        self._frames = frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [record(f) for f in self._frames[i]]
+        return record(self._frames[i])
+
+
 class FrameByFrame:
     """Base for a stage that handles one frame at a time: implement `apply_frame`; `advance` and
-    `revoked` do nothing unless overridden."""
+    `revoked` do nothing and `active` is True unless overridden."""
 
     name = "stage"
 
     def apply_frame(self, state: AssetState, frame: Frame, step: Step) -> list[Emit]:
         raise NotImplementedError
 
+    def active(self, state: AssetState) -> bool:
+        """False when the stage has nothing to do for this asset (its frames are then not even read)."""
+        return True
+
     def apply(self, state: AssetState, frames: Sequence[Frame], step: Step) -> list[Emit]:
+        if not self.active(state):
+            return []
         if len(frames) == 1:
             return self.apply_frame(state, frames[0], step)
         out: list[Emit] = []

@@ -48,6 +48,11 @@ class AssetState:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.extra, **self.windows, "offset": self.offset, "partition": self.partition}
+        # panes fed by frames as columns keep their accumulators as arrays in memory: JSON as always here
+        out["open"] = _panes_json(self.windows["open"])
+        snap = self.windows.get("snap")
+        if snap is not None and "open" in snap:  # the copy kept for a silence's rollback holds panes too
+            out["snap"] = {**snap, "open": _panes_json(snap["open"])}
         if self.oee is not None:
             out["oee"] = self.oee
         if self.alerts is not None:
@@ -76,6 +81,10 @@ class AssetState:
             cmd_offset=int(data.get("cmd_offset", -1)),
             extra={k: v for k, v in data.items() if k not in _OWN_KEYS},
         )
+
+
+def _panes_json(panes: dict[str, Any]) -> dict[str, Any]:
+    return {k: event_windows.pane_json(v) for k, v in panes.items()}
 
 
 def _new_windows() -> event_windows.AssetState:

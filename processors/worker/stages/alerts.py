@@ -7,18 +7,19 @@ from collections.abc import Iterable, Sequence
 
 from plantstream.core.records import Alert
 from processors import alert_rules
-from processors.worker.stage import Emit, Frame, Kind, Silence, Step
+from processors.worker.stage import AnyFrame, Emit, Kind, Silence, Step, subset
 from processors.worker.stages.asset_config import AssetConfig
 from processors.worker.state import AssetState
 
 
 class AlertRules:
     name = "alerts"
+    takes_columns = True  # reads only the samples of the tags its rules watch
 
     def __init__(self, config: AssetConfig) -> None:
         self.config = config
 
-    def apply(self, state: AssetState, frames: Sequence[Frame], step: Step) -> list[Emit]:
+    def apply(self, state: AssetState, frames: Sequence[AnyFrame], step: Step) -> list[Emit]:
         asset = state.asset
         rules = self.config.rules(asset)
         if not rules:
@@ -28,8 +29,9 @@ class AlertRules:
         profile = self.config.profile(asset)
         state_tags, codes = (profile.state_tags, profile.codes) if profile else (frozenset(), None)
         out: list[Alert] = []
+        watched = frozenset(state_tags).union(r.tag for r in rules if r.tag)
         for frame in frames:
-            out += alert_rules.apply_frame(state.alerts, rules, frame, step.now_us, state_tags, codes)
+            out += alert_rules.apply_frame(state.alerts, rules, subset(frame, watched), step.now_us, state_tags, codes)
         # anomaly rules keep trackers of their own: evaluating them after the frame rules changes no state
         for kind, record in step.emitted:
             if kind is Kind.ANOMALY:

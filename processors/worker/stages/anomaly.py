@@ -31,8 +31,13 @@ class AnomalyScores(FrameByFrame):
         self.checkpoint_frames = checkpoint_frames
         self._since_save: dict[str, int] = {}  # asset -> frames since its model was last checkpointed
 
+    def active(self, state: AssetState) -> bool:
+        # an asset whose model is off (known after its first frame): nothing to score or checkpoint
+        models = self.model.models
+        return state.asset not in models or models[state.asset] is not None
+
     def apply_frame(self, state: AssetState, frame: Frame, step: Step) -> list[Emit]:
-        asset = frame["asset"]
+        asset = state.asset
         since = self._since_save.get(asset)
         if since is None:  # first frame since start or rebalance: resume the model
             self.model.restore(asset, self.models.get(asset))

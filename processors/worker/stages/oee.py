@@ -15,8 +15,12 @@ class Oee(FrameByFrame):
         self.config = config
         self.size_us, self.grace_us = size_us, grace_us
 
+    def active(self, state: AssetState) -> bool:
+        # an asset without a machine-state tag has no OEE: its frames are not even turned into dicts
+        return self.config.profile(state.asset) is not None
+
     def apply_frame(self, state: AssetState, frame: Frame, step: Step) -> list[Emit]:
-        profile = self.config.profile(frame["asset"])
+        profile = self.config.profile(state.asset)
         if profile is None:
             return []
         if state.oee is None:
