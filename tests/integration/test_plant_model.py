@@ -567,5 +567,8 @@ def test_browser_operator_acknowledges_and_shelves_and_kafka_says_so(plant: Plan
             # the ISA-18.2 figures on the page, from the alarm states on Kafka
             figure = "#alarm-figures tr[data-figure='alarms, last 10 min'] td.num"
             page.wait_for_function(f'Number(document.querySelector("{figure}").textContent) >= 2')
+            for name in ("standing (active now)", "chattering", "stale (active > 24 h)"):
+                assert page.locator(f"#alarm-figures tr[data-figure='{name}'] td.num").count() == 1, name
+            page.wait_for_function('document.querySelector("#alarm-figures").innerText.includes("cnc1/cnc-vibration")')
         finally:
             browser.close()
