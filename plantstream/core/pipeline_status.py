@@ -182,31 +182,36 @@ class Sampler:
         s = self.settings
         md = self.admin.list_topics(timeout=10).topics
         names = [s.topic(t.base) for t in topics.TOPICS if s.topic(t.base) in md]
-        parts, msgs, ends = {}, {}, {}
+        parts, msgs, ends, lows = {}, {}, {}, {}
         for n in names:
-            ends[n], msgs[n] = self._watermarks(n, sorted(md[n].partitions))
+            lows[n], ends[n], msgs[n] = self._watermarks(n, sorted(md[n].partitions))
             parts[n] = len(ends[n])
         lag: dict[str, dict[str, int]] = {}
         listed = self.admin.list_consumer_groups(request_timeout=10).result()
         mine = sorted(x.group_id for x in listed.valid if x.group_id.startswith(s.pipeline.group_id))
         for g in mine:
             committed = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)])[g].result()
-            per: dict[str, int] = {}
+            done: dict[str, dict[int, int]] = {}
             for tp in committed.topic_partitions or []:
-                if tp.topic not in ends or tp.offset < 0:
-                    continue
-                per[tp.topic] = per.get(tp.topic, 0) + max(0, ends[tp.topic].get(tp.partition, 0) - tp.offset)
-            lag[g] = per
+                if tp.topic in ends and tp.offset >= 0:
+                    done.setdefault(tp.topic, {})[tp.partition] = tp.offset
+            # a partition of a topic the group reads but has never committed counts whole: the group
+            # starts there from the earliest record (auto.offset.reset), as consumer_lag.committed_lag says
+            lag[g] = {
+                t: sum(max(0, end - by_partition.get(p, lows[t].get(p, 0))) for p, end in ends[t].items())
+                for t, by_partition in done.items()
+            }
         runs = runstats.read_all(s.pipeline.state_dir)
         return Sample(time.monotonic(), kafka_clients.bootstrap(s), parts, msgs, ends, lag, runs, time.time())
 
-    def _watermarks(self, topic: str, partitions: list[int]) -> tuple[dict[int, int], int]:
-        out, total = {}, 0
+    def _watermarks(self, topic: str, partitions: list[int]) -> tuple[dict[int, int], dict[int, int], int]:
+        """(low by partition, high by partition, records held)"""
+        lows, highs, total = {}, {}, 0
         for p in partitions:
             low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-            out[p] = high
+            lows[p], highs[p] = low, high
             total += high - low
-        return out, total
+        return lows, highs, total
 
     def close(self) -> None:
         self.consumer.close()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
@@ -34,6 +34,12 @@ def test_status_reports_counts_and_lag(stack: Stack, tmp_path: Path, clean_env: 
         got += len([m for m in c.consume(12 - got, timeout=5) if not m.error()])
     c.commit(asynchronous=False)
     c.close()
+    # a group that has committed one partition only: the others count whole (it starts them from the earliest)
+    one = f"{settings.pipeline.group_id}-sink-one"
+    c = Consumer(kafka_clients.consumer_config(settings, one, "test"))
+    _low, in_p0 = c.get_watermark_offsets(TopicPartition(readings, 0), timeout=10)
+    c.commit(offsets=[TopicPartition(readings, 0, in_p0)], asynchronous=False)
+    c.close()
 
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL")}
     out = subprocess.run(
@@ -47,7 +53,7 @@ def test_status_reports_counts_and_lag(stack: Stack, tmp_path: Path, clean_env: 
     snap = json.loads(out.stdout)
     by_topic = {t["name"]: t for t in snap["topics"]}
     assert by_topic[readings]["messages"] == 30 and by_topic[readings]["partitions"] == 3
-    assert {g["group"]: g["lag"] for g in snap["groups"]} == {group: {readings: 18}}
+    assert {g["group"]: g["lag"] for g in snap["groups"]} == {group: {readings: 18}, one: {readings: 30 - in_p0}}
     text = subprocess.run(
         [sys.executable, "-m", "plantstream", "--config", str(config), "status"],
         capture_output=True,
