@@ -75,7 +75,7 @@ def test_replay_into_fresh_group_equals_live_run(stack: Stack, tmp_path: Path, c
         time.sleep(0.3)
         produce_frames(live_settings, frames[2 * first :])
         live_kpi = read_from(live_settings, kpi_topic, None, len(want_kpi), timeout=60)
-        live_oee = read_from(live_settings, oee_topic, None, len(want_oee), timeout=20)
+        live_oee = read_from(live_settings, oee_topic, None, len(want_oee), timeout=60)
     finally:
         assert stop(worker) == 0, (tmp_path / "live" / "worker.log").read_text()[-3000:]
     live_s = time.monotonic() - started
@@ -88,7 +88,7 @@ def test_replay_into_fresh_group_equals_live_run(stack: Stack, tmp_path: Path, c
     worker = spawn_worker(tmp_path, replay_config, "replay")
     try:
         replay_kpi = read_from(replay_settings, kpi_topic, kpi_mark, len(want_kpi), timeout=60)
-        replay_oee = read_from(replay_settings, oee_topic, oee_mark, len(want_oee), timeout=20)
+        replay_oee = read_from(replay_settings, oee_topic, oee_mark, len(want_oee), timeout=60)
         assert frames_in(replay_settings) == len(frames), "the replay worker did not read the whole topic"
     finally:
         assert stop(worker) == 0, (tmp_path / "replay" / "worker.log").read_text()[-3000:]
