@@ -49,10 +49,9 @@ ASSETS = (
 
 
 @pytest.mark.xfail(
-    reason="known defect (2026-12-07, docs/worker.md): an asset whose data ends in an unplanned stop still being "
-    "timed (packer1, 10 s micro-stop threshold) sometimes gets its last 3 OEE windows from the idle fallback in "
-    "a replay but never in the live run: the fallback's step-by-step watermark meets the silence cut-off "
-    "before the stop becomes a failure, and the stop's start then holds the windows open",
+    reason="known defect (docs/worker.md, 'Known defect'): an asset whose data ends in an unplanned stop still "
+    "being timed (packer1, 10 s micro-stop threshold) sometimes gets its last 3 OEE windows from the idle "
+    "fallback in a replay but never in the live run; processors.oee alone closes them either way",
     strict=False,
 )
 def test_replay_into_fresh_group_equals_live_run(stack: Stack, tmp_path: Path, clean_env: None) -> None:
