@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from processors.anomaly import kernels
+
 State = dict[str, Any]
 
-_LOG_LO, _LOG_HI, _BINS = -3.0, 5.0, 320  # 1e-3 .. 1e5 in steps of 2.5 % of a decade (~6 %)
+_LOG_LO, _LOG_HI, _BINS = kernels.LOG_LO, kernels.LOG_HI, kernels.BINS  # 1e-3 .. 1e5 in steps of 2.5 % of a decade
 
 
 class DecayedQuantile:
@@ -172,41 +174,20 @@ class DecayedQuantiles:
         self.q, self.window, self.k = q, window, k
         self.counts = np.zeros((k, _BINS))
         self.n = 0
-        self.idx = [0] * k  # per row: the quantile's bin, the weight up to and including it, and the total
-        self.cum = [0.0] * k
-        self.total = [0.0] * k
+        self.idx = np.zeros(k, dtype=np.int64)  # per row: the quantile's bin, the weight up to and including it,
+        self.cum = np.zeros(k)  # and the total
+        self.total = np.zeros(k)
         self._value = np.full(k, np.inf)
 
-    def update(self, values: Sequence[float]) -> None:
+    def update(self, values: Sequence[float] | np.ndarray) -> None:
         keep = 1.0 - max(1.0 / (self.n + 1), 1.0 / self.window)
-        w = 1.0 - keep
-        counts = self.counts
-        counts *= keep
-        q, last, step = self.q, _BINS - 1, (_LOG_HI - _LOG_LO) / _BINS
-        out = []
-        for r, v in enumerate(values):
-            b = DecayedQuantile._bin(v)
-            row = counts[r]
-            row[b] += w
-            i = self.idx[r]
-            c = self.cum[r] * keep + (w if b <= i else 0.0)
-            total = self.total[r] * keep + w
-            target = q * total
-            # the first bin whose cumulative weight reaches the target (numpy's searchsorted, side left)
-            here = float(row[i])
-            while i > 0 and c - here >= target:
-                c -= here
-                i -= 1
-                here = float(row[i])
-            while c < target and i < last:
-                i += 1
-                here = float(row[i])
-                c += here
-            self.idx[r], self.cum[r], self.total[r] = i, c, total
-            frac = (target - (c - here)) / here if here > 0 else 1.0
-            out.append(10.0 ** (_LOG_LO + (i + frac) * step))
+        out = np.empty(self.k)
+        # the first bin whose cumulative weight reaches the target (numpy's searchsorted, side left), compiled
+        kernels.quantiles_update(
+            self.counts, self.idx, self.cum, self.total, np.asarray(values, dtype=float), keep, 1.0 - keep, self.q, out
+        )
         self.n += 1
-        self._value = np.array(out)
+        self._value = out
 
     def get(self) -> np.ndarray:
         """The k quantiles (inf before any value), interpolated inside their bin as `DecayedQuantile.get`."""
@@ -218,9 +199,9 @@ class DecayedQuantiles:
             "window": self.window,
             "n": self.n,
             "counts": self.counts.tolist(),
-            "idx": self.idx,
-            "cum": self.cum,
-            "total": self.total,
+            "idx": self.idx.tolist(),
+            "cum": self.cum.tolist(),
+            "total": self.total.tolist(),
             # strict JSON: no value yet (inf) is null, which a table's JSON codec would otherwise turn into NaN
             "value": [v if math.isfinite(v) else None for v in self._value.tolist()],
         }
@@ -230,6 +211,7 @@ class DecayedQuantiles:
         counts = np.array(st["counts"], dtype=float)
         dq = cls(st["q"], st["window"], counts.shape[0])
         dq.n, dq.counts = st["n"], counts
-        dq.idx, dq.cum, dq.total = list(st["idx"]), list(st["cum"]), list(st["total"])
+        dq.idx = np.array(st["idx"], dtype=np.int64)
+        dq.cum, dq.total = np.array(st["cum"], dtype=float), np.array(st["total"], dtype=float)
         dq._value = np.array([math.inf if v is None else v for v in st["value"]], dtype=float)
         return dq

@@ -58,6 +58,7 @@ from plantstream.core import logs
 from plantstream.core import machine_state as ms
 from plantstream.core.config import AnomalySettings, ReplayTag, Settings, TagRole, TagType
 from processors import oee
+from processors.anomaly import kernels
 from processors.anomaly.estimators import Debounce, DecayedQuantiles, cross_coefficients
 from processors.anomaly.frames import FeatureVector, Frame, numeric_good_values, scan_time_us, score_record, shares
 from processors.anomaly.river_detectors import RiverModel
@@ -186,7 +187,7 @@ class MultivariateModel:
         self.features = FeatureVector(cfg.tags or tags)
         self.quantiles = DecayedQuantiles(cfg.quantile, _QUANTILE_WINDOW, len(_DETECTORS))
         self.debounce = _debounce(cfg)
-        self.alphas = np.array([[cfg.smoothing], [_ROUGH_ALPHA], [_SLOW_ALPHA]])
+        self._alpha = np.array([cfg.smoothing, _ROUGH_ALPHA, _SLOW_ALPHA])  # EWMA weight per detector
         self.n = 0  # frames learned
         self.frames = 0  # frames scored
         self.rebaselines = 0
@@ -247,11 +248,8 @@ class MultivariateModel:
         assert self.mean is not None and self.cov is not None
         # exact average while young, then an exponential window of `window_frames`
         a = max(1.0 / (self.n + 1), 1.0 / self.cfg.window_frames)
-        self.mean += a * dy
-        # in place: (1 - a) (cov + a d d') without temporaries the size of cov
-        ad = a * dy
-        self.cov += np.multiply.outer(ad, dy)
-        self.cov *= 1 - a
+        # in place: mean += a d; cov = (1 - a) (cov + a d d')
+        kernels.learn_cov(self.mean, self.cov, dy, a)
         self.n += 1
         # the covariance moves slowly: refit often while it is being learned, less once warm
         every = _REFRESH if self.n < self._w() else _REFRESH_WARM
@@ -359,18 +357,16 @@ class MultivariateModel:
     def _learn_residual(self, rd: np.ndarray) -> None:
         """Learn the typical squared frame-to-frame change of the residual (`rd`: 2 x p, residual and change)."""
         b = max(1.0 / (self.res_n + 1), 1.0 / self.cfg.window_frames)
-        sq = rd[1] * rd[1]
         if self.d_var is None:
-            self.d_var = sq
-        else:
-            # winsorised: one wild frame that slipped through must not inflate the normal size for an hour
-            if self.res_n >= 20:
-                np.minimum(sq, _WINSOR * self.d_var, out=sq)
-            sq *= b
-            self.d_var *= 1 - b
-            self.d_var += sq
+            self.d_var = rd[1] * rd[1]
+            self.res_n += 1
+            self._scale_change()
+            return
+        if self.z_scale is None:
+            self.z_scale = np.ones((2, len(self.d_var)))
+        # winsorised: one wild frame that slipped through must not inflate the normal size for an hour
+        kernels.learn_residual(rd[1], self.d_var, b, self.res_n >= 20, _WINSOR, _VAR_FLOOR, self.z_scale[1])
         self.res_n += 1
-        self._scale_change()
 
     def _scale_change(self) -> None:
         assert self.d_var is not None
@@ -392,15 +388,7 @@ class MultivariateModel:
         if self.det_mean is None or self.det_var is None:
             self.det_mean, self.det_var = self.det.copy(), np.zeros_like(self.det)
         else:
-            dev = self.det - self.det_mean
-            if self.det_n >= 20:
-                lim = np.sqrt(_WINSOR * self.det_var)
-                np.minimum(dev, lim, out=dev)
-                lim *= -1.0
-                np.maximum(dev, lim, out=dev)
-            self.det_mean += b * dev
-            self.det_var += b * dev * dev
-            self.det_var *= 1 - b
+            kernels.learn_detectors(self.det, self.det_mean, self.det_var, b, self.det_n >= 20, _WINSOR)
         self.det_n += 1
 
     # -- scoring -------------------------------------------------------------------------------
@@ -421,49 +409,53 @@ class MultivariateModel:
     def _detect(self, rd: np.ndarray, z_ref: np.ndarray | None = None) -> None:
         """Update the detectors; `z_ref` (the residual against the drift reference) feeds the slow one when given."""
         assert self.z_scale is not None
-        z = rd * self.z_scale  # the residual in the fit's own residual size, its change in the learned one
-        now = np.empty((3, z.shape[1]))
-        np.multiply(z, z, out=now[:2])
-        now[2] = z[0] if z_ref is None else z_ref
         if self.det is None:
-            self.det = np.zeros_like(now)
+            self.det = np.zeros((3, rd.shape[1]))
             self.det[:2] = 1.0  # each detector starts at its normal level
         else:
-            now -= self.det
-            now *= self.alphas
-            self.det += now
+            # the residual in the fit's own residual size, its change in the learned one
+            ref = rd[0] if z_ref is None else z_ref
+            kernels.detect(rd, self.z_scale, ref, z_ref is not None, self.det, self._alpha)
 
     def _judge(self) -> tuple[np.ndarray, np.ndarray]:
         """-> (per detector: max over signals of the standardised statistic, per detector and signal)."""
         assert self.det is not None and self.det_mean is not None and self.det_var is not None
         # fast and rough are energies (heavy-tailed, positive): their ratio to the normal level; slow is a
         # signed mean: its distance from normal in its own normal spread, either way (drifts go up or down)
-        u = np.empty_like(self.det)
-        np.divide(self.det[:2], np.maximum(self.det_mean[:2], _VAR_FLOOR), out=u[:2])
         if self.ref_dm is not None and self.ref_dv is not None:
             # against the normal level as it was at the reference: a drift creeping in under the threshold widens
             # the live spread (winsorised at 3 sigma, it can grow by e every ~1/(8 b) frames) and would hide itself
             dm, dv = self.ref_dm, self.ref_dv
         else:
             dm, dv = self.det_mean[2], self.det_var[2]
-        np.divide(np.abs(self.det[2] - dm), np.sqrt(np.maximum(dv, _VAR_FLOOR)), out=u[2])
-        return u.max(axis=1), u
+        u = np.empty_like(self.det)
+        top = np.empty(3)
+        kernels.judge(self.det, self.det_mean, dm, dv, _VAR_FLOOR, u, top)
+        return top, u
 
     def _stuck(self, x: np.ndarray, prev: np.ndarray | None, learning: bool) -> np.ndarray:
         assert self.run_len is not None and self.max_run is not None
-        if prev is None:
-            self.run_len = np.zeros_like(self.run_len)
-        else:
-            self.run_len += 1
-            self.run_len *= x == prev
-        if learning:  # warm-up only: later, a long run is exactly what we look for
-            np.maximum(self.max_run, self.run_len, out=self.max_run)
-        if learning or self._stuck_limit is None:
-            # a tag that repeats normally (quantised, idle) needs a much longer run to count as stuck
-            self._stuck_limit = np.maximum(self.cfg.stuck_frames, 3 * self.max_run)
-        stuck = self.run_len >= self._stuck_limit
-        if self.active is not None:
-            stuck &= self.active  # a tag left out for having no spread is constant by nature, not stuck
+        set_limit = learning or self._stuck_limit is None
+        if self._stuck_limit is None:
+            self._stuck_limit = np.empty_like(self.max_run)
+        # a tag left out for having no spread is constant by nature, not stuck
+        active = self.active if self.active is not None else np.ones(len(x), dtype=bool)
+        stuck = np.empty(len(x), dtype=bool)
+        # the longest run is learned in warm-up only: later, a long run is exactly what we look for; a tag that
+        # repeats normally (quantised, idle) needs a much longer run to count as stuck
+        kernels.stuck(
+            x,
+            x if prev is None else prev,
+            self.run_len,
+            self.max_run,
+            self._stuck_limit,
+            active,
+            prev is not None,
+            learning,
+            set_limit,
+            float(self.cfg.stuck_frames),
+            stuck,
+        )
         return stuck
 
     def update(self, frame: Frame, running: bool = True) -> Record | None:
@@ -484,13 +476,18 @@ class MultivariateModel:
             self.settle = _settle_frames(self.cfg)
         # slow first-order filters of every signal join the features: lagging relations (a bearing
         # temperature following the power over minutes) become linear ones a regression can hold
-        if self.filt is None:
-            self.filt = np.tile(x, len(_TAUS))
+        # squares make curved relations (pressure ~ flow², power ~ speed³) closer to linear ones: y = [x, filt, x²]
+        dy: np.ndarray | None = None
+        if self.filt is None or self.mean is None:
+            if self.filt is None:
+                self.filt = np.tile(x, len(_TAUS))
+            else:
+                blocks = self.filt.reshape(len(_TAUS), p)  # a view: one row per time constant
+                blocks += (x - blocks) * _GAINS[:, None]
+            y = np.concatenate([x, self.filt, x * x])
         else:
-            blocks = self.filt.reshape(len(_TAUS), p)  # a view: one row per time constant
-            blocks += (x - blocks) * _GAINS[:, None]
-        # squares make curved relations (pressure ~ flow², power ~ speed³) closer to linear ones
-        y = np.concatenate([x, self.filt, x * x])
+            y, dy = np.empty(len(self.mean)), np.empty(len(self.mean))
+            kernels.features(x, self.filt, _GAINS, self.mean, y, dy)
         if self.mean is None:
             self.mean, self.cov = y.copy(), np.zeros((len(y), len(y)))
             self.run_len, self.max_run, self.contrib = np.zeros(p), np.zeros(p), np.zeros(p)
@@ -508,7 +505,8 @@ class MultivariateModel:
                 f"; left out: {self.left_out()}" if self.left_out() else "",
             )
         stuck = self._stuck(x, prev, learning=warming)
-        dy = y - self.mean
+        if dy is None:
+            dy = y - self.mean
         if self.n < w // 2:
             # first half of warm-up: the mean, covariance and regression only
             self._learn_cov(dy)
@@ -536,7 +534,7 @@ class MultivariateModel:
             self._learn_detectors()
             if self.n >= w * 3 // 4:
                 top, _ = self._judge()
-                self.quantiles.update(top.tolist())
+                self.quantiles.update(top)
             self._learn_cov(dy)
             return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
         self._detect(rd, z_ref)
@@ -544,15 +542,14 @@ class MultivariateModel:
         qs = np.maximum(self.quantiles.get(), _VAR_FLOOR)  # a new array: capping it leaves the histogram alone
         if z_ref is not None:
             qs[2] = min(qs[2], _SLOW_Q_CAP)
-        ratios = top / qs
-        raw = float(ratios.max())
+        weights = np.empty(len(x))
+        raw = kernels.ratios(top, u, qs, _SCORE_CAP, weights)
         if not raw <= _SCORE_CAP:
             if raw != raw:  # NaN: a numeric state this guard's callers never expected; start over, do not stop
                 log.error("asset %s: the anomaly model's state turned non-finite; it warms up again", self.asset)
                 self._rebaseline()
                 return score_record(self.asset, t, self.name, 0.0, 0.0, False, True, {})
             raw = _SCORE_CAP
-        weights = np.minimum((u / qs[:, None]).max(axis=0), _SCORE_CAP)
         base = self.cfg.threshold_margin
         margin = base * self._young_factor()
         any_stuck = bool(stuck.any())
@@ -580,7 +577,7 @@ class MultivariateModel:
             # margin: what a young threshold lets pass is not normal enough to teach it)
             self._learn_residual(rd)
             self._learn_detectors()
-            self.quantiles.update(top.tolist())
+            self.quantiles.update(top)
             self._learn_cov(dy)
         elif not any_stuck and not self.trained:
             # in alarm the relations still learn: an operating point the warm-up never saw must not keep a
