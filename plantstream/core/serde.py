@@ -22,6 +22,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 import schemas
 from plantstream.core import logs
 from plantstream.core.errors import CoreError
+from plantstream.core.flat_codec import FlatEncodeError, flat_writer
 from plantstream.core.frame_codec import ColumnarDecoder, ColumnarEncoder, FrameColumns
 
 log = logs.get(__name__)
@@ -57,7 +58,8 @@ class Codec:
     """Encoder/decoder for one topic's value schema, bound to its registered id.
 
     ReadingFrames whose values are all floats are encoded from columns (plantstream/core/frame_codec.py):
-    the same bytes as fastavro's, several times faster; any other record goes through fastavro."""
+    the same bytes as fastavro's, several times faster; flat records (the worker's outputs) are written by
+    plantstream/core/flat_codec.py, the same bytes again; any other record goes through fastavro."""
 
     def __init__(self, name: str, schema_id: int) -> None:
         self.name = name
@@ -65,12 +67,18 @@ class Codec:
         self.parsed = parse_internal(schemas.schema_json(name))
         self._header = HEADER.pack(MAGIC, schema_id)
         self._columnar = ColumnarEncoder() if name == schemas.READING_FRAME else None
+        self._flat = flat_writer(self.parsed) if self._columnar is None else None
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         if self._columnar is not None:
             body = self._columnar.encode_frame(record)
             if body is not None:
                 return self._header + body
+        elif self._flat is not None:
+            try:
+                return self._header + self._flat(record)
+            except FlatEncodeError:
+                pass  # fastavro writes it, or says what is wrong with it
         buf = io.BytesIO()
         buf.write(self._header)
         fastavro.schemaless_writer(buf, self.parsed, record)
