@@ -22,16 +22,18 @@ log = logs.get(__name__)
 LEVEL = "consumer_lag_records"
 
 
-def partition_lag(high: int, position: int, committed: int) -> int | None:
+def partition_lag(high: int, position: int, committed: int, low: int = 0) -> int | None:
     """Records behind on one partition; None when the high watermark is not known yet.
 
     Before the first fetch the position is unset (negative): the consumer then starts at the committed
-    offset, or, without one, at the start of the log (the sinks read from the earliest offset).
+    offset, or, without one, at the start of the log (the sinks read from the earliest offset). The
+    start of the log is the low watermark: retention may have deleted what lay before it, and a
+    committed offset below it resumes there too (auto.offset.reset=earliest).
     """
     if high < 0:
         return None
-    start = position if position >= 0 else committed if committed >= 0 else 0
-    return max(0, high - start)
+    start = position if position >= 0 else committed if committed >= 0 else low
+    return max(0, high - max(start, low))
 
 
 def lag_by_topic(rows: Iterable[tuple[str, int | None]], topics: Iterable[str]) -> dict[str, int]:
@@ -54,8 +56,8 @@ def committed_lag(settings: Settings, group: str, logical: str) -> int:
     try:
         parts = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
         done = c.committed(parts, timeout=10)
-        ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
-        return sum(partition_lag(end, -1, tp.offset) or 0 for tp, end in zip(done, ends, strict=True))
+        marks = [c.get_watermark_offsets(tp, timeout=10) for tp in parts]
+        return sum(partition_lag(high, -1, tp.offset, low) or 0 for tp, (low, high) in zip(done, marks, strict=True))
     finally:
         c.close()
 

@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from plantstream.core import kafka_clients, runstats, topics
+from plantstream.core import consumer_lag, kafka_clients, runstats, topics
 from plantstream.core.config import Settings
 
 STALE_AFTER_S = 15.0  # a component's run file not rewritten for this long: it hangs (they flush every 1-2 s)
@@ -196,9 +196,12 @@ class Sampler:
                 if tp.topic in ends and tp.offset >= 0:
                     done.setdefault(tp.topic, {})[tp.partition] = tp.offset
             # a partition of a topic the group reads but has never committed counts whole: the group
-            # starts there from the earliest record (auto.offset.reset), as consumer_lag.committed_lag says
+            # starts there from the earliest record (auto.offset.reset): consumer_lag.partition_lag
             lag[g] = {
-                t: sum(max(0, end - by_partition.get(p, lows[t].get(p, 0))) for p, end in ends[t].items())
+                t: sum(
+                    consumer_lag.partition_lag(end, -1, by_partition.get(p, -1), lows[t].get(p, 0)) or 0
+                    for p, end in ends[t].items()
+                )
                 for t, by_partition in done.items()
             }
         runs = runstats.read_all(s.pipeline.state_dir)

@@ -45,7 +45,7 @@ from processors.worker.stages import (
     Oee,
 )
 from processors.worker.state import AssetStates, TableStore
-from processors.worker.timers import InputOffsets, SilenceClock
+from processors.worker.timers import EndOffsets, InputOffsets, SilenceClock
 from processors.worker.watchdog import Watchdog, describe
 
 log = logs.get(__name__)
@@ -180,6 +180,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
     figures = AlarmFigures(states, stats)
     offsets = InputOffsets(stats)
     silence = SilenceClock(idle_after_us, processor.last_seen, offsets)
+    end_offsets = EndOffsets(admin)
 
     def owned() -> list[Any]:
         return [tp for tp in app.consumer.assignment() if tp.topic == readings_topic]
@@ -230,7 +231,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         # asset's stages may advance on silence.
         mine = owned()
         if w.idle_close:
-            await silence.refresh(mine, lambda tps: app.consumer.highwaters(*tps), app.consumer.position)
+            await silence.refresh(mine, end_offsets, app.consumer.position)
         now = time.time_ns() // 1000
         changed = processor.advance({tp.partition for tp in mine}, silence.idle_us, now)
         for asset, record in twin.unseen({tp.partition for tp in mine}, partitions, windows_table.data, now):
@@ -250,7 +251,7 @@ def create_app(settings: Settings, stats: RunStats | None = None, instance: int 
         now = time.monotonic()
         mine = owned()
         try:
-            ends = await asyncio.wait_for(app.consumer.highwaters(*mine), WATCH_EVERY_S) if mine else {}
+            ends = await asyncio.wait_for(end_offsets(mine), WATCH_EVERY_S) if mine else {}
             work: dict[str, tuple[int, int]] = {}
             for tp in mine:
                 end = ends.get(tp)

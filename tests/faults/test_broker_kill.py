@@ -35,6 +35,11 @@ def acked(state_dir: str) -> int:
     return int(runstats.read_all(state_dir).get("producer-modbus", {}).get("counts", {}).get("frames_acked", 0))
 
 
+def log_tail(settings: Settings, component: str, chars: int = 3000) -> str:
+    path = Path(settings.pipeline.state_dir) / "logs" / f"{component}.log"
+    return path.read_text(errors="replace")[-chars:] if path.exists() else f"({path} missing)"
+
+
 def test_broker_sigkill_loses_no_acked_frame(stack: Stack, tmp_path: Path, clean_env: None) -> None:
     s = stack.launcher_settings
     if s is None:
@@ -95,6 +100,10 @@ def test_broker_sigkill_loses_no_acked_frame(stack: Stack, tmp_path: Path, clean
     report.assert_ok()
     assert summary["frames_failed"] == 0
     assert report.acked >= summary["frames_acked"] > 0  # the producer's own count agrees with the topic
-    assert report.kpi is not None and report.kpi.got > 0, "no KPI window was stored to compare"
+    assert report.kpi is not None and report.kpi.got > 0, (
+        "no KPI window was stored to compare; "
+        f"processor counts {runstats.read_all(settings.pipeline.state_dir).get('processor', {}).get('counts')}; "
+        f"processor log: {log_tail(settings, 'processor')}; sink log: {log_tail(settings, 'sink-storage')}"
+    )
     for device, n, lo, hi in per_device:
         assert (lo, hi) == (0, n - 1), f"{device}: a gap in the stored sequence numbers"

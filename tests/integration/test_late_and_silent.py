@@ -155,7 +155,10 @@ async def test_a_producer_cut_off_from_kafka_then_back_with_its_buffer(stack: St
     assert closed_in_silence > 0, "the worker must have closed windows while the producer was cut off"
     assert held >= STALL_S / 0.5 * 3, "the frames of the cut must have waited in the store-and-forward buffer"
     kpi_rows, oee_rows = rows(direct, "kpi_windows"), rows(direct, "oee_windows")
-    assert any(r["revision"] > 0 for r in kpi_rows) and any(r["revision"] > 0 for r in oee_rows), "no correction"
+    assert any(r["revision"] > 0 for r in kpi_rows) and any(r["revision"] > 0 for r in oee_rows), (
+        f"no correction: processor counts {runstats.read_all(direct.pipeline.state_dir).get('processor', {})}; "
+        f"worker log: {(tmp_path / 'worker.log').read_text(errors='replace')[-3000:]}"
+    )
     # the windows of the cut: the buffer's frames filled them, no gap left
     during = [r for r in oee_rows if not r["shift"] and cut_from <= r["window_start"] and r["window_end"] <= cut_to]
     assert len(during) >= 3 * 3 and all(r["data_coverage"] == pytest.approx(1.0) for r in during), during

@@ -42,11 +42,13 @@ from confluent_kafka.serialization import StringDeserializer
 import schemas
 from plantstream.core import kafka_clients, runstats, topics
 from plantstream.core.config import Settings
+from plantstream.core.metrics import metrics_port
 from plantstream.core.records import alarm_command, reading_frame, sample
 from sinks.dashboard import users
 from sinks.stores.registry import sqlite_path
 from tests.conftest import Stack, free_port, plant_raw, write_config
 from tests.helpers import consume_until, decoder, prepare_topics, produce, stop, wait_for
+from tests.integration.test_sink_metrics import scrape, type_of, value
 from tests.servers import HttpReceiver
 from tests.system import require
 
@@ -177,7 +179,7 @@ def plant(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
         alerts=RULES,
         alerting={"channels": [{"kind": "webhook", "name": "ops", "url": hooks.url("ops")}]},
         alarms={"command_timeout_s": 20},
-        metrics={"enabled": False},
+        metrics={"base_port": free_port()},  # the workers' /metrics: the ISA-18.2 alarm figures
     )  # fmt: skip
     settings = Settings(**raw)
     config = write_config(tmp, raw)
@@ -505,6 +507,14 @@ def test_alarm_lifecycle_commands_refusals_and_annunciation(plant: Plant) -> Non
         for k, v in runs[name]["counts"].items():
             counts[k] = counts.get(k, 0) + v
     assert counts["alarms_per_10min"] >= 2 and counts["commands_rejected"] >= 1 and counts["commands_applied"] >= 2
+    # and on each worker's /metrics, as Prometheus scrapes them
+    bodies = [scrape(port) for port in (metrics_port(s, "processor"), metrics_port(s, "processor-2")) if port]
+    assert len(bodies) == 2 and all(bodies), "both workers serve /metrics"
+    assert all(type_of(b, "plantstream_alarms_per_10min") == "gauge" for b in bodies)
+    assert sum(value(b, "plantstream_alarms_per_10min") or 0 for b in bodies) >= 2
+    assert sum(value(b, "plantstream_alarms_standing") or 0 for b in bodies) >= 1
+    activations = [value(b, "plantstream_alarm_activations_24h", alarm=f"{PRESS}/press-oil-hot") for b in bodies]
+    assert sum(a or 0 for a in activations) >= 1, activations
 
 
 def test_browser_operator_acknowledges_and_shelves_and_kafka_says_so(plant: Plant) -> None:

@@ -48,12 +48,6 @@ ASSETS = (
 )
 
 
-@pytest.mark.xfail(
-    reason="known defect (docs/worker.md, 'Known defect'): an asset whose data ends in an unplanned stop still "
-    "being timed (packer1, 10 s micro-stop threshold) sometimes gets its last 3 OEE windows from the idle "
-    "fallback in a replay but never in the live run; processors.oee alone closes them either way",
-    strict=False,
-)
 def test_replay_into_fresh_group_equals_live_run(stack: Stack, tmp_path: Path, clean_env: None) -> None:
     raw = plant_raw(
         tmp_path,
