@@ -239,3 +239,30 @@ def ratios(  # pragma: no cover - compiled
             m = _maximum(m, u[r, i] / qs[r])
         weights[i] = _minimum(m, cap)
     return raw
+
+
+_warmed = False
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) every kernel for the types the model passes, once per process: a
+    model's first frames then cost what the others do (compiling lazily took about 1 s on one frame, 3 s in all,
+    with an empty cache)."""
+    global _warmed
+    if _warmed:
+        return
+    p, m = 2, 8
+    v, mat, rd = np.ones(p), np.ones((m, m)), np.ones((2, p))
+    det, flags = np.ones((3, p)), np.ones(p, dtype=bool)
+    quantiles_update(
+        np.ones((3, BINS)), np.zeros(3, dtype=np.int64), np.ones(3), np.ones(3), np.ones(3), 0.5, 0.5, 0.9, np.ones(3)
+    )
+    learn_cov(np.ones(m), mat, np.ones(m), 0.5)
+    features(v, np.ones(2 * p), np.ones(2), np.ones(m), np.ones(m), np.ones(m))
+    stuck(v, v, np.zeros(p), np.zeros(p), np.ones(p), flags, True, True, True, 3.0, flags.copy())
+    learn_residual(rd[1], np.ones(p), 0.5, True, 9.0, 1e-12, rd[0].copy())
+    learn_detectors(det, np.ones((3, p)), np.ones((3, p)), 0.5, True, 9.0)
+    detect(rd, np.ones((2, p)), rd[0], False, det, np.ones(3))
+    judge(det, det.copy(), det[2], det[2], 1e-12, np.empty((3, p)), np.empty(3))
+    ratios(np.ones(3), det, np.ones(3), 1e9, np.empty(p))
+    _warmed = True

@@ -1026,6 +1026,7 @@ class AnomalyStage:
     """One model per asset, created on first use from the asset's config; the worker's whole API."""
 
     def __init__(self, settings: Settings | None = None, overrides: dict[str, AnomalySettings] | None = None) -> None:
+        kernels.warm()  # at start-up, not on some asset's first frames
         self.settings = settings
         self.overrides = dict(overrides or {})
         self.models: dict[str, AnyModel | None] = {}
