@@ -328,8 +328,10 @@ class Orchestrator:
         result["exit_code"] = exit_code
         return result
 
-    def drain(self, timeout: float) -> None:
-        """Wait until the processor and the sink have consumed and committed every acknowledged frame."""
+    def drain(self, timeout: float, settings: Settings | None = None) -> bool:
+        """Wait until the processor and the sink have consumed and committed every acknowledged frame;
+        True if they did. `settings`: those the stages run with, when not the orchestrator's (a bench's
+        own topics and groups)."""
         t0 = time.monotonic()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
@@ -338,20 +340,25 @@ class Orchestrator:
             processed = c.get("processor.frames_in", 0) + c.get("processor.frames_skipped_redelivered", 0)
             # the counts are the cheap first test; after a restart they include frames seen twice, so the
             # word is the groups' committed offsets
-            if c.get("sink-storage.frames_stored", 0) >= acked and processed >= acked and self._committed_all():
+            if (
+                c.get("sink-storage.frames_stored", 0) >= acked
+                and processed >= acked
+                and self._committed_all(settings or self.settings)
+            ):
                 say(f"drain: everything processed and stored in {time.monotonic() - t0:.1f}s")
-                return
+                return True
             time.sleep(0.3)
         say("drain: timed out; the processor or sink is behind (they resume from committed offsets next run)")
+        return False
 
-    def _committed_all(self) -> bool:
+    def _committed_all(self, settings: Settings) -> bool:
         """The processor committed every reading (so its outputs are confirmed), then the storage sink committed
         every reading and every output: all of it is stored."""
-        group = self.settings.pipeline.group_id
+        group = settings.pipeline.group_id
         sink_topics = (topics.READINGS, topics.KPI, topics.OEE, topics.ANOMALIES, topics.ALERTS)
         try:
             return all(
-                consumer_lag.committed_lag(self.settings, f"{group}-{stage}", topic) == 0
+                consumer_lag.committed_lag(settings, f"{group}-{stage}", topic) == 0
                 for stage, topic in [("processor", topics.READINGS), *(("sink-storage", t) for t in sink_topics)]
             )
         except KafkaException:  # broker busy or away for a moment: ask again

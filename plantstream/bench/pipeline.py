@@ -132,6 +132,7 @@ def run_pipeline_bench(
                 "rss_mb": {n: round(proc_usage(p)[1] / 2**20, 1) for n, p in pids.items()},
             }
             point["lag_samples"] = point["produced_samples"] - point["stored_samples"]
+            point["processor_lag_samples"] = point["produced_samples"] - point["processed_samples"]
             series.append(point)
             if mark is None and point["t"] >= warmup_s:
                 mark = {**point, "cpu": {n: proc_usage(p)[0] for n, p in pids.items()}}
@@ -151,7 +152,10 @@ def run_pipeline_bench(
     def rate(key: str) -> float:
         return round((end[key] - start[key]) / span, 1) if span > 0 else 0.0
 
-    orch.drain(timeout=60)
+    # the bench's own topics and groups: the orchestrator's settings name the plant's
+    drain_t0 = time.monotonic()
+    drained = orch.drain(timeout=180, settings=bench_settings)
+    drain_s = round(time.monotonic() - drain_t0, 1)
     snaps = runstats.read_all(run_dir)
     latency = snaps.get("sink-storage", {}).get("quantiles", {}).get("e2e_latency_ms", {})
     processor.stop(30)
@@ -185,11 +189,18 @@ def run_pipeline_bench(
             "stored": rate("stored_samples"),
         },
         "e2e_latency_ms_scan_to_stored": latency,
+        # produced - stored (the storage sink's lag) and produced - processed (the worker's)
         "lag_samples": {
             "max": max(p["lag_samples"] for p in series),
             "end": end["lag_samples"],
             "series": [(p["t"], p["lag_samples"]) for p in series],
         },
+        "processor_lag_samples": {
+            "max": max(p["processor_lag_samples"] for p in series),
+            "end": end["processor_lag_samples"],
+            "series": [(p["t"], p["processor_lag_samples"]) for p in series],
+        },
+        "drain": {"complete": drained, "seconds": drain_s},
         "cpu_percent": {
             n: round(100 * (cpu_end[n] - start_cpu.get(n, 0.0)) / span, 1) if span > 0 else 0.0 for n in pids
         },
@@ -210,7 +221,10 @@ def render(result: dict[str, Any]) -> str:
         f"stored {r['stored']:,.0f}",
         f"latency scan->stored ms  p50 {lat.get('p50', 0):,.0f}  p95 {lat.get('p95', 0):,.0f}  "
         f"p99 {lat.get('p99', 0):,.0f}",
-        f"lag samples  max {result['lag_samples']['max']:,}  end {result['lag_samples']['end']:,}",
+        f"lag samples  storage sink: max {result['lag_samples']['max']:,}  end {result['lag_samples']['end']:,}"
+        f"  worker: max {result['processor_lag_samples']['max']:,}  end {result['processor_lag_samples']['end']:,}",
+        f"drain after the load: {'complete' if result['drain']['complete'] else 'NOT complete'} "
+        f"in {result['drain']['seconds']:.1f} s",
         "cpu %  " + "  ".join(f"{n} {v}" for n, v in result["cpu_percent"].items()),
         "rss MB " + "  ".join(f"{n} {v}" for n, v in result["rss_mb_max"].items()),
     ]
