@@ -8,7 +8,9 @@ state folder. PLANTSTREAM_TEST_STACK=local|docker forces the choice.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator
@@ -30,6 +32,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_metrics_base() -> int:
+    """A `metrics.base_port` whose every component port (base + offset + 10 per instance) is free now.
+
+    Below the kernel's ephemeral range (32768-60999): a base from `free_port()` lies inside it, where
+    the tests' own client connections take the ports next to it (two workers once found theirs taken)."""
+    from plantstream.core.metrics import INSTANCE_PORT_STEP, PORT_OFFSETS
+
+    wanted = [o + i * INSTANCE_PORT_STEP for o in PORT_OFFSETS.values() for i in range(3)]
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000)
+        try:
+            with contextlib.ExitStack() as held:
+                for offset in wanted:
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of metrics ports below 32000")
 
 
 @dataclass

@@ -22,7 +22,7 @@ import pytest
 from plantstream.core import runstats
 from plantstream.core.config import Settings
 from plantstream.stack import kafka
-from tests.conftest import Stack, free_port, plant_raw, write_config
+from tests.conftest import Stack, free_metrics_base, free_port, plant_raw, write_config
 from tests.helpers import prepare_topics, spawn_cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_broker_gone_components_log_little_and_stop_on_sigterm(stack: Stack, tmp
         stack,
         windows={"kpi_window_s": 5, "grace_s": 1},
         shutdown_timeout_s=SHUTDOWN_S,
-        metrics={"base_port": free_port()},
+        metrics={"base_port": free_metrics_base()},
         dashboard={"port": free_port()},
     )
     port = free_port()

@@ -46,7 +46,7 @@ from plantstream.core.metrics import metrics_port
 from plantstream.core.records import alarm_command, reading_frame, sample
 from sinks.dashboard import users
 from sinks.stores.registry import sqlite_path
-from tests.conftest import Stack, free_port, plant_raw, write_config
+from tests.conftest import Stack, free_metrics_base, free_port, plant_raw, write_config
 from tests.helpers import consume_until, decoder, prepare_topics, produce, stop, wait_for
 from tests.integration.test_sink_metrics import scrape, type_of, value
 from tests.servers import HttpReceiver
@@ -179,7 +179,7 @@ def plant(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pl
         alerts=RULES,
         alerting={"channels": [{"kind": "webhook", "name": "ops", "url": hooks.url("ops")}]},
         alarms={"command_timeout_s": 20},
-        metrics={"base_port": free_port()},  # the workers' /metrics: the ISA-18.2 alarm figures
+        metrics={"base_port": free_metrics_base()},  # the workers' /metrics: the ISA-18.2 alarm figures
     )  # fmt: skip
     settings = Settings(**raw)
     config = write_config(tmp, raw)

@@ -23,7 +23,7 @@ from plantstream import status
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
 from sinks.stores.registry import sqlite_path
-from tests.conftest import Stack, free_port, plant_raw, write_config
+from tests.conftest import Stack, free_metrics_base, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 from tests.integration.test_alert_delivery import alert, produce_alerts
 from tests.integration.test_storage_sink import KEEP, count, frames
@@ -65,7 +65,7 @@ def committed_total(settings: Settings, group: str, topic: str) -> int:
 def test_storage_sink_lag_and_latency_metrics_and_a_locked_sqlite_file(
     stack: Stack, tmp_path: Path, clean_env: None
 ) -> None:
-    base = free_port()
+    base = free_metrics_base()
     raw = plant_raw(tmp_path, stack, storage={"batch_size": 50, "retention": KEEP}, metrics={"base_port": base})
     settings = Settings(**raw)
     config = write_config(tmp_path, raw)
@@ -137,7 +137,7 @@ def test_alert_sink_metrics_lag_and_delivery_failures(stack: Stack, tmp_path: Pa
     http = HttpReceiver()
     http.plan["flaky"] = [500, 500]  # two failed tries, then accepted
     http.plan["down"] = [500] * 10  # given up after max_attempts
-    base = free_port()
+    base = free_metrics_base()
     channels: list[dict[str, Any]] = [
         {"kind": "webhook", "name": "flaky", "url": http.url("flaky"), "timeout_s": 2},
         {"kind": "webhook", "name": "down", "url": http.url("down"), "timeout_s": 2},

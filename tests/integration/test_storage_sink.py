@@ -14,7 +14,7 @@ import schemas
 from plantstream.core import kafka_clients, topics
 from plantstream.core.config import Settings
 from sinks.stores.registry import sqlite_path
-from tests.conftest import Stack, free_port, plant_raw, write_config
+from tests.conftest import Stack, free_metrics_base, plant_raw, write_config
 from tests.helpers import frame_codec, prepare_topics, produce, spawn_cli, stop, wait_for
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def count(db: Path, sql: str) -> int:
 
 
 def test_sink_stores_each_record_once_across_kill(stack: Stack, tmp_path: Path, clean_env: None) -> None:
-    metrics_base = free_port()
+    metrics_base = free_metrics_base()
     raw = plant_raw(tmp_path, stack, storage={"batch_size": 50, "retention": KEEP}, metrics={"base_port": metrics_base})
     settings = Settings(**raw)
     config = write_config(tmp_path, raw)
