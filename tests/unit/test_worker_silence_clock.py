@@ -55,11 +55,15 @@ def tick(c: SilenceClock, broker: Broker, t: float) -> None:
     asyncio.run(c.refresh(OWNED, broker.ends, no_position, now=t))
 
 
+def ticks(c: SilenceClock, broker: Broker, seconds: range) -> None:
+    for t in seconds:
+        tick(c, broker, float(t))
+
+
 def test_silence_grows_while_the_partition_is_read_to_the_end() -> None:
     broker = Broker(10)
     c, s = clock(broker), state()
-    for t in range(0, 7):
-        tick(c, broker, float(t))
+    ticks(c, broker, range(0, 7))
     assert c.idle_us("a", s) == 6 * US
     broker.end = 11  # a frame not yet read: not silent
     tick(c, broker, 7.0)
@@ -69,8 +73,7 @@ def test_silence_grows_while_the_partition_is_read_to_the_end() -> None:
 def test_one_slow_answer_pauses_the_silence_but_does_not_restart_it() -> None:
     broker = Broker(10)
     c, s = clock(broker), state()
-    for t in range(0, 5):
-        tick(c, broker, float(t))
+    ticks(c, broker, range(0, 5))
     broker.up = False
     tick(c, broker, 5.0)
     assert c.idle_us("a", s) is None  # not known this tick
@@ -82,8 +85,7 @@ def test_one_slow_answer_pauses_the_silence_but_does_not_restart_it() -> None:
 def test_an_outage_restarts_the_silence_from_the_next_answer() -> None:
     broker = Broker(10)
     c, s = clock(broker), state()
-    for t in range(0, 4):
-        tick(c, broker, float(t))
+    ticks(c, broker, range(0, 4))
     broker.up = False
     for t in range(4, 12):
         tick(c, broker, float(t))
